@@ -1,0 +1,133 @@
+"""Typed inventory: what the user asked for, after validation. Defaults follow seed 004."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALIYUN_DOCKER_CE = "https://mirrors.aliyun.com/docker-ce/linux/centos"
+ALIYUN_KUBERNETES = "https://mirrors.aliyun.com/kubernetes/yum"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str = "k8s"
+    kubernetes_version: str = "1.20.10"
+    image_repository: str = "registry.aliyuncs.com/google_containers"
+    pod_network_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
+    proxy_mode: str = "ipvs"
+    control_plane_endpoint: str | None = None
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        major, minor, patch = self.kubernetes_version.split(".")
+        return int(major), int(minor), int(patch)
+
+
+@dataclass(frozen=True)
+class SSH:
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = "~/.ssh/id_ed25519"
+    known_hosts: str = "~/.ssh/known_hosts"
+    host_key_policy: str = "strict"
+    connect_timeout: float = 10
+    parallel: int = 20
+    sudo_password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class NodePrep:
+    ntp_servers: tuple[str, ...] = ()
+    selinux: str = "disabled"
+    firewall: str = "disable"
+
+
+@dataclass(frozen=True)
+class Docker:
+    version: str = "19.03.15"
+    containerd_version: str | None = None
+    cgroup_driver: str = "systemd"
+    registry_mirrors: tuple[str, ...] = ("https://registry.aliyuncs.com",)
+
+
+@dataclass(frozen=True)
+class Repo:
+    """One yum repository the toolkit writes (a .repo section)."""
+
+    baseurl: str
+    gpgcheck: bool = True
+    repo_gpgcheck: bool = False
+    gpgkey: tuple[str, ...] = ()
+    name: str | None = None
+
+
+DEFAULT_DOCKER_CE = Repo(
+    baseurl=f"{ALIYUN_DOCKER_CE}/$releasever/$basearch/stable",
+    gpgcheck=True,
+    gpgkey=(f"{ALIYUN_DOCKER_CE}/gpg",),
+)
+DEFAULT_KUBERNETES = Repo(
+    baseurl=f"{ALIYUN_KUBERNETES}/repos/kubernetes-el7-x86_64/",
+    gpgcheck=True,
+    repo_gpgcheck=True,
+    gpgkey=(f"{ALIYUN_KUBERNETES}/doc/yum-key.gpg", f"{ALIYUN_KUBERNETES}/doc/rpm-package-key.gpg"),
+)
+
+
+@dataclass(frozen=True)
+class Repos:
+    base: Repo | None = None
+    docker_ce: Repo = DEFAULT_DOCKER_CE
+    kubernetes: Repo = DEFAULT_KUBERNETES
+
+
+@dataclass(frozen=True)
+class Network:
+    plugin: str = "flannel"
+    flannel_version: str = "v0.14.0"
+    flannel_registry: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    role: str
+    internal_address: str
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == "master"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    nodes: tuple[Node, ...]
+    cluster: Cluster = field(default_factory=Cluster)
+    ssh: SSH = field(default_factory=SSH)
+    node_prep: NodePrep = field(default_factory=NodePrep)
+    docker: Docker = field(default_factory=Docker)
+    repos: Repos = field(default_factory=Repos)
+    network: Network = field(default_factory=Network)
+
+    @property
+    def master(self) -> Node:
+        return next(n for n in self.nodes if n.is_master)
+
+    @property
+    def workers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if not n.is_master)
+
+    @property
+    def control_plane_endpoint(self) -> str:
+        """host:port of the API server; the master's internal address by default."""
+        ep = self.cluster.control_plane_endpoint or self.master.internal_address
+        return ep if ":" in ep else f"{ep}:6443"
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)

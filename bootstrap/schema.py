@@ -1,0 +1,480 @@
+"""Validate parsed inventory data into typed objects, collecting every problem with its line."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import InventoryError
+from .models import (
+    SSH,
+    Cluster,
+    Docker,
+    Inventory,
+    Network,
+    Node,
+    NodePrep,
+    Repo,
+    Repos,
+)
+
+_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+_PKG_VERSION = re.compile(r"^\d+(\.\d+){1,3}([.~+-][A-Za-z0-9.~+]+)?$")
+_FLANNEL_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+_URL = re.compile(r"^(https?|file)://[^\s]+$")
+_IMAGE_REPO = re.compile(r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$")
+
+# kubeadm with the docker runtime: v1beta2 configs exist from 1.15; dockershim is gone in 1.24.
+MIN_K8S, MAX_K8S = (1, 15), (1, 23)
+
+Problems = list[tuple[tuple, str]]
+
+
+class _Ctx:
+    """Where problems are collected while one inventory is validated."""
+
+    def __init__(self) -> None:
+        self.problems: Problems = []
+
+    def add(self, path: tuple, message: str) -> None:
+        self.problems.append((path, message))
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _show(value: Any) -> str:
+    text = getattr(value, "text", None)
+    return repr(text if text is not None else value)
+
+
+# ---- field checkers: each returns the normalised value or raises ValueError(message) ----
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("must be a string")
+    return str(getattr(value, "text", value))
+
+
+def _enum(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), choices, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"must be one of {', '.join(choices)}{extra}")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"must be a whole number from {lo} to {hi}")
+        return value
+
+    return check
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("must be a number of seconds greater than 0")
+    return float(value)
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def opt(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return opt
+
+
+def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], tuple]:
+    def lst(value: Any) -> tuple:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError("must be a list")
+        out = []
+        for item in value:
+            try:
+                out.append(check(item))
+            except ValueError as exc:
+                raise ValueError(f"item {_show(item)} {exc}") from None
+        return tuple(out)
+
+    return lst
+
+
+def is_hostname(text: str, lowercase: bool = False) -> bool:
+    if not text or len(text) > 253 or text.endswith("."):
+        return False
+    label = _HOST_LABEL if lowercase else _DNS_LABEL
+    return all(label.match(part) for part in text.split("."))
+
+
+def _looks_numeric(text: str) -> bool:
+    return bool(re.fullmatch(r"[\d.]+", text))
+
+
+def _ipv4(value: Any) -> str:
+    text = _str(value)
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise ValueError("is not a valid IPv4 address") from None
+
+
+def _host(value: Any) -> str:
+    """An IPv4 address or a DNS name (what SSH connects to)."""
+    text = _str(value)
+    if _looks_numeric(text):
+        return _ipv4(text)
+    if not is_hostname(text):
+        raise ValueError("is not a valid IPv4 address or DNS name")
+    return text
+
+
+def _node_name(value: Any) -> str:
+    text = _str(value)
+    if not is_hostname(text, lowercase=True) or _looks_numeric(text):
+        raise ValueError(
+            "is not a valid lowercase RFC 1123 hostname "
+            "(letters a-z, digits and '-', dot-separated labels, e.g. 'node1')"
+        )
+    return text
+
+
+def _cidr(value: Any) -> str:
+    text = _str(value)
+    try:
+        return str(ipaddress.IPv4Network(text, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid IPv4 CIDR ({exc})") from None
+
+
+def _endpoint(value: Any) -> str:
+    text = _str(value)
+    host, _, port = text.partition(":")
+    if not (_looks_numeric(host) and _ipv4(host)) and not is_hostname(host):
+        raise ValueError("must be host[:port] with a DNS name or IPv4 address")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError("has a port that is not from 1 to 65535")
+    return text
+
+
+def _k8s_version(value: Any) -> str:
+    text = _str(value)
+    m = _K8S_VERSION.match(text)
+    if not m:
+        raise ValueError("is not a Kubernetes version like 1.20.10 (quote it: YAML reads 1.20 as 1.2)")
+    major, minor = int(m.group(1)), int(m.group(2))
+    if not MIN_K8S <= (major, minor) <= MAX_K8S:
+        raise ValueError(
+            f"is not supported: this toolkit installs Docker as the runtime, which kubeadm "
+            f"supports from {MIN_K8S[0]}.{MIN_K8S[1]} to {MAX_K8S[0]}.{MAX_K8S[1]} "
+            f"(dockershim was removed in 1.24)"
+        )
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
+
+
+def _pkg_version(value: Any) -> str:
+    text = _str(value)
+    if not _PKG_VERSION.match(text):
+        raise ValueError("is not a package version like 19.03.15")
+    return text
+
+
+def _flannel_version(value: Any) -> str:
+    text = _str(value)
+    if not text.startswith("v"):
+        text = "v" + text
+    if not _FLANNEL_VERSION.match(text):
+        raise ValueError("is not a flannel release tag like v0.14.0")
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _str(value)
+    if not _URL.match(text):
+        raise ValueError("is not an http(s):// or file:// URL")
+    return text
+
+
+def _image_repo(value: Any) -> str:
+    text = _str(value)
+    if not _IMAGE_REPO.match(text):
+        raise ValueError("is not an image repository like registry.aliyuncs.com/google_containers")
+    return text
+
+
+def _user(value: Any) -> str:
+    text = _str(value)
+    if not _USER.match(text):
+        raise ValueError("is not a valid login name")
+    return text
+
+
+def _env_name(value: Any) -> str:
+    text = _str(value)
+    if not _ENV_NAME.match(text):
+        raise ValueError("is not an environment variable name (the NAME, not the password)")
+    return text
+
+
+def _path(value: Any) -> str:
+    text = _str(value)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+# ---- sections ----
+
+Spec = dict[str, Callable[[Any], Any]]
+
+CLUSTER: Spec = {
+    "name": lambda v: _dns_label(v),
+    "kubernetes_version": _k8s_version,
+    "image_repository": _image_repo,
+    "pod_network_cidr": _cidr,
+    "service_cidr": _cidr,
+    "proxy_mode": _enum("ipvs", "iptables"),
+    "control_plane_endpoint": _optional(_endpoint),
+}
+SSH_SPEC: Spec = {
+    "user": _user,
+    "port": _int_range(1, 65535),
+    "key_file": _optional(_path),
+    "known_hosts": _path,
+    "host_key_policy": _enum("strict", "accept-new"),
+    "connect_timeout": _positive_number,
+    "parallel": _int_range(1, 1000),
+    "sudo_password_env": _optional(_env_name),
+}
+NODE_PREP: Spec = {
+    "ntp_servers": _list_of(_host),
+    "selinux": _enum("disabled", "permissive"),
+    "firewall": _enum("disable", "keep"),
+}
+DOCKER: Spec = {
+    "version": _pkg_version,
+    "containerd_version": _optional(_pkg_version),
+    "cgroup_driver": _enum("systemd", "cgroupfs"),
+    "registry_mirrors": _list_of(_url),
+}
+REPO: Spec = {
+    "baseurl": _url,
+    "gpgcheck": _bool,
+    "repo_gpgcheck": _bool,
+    "gpgkey": _list_of(_url),
+    "name": _optional(_str),
+}
+NETWORK: Spec = {
+    "plugin": _enum("flannel"),
+    "flannel_version": _flannel_version,
+    "flannel_registry": _optional(_image_repo),
+}
+NODE: Spec = {
+    "name": _node_name,
+    "address": _host,
+    "role": _enum("master", "worker"),
+    "internal_address": _optional(_ipv4),
+}
+TOP = ("cluster", "ssh", "node_prep", "docker", "repos", "network", "nodes")
+REPO_NAMES = ("base", "docker_ce", "kubernetes")
+
+
+def _dns_label(value: Any) -> str:
+    text = _str(value)
+    if not _HOST_LABEL.match(text):
+        raise ValueError("must be a lowercase name of letters, digits and '-' (e.g. 'k8s')")
+    return text
+
+
+def _unknown(ctx: _Ctx, path: tuple, key: str, known: tuple[str, ...] | Spec) -> None:
+    hint = difflib.get_close_matches(key, list(known), n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known keys: {', '.join(known)})"
+    ctx.add(path + (key,), f"unknown key{extra}")
+
+
+def _section(ctx: _Ctx, data: Any, path: tuple, spec: Spec) -> dict[str, Any]:
+    """Check one mapping against its spec; return only the valid, normalised fields."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        ctx.add(path, f"{_show(data)} must be a mapping of keys")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in spec:
+            _unknown(ctx, path, key, spec)
+            continue
+        try:
+            out[key] = spec[key](value)
+        except ValueError as exc:
+            ctx.add(path + (key,), f"{_show(value)} {exc}")
+    return out
+
+
+def _repo(ctx: _Ctx, data: Any, path: tuple, default: Repo | None) -> Repo | None:
+    if data is None:
+        return default
+    fields = _section(ctx, data, path, REPO)
+    if default is not None:
+        merged = {**default.__dict__, **fields}
+    elif "baseurl" not in fields:
+        if isinstance(data, dict) and "baseurl" not in data:
+            ctx.add(path, "needs a baseurl")
+        return None
+    else:
+        merged = fields
+    repo = Repo(**merged)
+    if repo.gpgcheck and not repo.gpgkey:
+        ctx.add(path + ("gpgkey",), "gpgcheck is true but no gpgkey URL is given (add one)")
+    return repo
+
+
+def _nodes(ctx: _Ctx, data: Any) -> list[Node]:
+    if data is None or data == []:
+        ctx.add(("nodes",), "no nodes: list at least one master")
+        return []
+    if not isinstance(data, list):
+        ctx.add(("nodes",), "must be a list of {name, address, role}")
+        return []
+    nodes = []
+    for i, item in enumerate(data):
+        path = ("nodes", i)
+        fields = _section(ctx, item, path, NODE)
+        if not isinstance(item, dict):
+            continue
+        missing = [k for k in ("name", "address", "role") if k not in item]
+        for key in missing:
+            ctx.add(path, f"missing {key}")
+        if len(fields) < 3 or any(k not in fields for k in ("name", "address", "role")):
+            continue
+        internal = fields.get("internal_address")
+        if internal is None:
+            if not _looks_numeric(fields["address"]):
+                ctx.add(path + ("address",), f"{fields['address']!r} is a DNS name: "
+                        "set internal_address to the node's IPv4 address")
+                continue
+            internal = fields["address"]
+        nodes.append(Node(fields["name"], fields["address"], fields["role"], internal))
+    return nodes
+
+
+def _cross_checks(ctx: _Ctx, raw_nodes: Any, nodes: list[Node], cluster: Cluster) -> None:
+    def where(n: Node) -> tuple:
+        """The node's position in the file (invalid nodes are left out of ``nodes``)."""
+        for i, item in enumerate(raw_nodes):
+            if isinstance(item, dict) and item.get("name") == n.name:
+                return ("nodes", i)
+        return ("nodes",)
+
+    seen: dict[tuple[str, str], Node] = {}
+    for n in nodes:
+        for key, value in (("name", n.name), ("address", n.address),
+                           ("internal_address", n.internal_address)):
+            kind = "address" if key != "name" else "name"
+            if key == "internal_address" and n.internal_address == n.address:
+                continue
+            first = seen.get((kind, value))
+            if first is not None and first is not n:
+                ctx.add(where(n) + (key,), f"{value!r} is already used by node {first.name!r}")
+            else:
+                seen[(kind, value)] = n
+    masters = [n for n in nodes if n.is_master]
+    if nodes and len(masters) != 1:
+        names = ", ".join(m.name for m in masters) or "none"
+        ctx.add(("nodes",), f"exactly one node must have role master (found {names}); "
+                "HA control planes are not supported yet")
+    try:
+        pod = ipaddress.IPv4Network(cluster.pod_network_cidr)
+        svc = ipaddress.IPv4Network(cluster.service_cidr)
+    except ValueError:
+        return
+    if pod.overlaps(svc):
+        ctx.add(("cluster", "service_cidr"),
+                f"{cluster.service_cidr!r} overlaps pod_network_cidr {cluster.pod_network_cidr!r}")
+    for n in nodes:
+        for key in ("address", "internal_address"):
+            value = getattr(n, key)
+            if not _looks_numeric(value):
+                continue
+            ip = ipaddress.IPv4Address(value)
+            for field, net in (("pod_network_cidr", pod), ("service_cidr", svc)):
+                if ip in net:
+                    ctx.add(where(n) + (key,),
+                            f"{value!r} lies inside cluster.{field} {net}: pick CIDRs that do "
+                            "not overlap the node network")
+
+
+def validate(data: Any, name: str, loc: Any = None) -> Inventory:
+    """Turn parsed data into an Inventory or raise InventoryError listing every problem."""
+    ctx = _Ctx()
+    if not isinstance(data, dict):
+        raise InventoryError(name, [f"{name}:1: the top level must be a mapping with cluster, "
+                                    "ssh, ..., nodes (see inventory.example.yaml)"])
+    for key in data:
+        if key not in TOP:
+            _unknown(ctx, (), key, TOP)
+    cluster = Cluster(**_section(ctx, data.get("cluster"), ("cluster",), CLUSTER))
+    ssh = SSH(**_section(ctx, data.get("ssh"), ("ssh",), SSH_SPEC))
+    node_prep = NodePrep(**_section(ctx, data.get("node_prep"), ("node_prep",), NODE_PREP))
+    docker = Docker(**_section(ctx, data.get("docker"), ("docker",), DOCKER))
+    network = Network(**_section(ctx, data.get("network"), ("network",), NETWORK))
+    repos = _repos(ctx, data.get("repos"))
+    nodes = _nodes(ctx, data.get("nodes"))
+    _cross_checks(ctx, data.get("nodes"), nodes, cluster)
+    if ctx.problems:
+        raise InventoryError(name, [_format(name, loc, p, m) for p, m in ctx.problems])
+    return Inventory(path=name, nodes=tuple(nodes), cluster=cluster, ssh=ssh,
+                     node_prep=node_prep, docker=docker, repos=repos, network=network)
+
+
+def _repos(ctx: _Ctx, data: Any) -> Repos:
+    if data is None:
+        return Repos()
+    if not isinstance(data, dict):
+        ctx.add(("repos",), "must be a mapping with base, docker_ce, kubernetes")
+        return Repos()
+    for key in data:
+        if key not in REPO_NAMES:
+            _unknown(ctx, ("repos",), key, REPO_NAMES)
+    defaults = Repos()
+    found = {
+        key: _repo(ctx, data.get(key), ("repos", key), getattr(defaults, key))
+        for key in REPO_NAMES
+    }
+    return Repos(
+        base=found["base"],
+        docker_ce=found["docker_ce"] or defaults.docker_ce,
+        kubernetes=found["kubernetes"] or defaults.kubernetes,
+    )
+
+
+def _format(name: str, loc: Any, path: tuple, message: str) -> str:
+    line = loc.line(path) if loc is not None else None
+    where = f"{name}:{line}" if line else name
+    return f"{where}: {_dotted(path) or '(top level)'}: {message}"

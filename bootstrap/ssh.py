@@ -1,0 +1,275 @@
+"""The SSH engine: one persistent Fabric connection per host, sudo done right, a bounded pool.
+
+Fabric's sharp edges are handled here and nowhere else: it accepts any host key (we load
+known_hosts and refuse unknown or changed keys), has no TCP_NODELAY (we set it: 45 ms -> 18 ms a
+command), ``sudo("a && b")`` elevates only ``a`` (we run whole scripts under one
+``sudo sh -c``), Invoke reads stdin unless told not to, and ThreadingGroup has no concurrency cap.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import math
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from .errors import BootstrapError, CommandError, ConnectError, SudoError
+from .models import SSH, Node
+from .secrets import Secrets
+
+T = TypeVar("T")
+
+_PASSWORD_NEEDED = ("a password is required", "a terminal is required", "no tty present")
+_PASSWORD_WRONG = ("incorrect password", "Sorry, try again")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a remote script returned."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Record a host key never seen before in known_hosts; a changed key is still refused."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+        with self._lock:
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class _Strict(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+        raise _UnknownHostKey(hostname, key)
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(hostname)
+        self.hostname = hostname
+        self.key = key
+
+
+class SudoPassword:
+    """The sudo password for a run: from ``ssh.sudo_password_env`` or asked once at a terminal."""
+
+    def __init__(self, env_name: str | None, secrets: Secrets,
+                 prompt: Callable[[str], str] | None = None) -> None:
+        self.env_name = env_name
+        self.secrets = secrets
+        self._prompt = prompt
+        self._value: str | None = None
+        self._lock = threading.Lock()
+        if env_name and os.environ.get(env_name):
+            self._set(os.environ[env_name])
+
+    def _set(self, value: str) -> None:
+        self._value = value
+        self.secrets.add(value)
+
+    @property
+    def known(self) -> bool:
+        return self._value is not None
+
+    def get(self, host: str, user: str) -> str:
+        with self._lock:
+            if self._value is not None:
+                return self._value
+            if self.env_name:
+                raise SudoError(host, f"sudo asks {user} for a password and environment variable "
+                                f"{self.env_name} (ssh.sudo_password_env) is not set: export it")
+            prompt = self._prompt
+            if prompt is None and sys.stdin.isatty():
+                prompt = getpass.getpass
+            if prompt is None:
+                raise SudoError(host, f"sudo asks {user} for a password: set ssh.sudo_password_env "
+                                "to the name of an environment variable holding it, or allow "
+                                f"NOPASSWD sudo for {user}")
+            self._set(prompt(f"sudo password for {user}: "))
+            return self._value  # type: ignore[return-value]
+
+
+class Session:
+    """One node, one persistent SSH connection, for the whole run."""
+
+    def __init__(self, node: Node, cfg: SSH, secrets: Secrets, password: SudoPassword,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.secrets = secrets
+        self.password = password
+        self.log = log or (lambda _text: None)
+        self.conn: Connection | None = None
+        self._use_password = password.known and cfg.user != "root"
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def connect(self) -> None:
+        """Open the connection, checking the host key against known_hosts."""
+        if self.conn is not None:
+            return
+        cfg = self.cfg
+        known_hosts = Path(os.path.expanduser(cfg.known_hosts))
+        kwargs: dict = {"look_for_keys": False, "allow_agent": False,
+                        "banner_timeout": cfg.connect_timeout, "auth_timeout": cfg.connect_timeout}
+        if cfg.key_file:
+            key_file = os.path.expanduser(cfg.key_file)
+            if not os.path.exists(key_file):
+                raise ConnectError(self.name, f"SSH key file {cfg.key_file} does not exist "
+                                   "(set ssh.key_file in the inventory)")
+            kwargs["key_filename"] = key_file
+        else:
+            kwargs.update(look_for_keys=True, allow_agent=True)
+        conn = Connection(self.node.address, user=cfg.user, port=cfg.port,
+                          connect_timeout=max(1, math.ceil(cfg.connect_timeout)),
+                          connect_kwargs=kwargs, config=Config(lazy=True))
+        client = paramiko.SSHClient()
+        if known_hosts.exists():
+            try:
+                client.load_host_keys(str(known_hosts))
+            except (OSError, paramiko.SSHException) as exc:
+                raise ConnectError(self.name, f"cannot read known_hosts {known_hosts}: {exc}")
+        elif cfg.host_key_policy == "strict":
+            raise ConnectError(self.name, f"known_hosts file {cfg.known_hosts} does not exist: "
+                               "add the node's host key there (ssh-keyscan, then verify it) or "
+                               "set ssh.host_key_policy: accept-new")
+        client.set_missing_host_key_policy(
+            _AcceptNew(known_hosts) if cfg.host_key_policy == "accept-new" else _Strict())
+        conn.client = client
+        where = f"{cfg.user}@{self.node.address}:{cfg.port}"
+        try:
+            conn.open()
+        except _UnknownHostKey as exc:
+            raise ConnectError(self.name, f"unknown host key for {exc.hostname} "
+                               f"({exc.key.get_name()}, not in {cfg.known_hosts}): verify it and "
+                               "add it, or set ssh.host_key_policy: accept-new") from None
+        except paramiko.BadHostKeyException as exc:
+            raise ConnectError(self.name, f"HOST KEY CHANGED for {exc.hostname}: the key offered "
+                               f"does not match {cfg.known_hosts}. If the node was reinstalled, "
+                               f"remove its old line (ssh-keygen -R {exc.hostname}); otherwise "
+                               "suspect an attack") from None
+        except paramiko.AuthenticationException as exc:
+            raise ConnectError(self.name, f"{where}: authentication failed ({exc}); check "
+                               "ssh.user and ssh.key_file") from None
+        except (TimeoutError, socket.timeout):
+            raise ConnectError(self.name, f"{where}: no answer within "
+                               f"{cfg.connect_timeout:g}s (ssh.connect_timeout)") from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ConnectError(self.name, f"{where}: cannot connect: {reason}") from None
+        transport = conn.client.get_transport()
+        if transport is not None:
+            sock = transport.sock
+            if hasattr(sock, "setsockopt"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport.set_keepalive(15)
+        self.conn = conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _command(self, script: str, privileged: bool) -> str:
+        inner = f"sh -c {shlex.quote(script)}"
+        if not privileged or self.cfg.user == "root":
+            return inner
+        if self._use_password:
+            return f"sudo -S -p '' {inner}"
+        return f"sudo -n {inner}"
+
+    def run(self, script: str, *, privileged: bool = True, what: str = "command",
+            timeout: float | None = 900, check: bool = False) -> Result:
+        """Run a shell script as one remote command (as root when privileged)."""
+        self.connect()
+        assert self.conn is not None
+        result = self._exec(script, privileged, timeout, what)
+        if (privileged and not self._use_password and self.cfg.user != "root"
+                and result.rc != 0 and any(s in result.stderr for s in _PASSWORD_NEEDED)):
+            self.password.get(self.name, self.cfg.user)
+            self._use_password = True
+            result = self._exec(script, privileged, timeout, what)
+        if privileged and self._use_password and any(s in result.stderr for s in _PASSWORD_WRONG):
+            raise SudoError(self.name, f"sudo rejected the password for {self.cfg.user}")
+        if privileged and "is not in the sudoers file" in result.stderr:
+            raise SudoError(self.name, f"{self.cfg.user} may not use sudo there: add it to "
+                            "sudoers (or log in as root with ssh.user: root)")
+        if check and not result.ok:
+            raise CommandError(self.name, what, result.rc, self.secrets.mask(result.stderr))
+        return result
+
+    def _exec(self, script: str, privileged: bool, timeout: float | None, what: str) -> Result:
+        assert self.conn is not None
+        command = self._command(script, privileged)
+        stdin: io.StringIO | bool = False
+        if privileged and self._use_password:
+            stdin = io.StringIO(self.password.get(self.name, self.cfg.user) + "\n")
+        started = time.monotonic()
+        self.log(f"$ {what}\n{self.secrets.mask(script)}")
+        try:
+            res = self.conn.run(command, hide=True, warn=True, in_stream=stdin,
+                                timeout=timeout, echo_stdin=False)
+        except CommandTimedOut:
+            raise BootstrapError(f"{self.name}: {what} timed out after {timeout}s") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.close()
+            raise ConnectError(self.name, f"connection lost during {what}: "
+                               f"{exc or type(exc).__name__}") from None
+        if res.exited is None or res.exited < 0:
+            self.close()
+            raise ConnectError(self.name, f"connection lost during {what}")
+        out = Result(res.exited, res.stdout, res.stderr, time.monotonic() - started)
+        self.log(f"[rc={out.rc} {out.seconds:.2f}s]\n{self.secrets.mask(out.stdout)}"
+                 + (f"\n[stderr]\n{self.secrets.mask(out.stderr)}" if out.stderr else ""))
+        return out
+
+
+def run_pool(items: Iterable[T], work: Callable[[T], object], parallel: int) -> dict[T, object]:
+    """Run ``work`` for every item with at most ``parallel`` at once.
+
+    One item's exception never stops the others: it is returned as that item's result.
+    """
+    items = list(items)
+    results: dict[T, object] = {}
+    if not items:
+        return results
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
+        futures = {pool.submit(work, item): item for item in items}
+        for fut in as_completed(futures):
+            item = futures[fut]
+            try:
+                results[item] = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - one host's failure is its own result
+                results[item] = exc
+    return results

@@ -1,0 +1,96 @@
+"""docker: Docker CE pinned from ``repos.docker_ce``, systemd cgroup driver, enabled and running."""
+
+from __future__ import annotations
+
+import json
+
+from .. import facts as F
+from ..plan import Plan
+from ..templates import render
+from . import Step, Target
+
+REPO = "/etc/yum.repos.d/docker-ce.repo"
+DAEMON = "/etc/docker/daemon.json"
+UNIT = "docker.service"
+PACKAGES = ("containerd.io", "docker-ce", "docker-ce-cli")
+RPMS = "rpms:" + ",".join(sorted(PACKAGES))
+
+
+def repo(t: Target) -> str:
+    return render("etc/yum.repos.d/docker-ce.repo.j2", key="docker_ce", section="docker-ce-stable",
+                  title="Docker CE Stable - $basearch", repo=t.inv.repos.docker_ce, exclude=())
+
+
+def daemon_json(t: Target, current: str | None) -> str:
+    """daemon.json with our cgroup driver and mirrors; every other key the user had is kept.
+
+    Raises ValueError when the current file is not a JSON object.
+    """
+    data = json.loads(current) if current and current.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("it is not a JSON object")
+    opts = [o for o in data.get("exec-opts", []) if not str(o).startswith("native.cgroupdriver=")]
+    data["exec-opts"] = [f"native.cgroupdriver={t.inv.docker.cgroup_driver}", *opts]
+    if t.inv.docker.registry_mirrors:
+        data["registry-mirrors"] = list(t.inv.docker.registry_mirrors)
+    else:
+        data.pop("registry-mirrors", None)
+    return json.dumps(data, indent=4) + "\n"
+
+
+def install_command(t: Target) -> str:
+    """One pinned install: pinning docker-ce alone pulls the newest docker-ce-cli (a real trap)."""
+    v = t.inv.docker.version
+    containerd = "containerd.io" + (f"-{t.inv.docker.containerd_version}"
+                                    if t.inv.docker.containerd_version else "")
+    return f"yum install -y --setopt=obsoletes=0 docker-ce-{v} docker-ce-cli-{v} {containerd}"
+
+
+def facts(t: Target) -> list[F.Fact]:
+    return [F.file(REPO), F.rpms(PACKAGES), F.file(DAEMON), F.unit(UNIT),
+            F.command("docker:cgroup-driver", "docker info --format '{{.CgroupDriver}}'"),
+            F.command("docker:containers", "docker ps -q | wc -l")]
+
+
+def _version(installed: str | None) -> str | None:
+    return installed.rsplit("-", 1)[0] if installed else None
+
+
+def plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    d = t.inv.docker
+    p.write(REPO, repo(t), facts[f"file:{REPO}"])
+    installed = facts[RPMS]
+    pins = {"docker-ce": d.version, "docker-ce-cli": d.version, "containerd.io": d.containerd_version}
+    for pkg, want in pins.items():
+        have = _version(installed.get(pkg))
+        if have and want and have != want:
+            p.error = (f"{pkg} {have} is installed but the inventory pins {want}: change "
+                       f"docker.{'containerd_version' if pkg == 'containerd.io' else 'version'} "
+                       f"or replace the package deliberately (yum remove {pkg})")
+            return p
+    if any(pkg not in installed for pkg in PACKAGES):
+        p.run(install_command(t), "docker is not installed at the pinned version")
+    before = facts[f"file:{DAEMON}"]
+    try:
+        content = daemon_json(t, before.content if before else None)
+    except ValueError as exc:
+        p.error = f"{DAEMON} is not valid JSON ({exc}): fix or remove it"
+        return p
+    changed = p.write(DAEMON, content, before)
+    unit = facts[f"unit:{UNIT}"]
+    if not unit["enabled"]:
+        p.run(f"systemctl enable {UNIT}", "docker is not enabled")
+    if not unit["active"]:
+        p.run(f"systemctl start {UNIT}", "docker is not running")
+    elif changed or facts["docker:cgroup-driver"] != d.cgroup_driver:
+        p.run(f"systemctl restart {UNIT}", "daemon.json changed" if changed else
+              f"docker runs with the {facts['docker:cgroup-driver']} cgroup driver")
+        running = int(facts["docker:containers"] or 0)
+        if running:
+            p.notes.append(f"restarting docker bounces its {running} running containers "
+                           "(this node already runs workloads)")
+    return p
+
+
+STEP = Step("docker", __doc__, facts, plan)

@@ -1,0 +1,51 @@
+"""kubernetes-packages: kubelet, kubeadm and kubectl at exactly ``cluster.kubernetes_version``."""
+
+from __future__ import annotations
+
+from .. import facts as F
+from ..plan import Plan
+from ..templates import render
+from . import Step, Target
+
+REPO = "/etc/yum.repos.d/kubernetes.repo"
+PACKAGES = ("kubeadm", "kubectl", "kubelet")
+EXCLUDE = ("kubelet", "kubeadm", "kubectl", "cri-tools", "kubernetes-cni")
+RPMS = "rpms:" + ",".join(PACKAGES)
+
+
+def repo(t: Target) -> str:
+    """The repo excludes kube* so a plain ``yum update`` never upgrades the cluster by accident."""
+    return render("etc/yum.repos.d/kubernetes.repo.j2", key="kubernetes", section="kubernetes",
+                  title="Kubernetes", repo=t.inv.repos.kubernetes, exclude=EXCLUDE)
+
+
+def install_command(t: Target) -> str:
+    """All three pinned together: pinning kubeadm alone pulls the newest kubelet and kubectl."""
+    v = t.inv.cluster.kubernetes_version
+    pkgs = " ".join(f"{p}-{v}" for p in ("kubelet", "kubeadm", "kubectl"))
+    return f"yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes {pkgs}"
+
+
+def facts(t: Target) -> list[F.Fact]:
+    return [F.file(REPO), F.rpms(PACKAGES)]
+
+
+def plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    p.write(REPO, repo(t), facts[f"file:{REPO}"])
+    want = t.inv.cluster.kubernetes_version
+    installed = facts[RPMS]
+    other = {pkg: v.rsplit("-", 1)[0] for pkg, v in installed.items()
+             if v.rsplit("-", 1)[0] != want}
+    if other:
+        found = ", ".join(f"{pkg} {v}" for pkg, v in sorted(other.items()))
+        p.error = (f"{found} installed but cluster.kubernetes_version is {want}: not changed. "
+                   "Upgrade deliberately (kubeadm upgrade) or set the version that is installed")
+        return p
+    if len(installed) < len(PACKAGES):
+        p.run(install_command(t), "not installed: " +
+              ", ".join(sorted(set(PACKAGES) - set(installed))))
+    return p
+
+
+STEP = Step("kubernetes-packages", __doc__, facts, plan)

@@ -1,0 +1,36 @@
+"""time: chrony installed, ``node_prep.ntp_servers`` configured when given, chronyd running."""
+
+from __future__ import annotations
+
+from .. import facts as F
+from ..plan import Plan
+from ..templates import render
+from . import Step, Target
+
+CONF = "/etc/chrony.conf"
+UNIT = "chronyd.service"
+
+
+def facts(t: Target) -> list[F.Fact]:
+    return [F.rpms(["chrony"]), F.unit(UNIT), F.file(CONF)]
+
+
+def plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    if "chrony" not in facts["rpms:chrony"]:
+        p.run("yum install -y chrony", "chrony is not installed")
+    changed = False
+    if t.inv.node_prep.ntp_servers:
+        conf = render("etc/chrony.conf.j2", servers=t.inv.node_prep.ntp_servers)
+        changed = p.write(CONF, conf, facts[f"file:{CONF}"])
+    unit = facts[f"unit:{UNIT}"]
+    if not unit["enabled"]:
+        p.run(f"systemctl enable {UNIT}", "chronyd is not enabled")
+    if not unit["active"]:
+        p.run(f"systemctl start {UNIT}", "chronyd is not running")
+    elif changed:
+        p.run(f"systemctl restart {UNIT}", "chrony.conf changed")
+    return p
+
+
+STEP = Step("time", __doc__, facts, plan)

@@ -1,0 +1,35 @@
+"""Render the files in templates/: Jinja2, StrictUndefined, errors naming the template line."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .errors import BootstrapError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render(name: str, **context: Any) -> str:
+    """Render templates/<name> with ``context``."""
+    try:
+        return _env().get_template(name).render(**context)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"templates/{name}" + (f":{line}" if line else "")
+        raise BootstrapError(f"{where}: cannot render: {exc}") from None
