@@ -1,0 +1,365 @@
+"""Shared helpers for the lab's stand-in commands (installed at /usr/lib/lab/labcommon.py).
+
+Runs under Debian's ``/usr/bin/python3 -S``: standard library only. Every path is the path the
+node sees; a stand-in never touches the host's kernel state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+RUN = Path("/run/lab")
+VAR = Path("/var/lib/lab")
+CALLS = VAR / "calls.log"
+FAIL = VAR / "fail"
+JOURNAL = VAR / "journal"
+HOOKS = Path("/usr/lib/lab/hooks")
+KERNEL = "3.10.0-1160.el7.x86_64"
+KERNEL_VERSION = "#1 SMP Mon Oct 19 16:18:59 UTC 2020"
+
+
+def record(cmd: str, argv: list[str]) -> None:
+    """Append one JSON line for this call to the node's call log (best effort)."""
+    line = json.dumps({"t": time.time(), "uid": os.getuid(), "cmd": cmd, "argv": argv})
+    try:
+        fd = os.open(CALLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError:
+        return
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def start(cmd: str | None = None) -> list[str]:
+    """Record the call and honour failure injection; return argv without argv[0]."""
+    name = cmd or os.path.basename(sys.argv[0])
+    argv = sys.argv[1:]
+    record(name, argv)
+    inject = FAIL / name
+    if inject.exists():
+        try:
+            text = inject.read_text()
+        except OSError:
+            text = f"{name}: injected failure\n"
+        sys.stderr.write(text if text.endswith("\n") or not text else text + "\n")
+        sys.exit(1)
+    return argv
+
+
+def die(msg: str, rc: int = 1) -> None:
+    """Print msg to stderr and exit with rc."""
+    if msg:
+        sys.stderr.write(msg if msg.endswith("\n") else msg + "\n")
+    sys.stdout.flush()
+    sys.exit(rc)
+
+
+def is_root() -> bool:
+    """True when running as uid 0."""
+    return os.geteuid() == 0
+
+
+@contextmanager
+def locked(name: str = "state") -> Iterator[None]:
+    """Hold an exclusive lock on /run/lab/.<name>.lock (serialises state updates)."""
+    path = RUN / f".{name}.lock"
+    try:
+        RUN.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # non-root: lock read-only, or not at all (it will not write)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, default: object) -> object:
+    """Read a JSON file, or return default when it is missing or broken."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def write_text(path: Path, text: str, mode: int = 0o644, inplace: bool = False) -> None:
+    """Write a file atomically (temp file + rename), or in place (keeps bind mounts of it valid)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if inplace and path.exists():
+        with open(path, "r+") as fh:
+            fh.truncate(0)
+            fh.write(text)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: object, sort_keys: bool = True) -> None:
+    """Write JSON atomically."""
+    write_text(path, json.dumps(data, indent=1, sort_keys=sort_keys) + "\n")
+
+
+def journal(unit: str, message: str) -> None:
+    """Append a journal line for unit (read back by journalctl -u)."""
+    JOURNAL.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%b %d %H:%M:%S")
+    host = hostname()
+    ident = unit.rsplit(".", 1)[0]
+    with open(JOURNAL / f"{unit}.log", "a") as fh:
+        for line in message.splitlines() or [""]:
+            fh.write(f"{stamp} {host} {ident}[{os.getpid()}]: {line}\n")
+
+
+def hostname() -> str:
+    """The node's current (UTS) hostname."""
+    return os.uname().nodename
+
+
+# ---- kernel modules -------------------------------------------------------------------------
+
+# module -> modules it depends on (a 3.10 el7 kernel's view of the ones the lab knows).
+MODULES: dict[str, list[str]] = {
+    "br_netfilter": ["bridge"],
+    "bridge": ["stp", "llc"],
+    "stp": ["llc"],
+    "llc": [],
+    "overlay": [],
+    "ip_vs": ["nf_conntrack", "libcrc32c"],
+    "ip_vs_rr": ["ip_vs"],
+    "ip_vs_wrr": ["ip_vs"],
+    "ip_vs_sh": ["ip_vs"],
+    "ip_vs_lc": ["ip_vs"],
+    "ip_vs_wlc": ["ip_vs"],
+    "nf_conntrack": [],
+    "nf_conntrack_ipv4": ["nf_conntrack", "nf_defrag_ipv4"],
+    "nf_conntrack_ipv6": ["nf_conntrack", "nf_defrag_ipv6"],
+    "nf_defrag_ipv4": [],
+    "nf_defrag_ipv6": [],
+    "nf_nat": ["nf_conntrack"],
+    "nf_nat_ipv4": ["nf_nat"],
+    "nf_nat_masquerade_ipv4": ["nf_nat"],
+    "ipt_MASQUERADE": ["nf_nat_masquerade_ipv4"],
+    "xt_conntrack": ["nf_conntrack"],
+    "xt_addrtype": [],
+    "xt_comment": [],
+    "xt_mark": [],
+    "iptable_nat": ["nf_nat_ipv4", "ip_tables"],
+    "iptable_filter": ["ip_tables"],
+    "iptable_mangle": ["ip_tables"],
+    "ip_tables": [],
+    "ip6_tables": [],
+    "ip_set": [],
+    "libcrc32c": [],
+    "veth": [],
+    "vxlan": [],
+    "xfs": ["libcrc32c"],
+    "dm_mod": [],
+}
+SIZES = {name: 12288 + 4096 * (len(name) * 7 % 23) for name in MODULES}
+BOOT_MODULES = ["xfs", "libcrc32c", "dm_mod", "ip_tables", "iptable_filter"]
+MODULES_FILE = RUN / "modules"
+
+
+def module_name(name: str) -> str:
+    """Normalise a module name the way kmod does ('-' and '_' are the same)."""
+    return name.replace("-", "_")
+
+
+def loaded_modules() -> list[str]:
+    """Loaded modules, in load order (newest last)."""
+    try:
+        return [m for m in MODULES_FILE.read_text().split() if m]
+    except OSError:
+        return []
+
+
+def save_modules(mods: list[str]) -> None:
+    """Persist the loaded module list."""
+    write_text(MODULES_FILE, "".join(m + "\n" for m in mods))
+
+
+# ---- sysctl ---------------------------------------------------------------------------------
+
+BASE_SYSCTL = {
+    "kernel.hostname": None,  # from the UTS namespace
+    "kernel.osrelease": KERNEL,
+    "kernel.ostype": "Linux",
+    "kernel.pid_max": "32768",
+    "kernel.panic": "0",
+    "kernel.sysrq": "16",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+    "fs.file-max": "379224",
+    "fs.inotify.max_user_watches": "8192",
+    "fs.inotify.max_user_instances": "128",
+    "fs.may_detach_mounts": "0",
+    "fs.protected_hardlinks": "1",
+    "fs.protected_symlinks": "1",
+    "vm.swappiness": "30",
+    "vm.overcommit_memory": "0",
+    "vm.panic_on_oom": "0",
+    "vm.max_map_count": "65530",
+    "net.core.somaxconn": "128",
+    "net.ipv4.ip_forward": "0",
+    "net.ipv4.ip_local_port_range": "32768\t60999",
+    "net.ipv4.conf.all.forwarding": "0",
+    "net.ipv4.conf.all.rp_filter": "1",
+    "net.ipv4.conf.default.rp_filter": "1",
+    "net.ipv4.conf.all.route_localnet": "0",
+    "net.ipv4.tcp_keepalive_time": "7200",
+    "net.ipv4.neigh.default.gc_thresh1": "128",
+    "net.ipv6.conf.all.forwarding": "0",
+    "net.ipv6.conf.all.disable_ipv6": "0",
+    "net.ipv6.conf.default.disable_ipv6": "0",
+}
+MODULE_SYSCTL: dict[str, dict[str, str]] = {
+    "br_netfilter": {
+        "net.bridge.bridge-nf-call-arptables": "1",
+        "net.bridge.bridge-nf-call-ip6tables": "1",
+        "net.bridge.bridge-nf-call-iptables": "1",
+        "net.bridge.bridge-nf-filter-pppoe-tagged": "0",
+        "net.bridge.bridge-nf-filter-vlan-tagged": "0",
+        "net.bridge.bridge-nf-pass-vlan-input-dev": "0",
+    },
+    "nf_conntrack": {
+        "net.netfilter.nf_conntrack_max": "65536",
+        "net.netfilter.nf_conntrack_tcp_timeout_established": "432000",
+        "net.netfilter.nf_conntrack_tcp_timeout_close_wait": "60",
+        "net.nf_conntrack_max": "65536",
+    },
+    "ip_vs": {
+        "net.ipv4.vs.conntrack": "0",
+        "net.ipv4.vs.conn_reuse_mode": "1",
+        "net.ipv4.vs.expire_nodest_conn": "0",
+    },
+}
+SYSCTL_FILE = RUN / "sysctl.json"
+
+
+def sysctl_defaults() -> dict[str, str]:
+    """Every existing key with its boot default, given the loaded modules."""
+    keys = {k: (v if v is not None else hostname()) for k, v in BASE_SYSCTL.items()}
+    for mod in loaded_modules():
+        keys.update(MODULE_SYSCTL.get(mod, {}))
+    return keys
+
+
+def sysctl_values() -> dict[str, str]:
+    """Current values of every existing key."""
+    values = sysctl_defaults()
+    stored = read_json(SYSCTL_FILE, {})
+    if isinstance(stored, dict):
+        for key, val in stored.items():
+            if key in values and key != "kernel.hostname":
+                values[key] = str(val)
+    return values
+
+
+def sysctl_store(updates: dict[str, str]) -> None:
+    """Persist runtime values (caller holds the lock)."""
+    stored = read_json(SYSCTL_FILE, {})
+    if not isinstance(stored, dict):
+        stored = {}
+    stored.update(updates)
+    write_json(SYSCTL_FILE, stored)
+
+
+def sysctl_forget(module: str) -> None:
+    """Drop stored values of a module's keys (the module was unloaded)."""
+    keys = MODULE_SYSCTL.get(module, {})
+    stored = read_json(SYSCTL_FILE, {})
+    if isinstance(stored, dict) and any(k in stored for k in keys):
+        write_json(SYSCTL_FILE, {k: v for k, v in stored.items() if k not in keys})
+
+
+# ---- units ----------------------------------------------------------------------------------
+
+UNIT_DIRS = [
+    Path("/etc/systemd/system"),
+    Path("/run/systemd/system"),
+    Path("/usr/lib/systemd/system"),
+]
+ACTIVE = RUN / "units"
+UNIT_SUFFIXES = (
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".mount",
+    ".path",
+    ".slice",
+    ".scope",
+    ".device",
+    ".swap",
+    ".automount",
+)
+
+
+def unit_name(name: str) -> str:
+    """'docker' -> 'docker.service'; names with a unit suffix stay."""
+    return name if name.endswith(UNIT_SUFFIXES) else name + ".service"
+
+
+def unit_active(unit: str) -> bool:
+    """True when the unit is active."""
+    return (ACTIVE / unit_name(unit)).exists()
+
+
+def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
+    """Run another command of the node (another stand-in, a hook)."""
+    return subprocess.run(argv, **kw)  # type: ignore[call-overload]
+
+
+# ---- misc -----------------------------------------------------------------------------------
+
+
+def swap_lines() -> list[str]:
+    """Active swap entries (lines of the fake /proc/swaps without the header)."""
+    try:
+        return [ln for ln in (RUN / "swaps").read_text().splitlines()[1:] if ln.strip()]
+    except OSError:
+        return []
+
+
+SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n"
+
+
+def selinux_config_mode() -> str:
+    """SELinux mode from /etc/selinux/config: Enforcing, Permissive or Disabled."""
+    mode = "disabled"
+    try:
+        for line in Path("/etc/selinux/config").read_text().splitlines():
+            line = line.strip()
+            if line.startswith("SELINUX="):
+                mode = line.split("=", 1)[1].strip().strip("\"'").lower()
+    except OSError:
+        pass
+    return {"enforcing": "Enforcing", "permissive": "Permissive"}.get(mode, "Disabled")
+
+
+def os_pretty() -> str:
+    """PRETTY_NAME from /etc/os-release."""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "CentOS Linux 7 (Core)"
