@@ -85,7 +85,8 @@ def install(packages: list[str], log=print) -> None:
         POLICY_RC.chmod(0o755)
     try:
         log(f"lab: installing {' '.join(packages)} (apt-get)")
-        res = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-q"], env=env, capture_output=True, text=True)
+        res = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-q"],
+                             env=env, capture_output=True, text=True)
         if res.returncode != 0:
             raise DepsError(f"apt-get update failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
         res = subprocess.run(

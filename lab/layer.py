@@ -1,0 +1,528 @@
+"""The shared lab layer: what turns the host's /etc, /usr, ... into a CentOS 7 node.
+
+Built once into `<root>/layer/<hash>/{etc,usr,var,root,home,opt}` and reused while its inputs
+(this file, the stand-ins, the client key, the host binaries it hides) do not change.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import lab
+
+TOPS = ("etc", "usr", "var", "root", "home", "opt")
+"""Directories overlaid in a node."""
+HOST_LOWER = ("etc", "usr", "opt")
+"""Tops whose host directory is the bottom layer. /var, /root and /home are the layer's alone:
+/var holds the lab root itself (overlayfs refuses a lower layer inside another), and the host's
+/root and /home are none of a node's business."""
+
+STANDINS = Path(__file__).resolve().parent / "standins"
+
+# Host binaries that could change the host; hidden (whiteout) unless a stand-in replaces them.
+HIDE_PATTERNS = (
+    "iptables*", "ip6tables*", "xtables*", "ebtables*", "arptables*", "nft", "ipvsadm*",
+    "ipset", "ip", "tc", "bridge", "ethtool", "conntrack", "ifconfig", "route", "arp",
+    "ifup", "ifdown", "dhclient", "modprobe", "insmod", "rmmod", "lsmod", "depmod", "modinfo",
+    "kmod", "sysctl", "swapon", "swapoff", "mkswap", "reboot", "shutdown", "halt", "poweroff",
+    "telinit", "init", "runlevel", "hwclock", "timedatectl", "hostnamectl", "localectl",
+    "systemctl", "journalctl", "loginctl", "udevadm", "kexec", "losetup", "blockdev",
+    "fstrim", "setenforce", "getenforce", "firewall-cmd", "apt", "apt-*", "dpkg", "dpkg-*",
+    "aptitude", "update-alternatives", "invoke-rc.d", "service", "update-rc.d",
+)
+# Debian identity and host secrets hidden from nodes.
+HIDE_FILES = (
+    "etc/debian_version", "etc/apt", "etc/dpkg/origins", "etc/lsb-release",
+    "etc/ssh/ssh_host_rsa_key", "etc/ssh/ssh_host_rsa_key.pub",
+    "etc/ssh/ssh_host_ecdsa_key", "etc/ssh/ssh_host_ecdsa_key.pub",
+    "etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub",
+    "etc/init.d", "etc/rc0.d", "etc/rc1.d", "etc/rc2.d", "etc/rc3.d", "etc/rc4.d",
+    "etc/rc5.d", "etc/rc6.d", "etc/rcS.d", "etc/network/interfaces",
+)
+OPAQUE_DIRS = (
+    "usr/lib/systemd/system", "etc/systemd/system", "etc/sudoers.d", "etc/yum.repos.d",
+    "etc/ssh/sshd_config.d", "etc/sysctl.d", "etc/modules-load.d", "etc/sysconfig",
+    "usr/lib/sysctl.d", "usr/lib/modules-load.d", "etc/selinux",
+)
+
+BASE_PROVIDES = (
+    "bash", "/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "sh", "systemd",
+    "systemd-libs", "systemd-sysv", "/usr/bin/systemctl", "iptables", "iproute", "ethtool",
+    "ebtables", "lvm2", "device-mapper", "device-mapper-persistent-data", "coreutils",
+    "util-linux", "grep", "sed", "gawk", "findutils", "tar", "gzip", "xz", "which", "hostname",
+    "less", "shadow-utils", "glibc", "glibc-common", "libgcc", "kmod", "procps-ng",
+    "/usr/sbin/modprobe", "e2fsprogs", "xfsprogs", "openssh", "openssh-server",
+    "openssh-clients", "sudo", "yum", "rpm", "python", "/usr/bin/python", "/usr/bin/python3",
+    "selinux-policy", "selinux-policy-targeted", "policycoreutils", "libselinux-utils",
+    "libseccomp", "curl", "iputils", "initscripts", "ca-certificates", "openssl", "cronie",
+    "crontabs", "NetworkManager", "audit", "filesystem", "setup", "basesystem", "centos-release",
+    "redhat-release", "system-release", "kernel", "dracut", "passwd", "tzdata", "pam",
+)
+
+UNITS = {
+    "sshd.service": ("OpenSSH server daemon", "/usr/sbin/sshd -D", "multi-user.target"),
+    "firewalld.service": ("firewalld - dynamic firewall daemon", "/usr/sbin/firewalld --nofork",
+                          "multi-user.target"),
+    "chronyd.service": ("NTP client/server", "/usr/sbin/chronyd", "multi-user.target"),
+    "crond.service": ("Command Scheduler", "/usr/sbin/crond -n", "multi-user.target"),
+    "NetworkManager.service": ("Network Manager", "/usr/sbin/NetworkManager --no-daemon",
+                               "multi-user.target"),
+    "rsyslog.service": ("System Logging Service", "/usr/sbin/rsyslogd -n", "multi-user.target"),
+    "tuned.service": ("Dynamic System Tuning Daemon", "/usr/sbin/tuned -l -P",
+                      "multi-user.target"),
+}
+ENABLED = ("sshd.service", "firewalld.service", "chronyd.service", "crond.service",
+           "NetworkManager.service", "rsyslog.service", "tuned.service")
+TARGETS = ("multi-user.target", "basic.target", "network.target", "network-online.target",
+           "sysinit.target", "default.target")
+
+
+def client_key(root: Path) -> Path:
+    """The client key authorised for every login user (created once)."""
+    key = root / "keys" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_name(f".tmp-{os.getpid()}")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lab-client",
+                        "-f", str(tmp)], check=True)
+        os.replace(f"{tmp}.pub", f"{key}.pub")
+        os.replace(tmp, key)
+    return key
+
+
+def read_manifest() -> list[tuple[Path, list[str]]]:
+    """Entries of lab/standins/MANIFEST: (source file, [absolute destinations])."""
+    manifest = STANDINS / "MANIFEST"
+    if not manifest.exists():
+        return []
+    entries = []
+    for line in manifest.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        src, *dests = line.split()
+        entries.append((STANDINS / src, dests))
+    return entries
+
+
+def hidden_host_paths(replaced: set[str]) -> list[str]:
+    """Host paths (relative to /) to whiteout: risky binaries not replaced, Debian identity."""
+    found: set[str] = set()
+    for d in ("usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin"):
+        for pat in HIDE_PATTERNS:
+            for path in glob.glob(f"/{d}/{pat}"):
+                rel = path.lstrip("/")
+                if rel not in replaced:
+                    found.add(rel)
+    for rel in HIDE_FILES:
+        if os.path.lexists("/" + rel):
+            found.add(rel)
+    return sorted(found)
+
+
+def fingerprint(root: Path) -> str:
+    """Hash of everything the layer is built from."""
+    h = hashlib.sha256()
+    h.update(Path(__file__).read_bytes())
+    h.update(str(root).encode())
+    h.update(Path(f"{client_key(root)}.pub").read_bytes())
+    entries = read_manifest()
+    replaced = {d.lstrip("/") for _, dests in entries for d in dests}
+    for src, dests in entries:
+        h.update(f"{src.name}>{dests}".encode())
+        h.update(src.read_bytes() if src.is_file() else b"<missing>")
+    h.update("\n".join(hidden_host_paths(replaced)).encode())
+    return h.hexdigest()[:16]
+
+
+def ensure(root: Path | None = None, log=print) -> Path:
+    """Return the layer directory for the current inputs, building it if needed."""
+    root = root or lab.lab_root()
+    (root / "layer").mkdir(parents=True, exist_ok=True)
+    with open(root / "layer" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        digest = fingerprint(root)
+        final = root / "layer" / digest
+        if final.is_dir():
+            return final
+        if not (STANDINS / "MANIFEST").exists():
+            log("lab: warning: lab/standins/MANIFEST not found; the layer has no stand-ins")
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root / "layer"))
+        try:
+            build(tmp, root, log)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+
+def write(base: Path, rel: str, text: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+    """Write a file of the layer (parents created)."""
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def symlink(base: Path, rel: str, target: str) -> None:
+    """Create a symlink in the layer."""
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def whiteout(base: Path, rel: str) -> None:
+    """Hide host path /rel with an overlay whiteout."""
+    path = base / rel
+    if os.path.lexists(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+
+
+def opaque(base: Path, rel: str) -> None:
+    """Make directory rel opaque: the host's content below it is hidden."""
+    path = base / rel
+    path.mkdir(parents=True, exist_ok=True)
+    os.setxattr(path, "trusted.overlay.opaque", b"y")
+
+
+def build(base: Path, root: Path, log=print) -> None:
+    """Build the layer into the empty directory `base`."""
+    for top in TOPS:
+        (base / top).mkdir()
+    pub = Path(f"{client_key(root)}.pub").read_text()
+    for rel in OPAQUE_DIRS:
+        opaque(base, rel)
+    _identity(base)
+    _users(base, pub, _password_hash(lab.SUDO_PASSWORD))
+    _system(base)
+    _units(base)
+    entries = read_manifest()
+    replaced = set()
+    for src, dests in entries:
+        if not src.is_file():
+            log(f"lab: warning: stand-in {src} listed in MANIFEST is missing")
+            continue
+        for dest in dests:
+            rel = dest.lstrip("/")
+            replaced.add(rel)
+            target = base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(target):
+                target.unlink()
+            shutil.copyfile(src, target)
+            os.chmod(target, 0o755)
+    for rel in hidden_host_paths(replaced):
+        whiteout(base, rel)
+    _rpmdb(base)
+
+
+def _units(base: Path) -> None:
+    unitdir = "usr/lib/systemd/system"
+    for name, (desc, execstart, wanted) in UNITS.items():
+        write(base, f"{unitdir}/{name}",
+              f"[Unit]\nDescription={desc}\nAfter=network.target\n\n[Service]\n"
+              f"ExecStart={execstart}\n\n[Install]\nWantedBy={wanted}\n")
+    for target in TARGETS:
+        write(base, f"{unitdir}/{target}", f"[Unit]\nDescription={target}\n")
+    for name in ENABLED:
+        wanted = UNITS[name][2]
+        symlink(base, f"etc/systemd/system/{wanted}.wants/{name}", f"/{unitdir}/{name}")
+    symlink(base, "etc/systemd/system/default.target", f"/{unitdir}/multi-user.target")
+
+
+def _password_hash(password: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+
+            return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+        except ImportError:
+            pass
+    res = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True,
+                         text=True, check=True)
+    return res.stdout.strip()
+
+
+SPEC = """\
+Name: centos-base-system
+Version: 7.9.2009
+Release: 1.el7
+Summary: What a CentOS 7 base install provides (lab)
+License: MIT
+BuildArch: noarch
+{provides}
+
+%description
+Empty package recording a CentOS 7 base install in the lab's rpmdb.
+
+%package -n chrony
+Version: 3.4
+Release: 1.el7
+Summary: An NTP client/server (lab)
+%description -n chrony
+Empty (lab).
+
+%package -n firewalld
+Version: 0.6.3
+Release: 13.el7_9
+Summary: A firewall daemon (lab)
+%description -n firewalld
+Empty (lab).
+
+%files
+%files -n chrony
+%files -n firewalld
+"""
+
+
+def _rpmdb(base: Path) -> None:
+    """Record the base system in the layer's rpmdb at var/lib/rpm."""
+    dbpath = base / "var/lib/rpm"
+    dbpath.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lab-rpm-") as top:
+        spec = Path(top) / "base.spec"
+        spec.write_text(SPEC.format(provides="\n".join(f"Provides: {p}" for p in BASE_PROVIDES)))
+        res = subprocess.run(
+            ["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}",
+             "--define", f"_dbpath {top}/db", "--define", "_build_id_links none", str(spec)],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"rpmbuild of the base system failed:\n{res.stderr}")
+        rpms = sorted(glob.glob(f"{top}/RPMS/noarch/*.rpm"))
+        res = subprocess.run(
+            ["rpm", "--dbpath", str(dbpath), "-i", "--justdb", "--nodeps", "--noscripts",
+             "--notriggers", "--ignoreos", *rpms],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"rpm -i --justdb failed:\n{res.stderr}")
+
+
+OS_RELEASE = """\
+NAME="CentOS Linux"
+VERSION="7 (Core)"
+ID="centos"
+ID_LIKE="rhel fedora"
+VERSION_ID="7"
+PRETTY_NAME="CentOS Linux 7 (Core)"
+ANSI_COLOR="0;31"
+CPE_NAME="cpe:/o:centos:centos:7"
+HOME_URL="https://www.centos.org/"
+BUG_REPORT_URL="https://bugs.centos.org/"
+
+CENTOS_MANTISBT_PROJECT="CentOS-7"
+CENTOS_MANTISBT_PROJECT_VERSION="7"
+REDHAT_SUPPORT_PRODUCT="centos"
+REDHAT_SUPPORT_PRODUCT_VERSION="7"
+
+"""
+
+FSTAB = """\
+
+#
+# /etc/fstab
+# Created by anaconda on Tue Nov 10 09:14:21 2020
+#
+# Accessible filesystems, by reference, are maintained under '/dev/disk'
+# See man pages fstab(5), findfs(8), mount(8) and/or blkid(8) for more info
+#
+/dev/mapper/centos-root /                       xfs     defaults        0 0
+UUID=5d1f8a3c-64a5-4a5b-9d0e-2b1c7f3e9a10 /boot                   xfs     defaults        0 0
+/dev/mapper/centos-swap swap                    swap    defaults        0 0
+"""
+
+SELINUX = """\
+
+# This file controls the state of SELinux on the system.
+# SELINUX= can take one of these three values:
+#     enforcing - SELinux security policy is enforced.
+#     permissive - SELinux prints warnings instead of enforcing.
+#     disabled - No SELinux policy is loaded.
+SELINUX=enforcing
+# SELINUXTYPE= can take one of three values:
+#     targeted - Targeted processes are protected,
+#     minimum - Modification of targeted policy. Only selected processes are protected.
+#     mls - Multi Level Security protection.
+SELINUXTYPE=targeted
+
+"""
+
+SSHD_CONFIG = """\
+# CentOS 7 style sshd_config (lab)
+HostKey /etc/ssh/ssh_host_ed25519_key
+SyslogFacility AUTHPRIV
+PermitRootLogin yes
+AuthorizedKeysFile .ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+ChallengeResponseAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+X11Forwarding no
+UseDNS no
+PrintMotd no
+MaxStartups 200:30:400
+MaxSessions 50
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+
+SUDOERS = """\
+## sudoers (CentOS 7 style, lab)
+Defaults   !visiblepw
+Defaults    always_set_home
+Defaults    match_group_by_gid
+Defaults    env_reset
+Defaults    env_keep =  "COLORS DISPLAY HOSTNAME HISTSIZE KDEDIR LS_COLORS"
+Defaults    secure_path = /sbin:/bin:/usr/sbin:/usr/bin
+root    ALL=(ALL)       ALL
+%wheel  ALL=(ALL)       ALL
+#includedir /etc/sudoers.d
+"""
+
+DNF_CONF = """\
+[main]
+gpgcheck=1
+installonly_limit=5
+clean_requirements_on_remove=True
+best=False
+skip_if_unavailable=False
+keepcache=0
+plugins=1
+"""
+
+
+def _identity(base: Path) -> None:
+    """CentOS 7 identity files."""
+    write(base, "usr/lib/os-release", OS_RELEASE)
+    symlink(base, "etc/os-release", "../usr/lib/os-release")
+    write(base, "etc/centos-release", "CentOS Linux release 7.9.2009 (Core)\n")
+    write(base, "etc/centos-release-upstream", "Derived from Red Hat Enterprise Linux 7.9\n")
+    symlink(base, "etc/redhat-release", "centos-release")
+    symlink(base, "etc/system-release", "centos-release")
+    write(base, "etc/system-release-cpe", "cpe:/o:centos:centos:7\n")
+    write(base, "etc/issue", "\\S\nKernel \\r on an \\m\n\n")
+    write(base, "etc/selinux/config", SELINUX)
+    write(base, "etc/fstab", FSTAB)
+    write(base, "etc/dnf/vars/releasever", "7\n")
+    write(base, "etc/yum/vars/releasever", "7\n")
+    write(base, "etc/dnf/dnf.conf", DNF_CONF)
+    symlink(base, "etc/yum.conf", "dnf/dnf.conf")
+    write(base, "etc/dnf/plugins/local.conf", "[main]\nenabled = false\n")
+    write(base, "etc/rpm/macros.lab-dbpath", "%_dbpath /var/lib/rpm\n")
+    write(base, "etc/chrony.conf", "server 127.0.0.1 iburst\ndriftfile /var/lib/chrony/drift\n")
+    write(base, "etc/sysconfig/network", "# Created by anaconda\n")
+    write(base, "etc/sysconfig/selinux", SELINUX)
+    write(base, "etc/sysctl.conf",
+          "# System default settings live in /usr/lib/sysctl.d/00-system.conf.\n")
+    write(base, "usr/lib/sysctl.d/00-system.conf",
+          "# Disable netfilter on bridges.\nnet.bridge.bridge-nf-call-ip6tables = 0\n"
+          "net.bridge.bridge-nf-call-iptables = 0\nnet.bridge.bridge-nf-call-arptables = 0\n")
+    (base / "etc/sysctl.d").mkdir(parents=True, exist_ok=True)
+    (base / "etc/modules-load.d").mkdir(parents=True, exist_ok=True)
+    (base / "etc/sysconfig/modules").mkdir(parents=True, exist_ok=True)
+
+
+USERS = [  # name, uid, gid, gecos, home, shell
+    ("root", 0, 0, "root", "/root", "/bin/bash"),
+    ("bin", 1, 1, "bin", "/bin", "/sbin/nologin"),
+    ("daemon", 2, 2, "daemon", "/sbin", "/sbin/nologin"),
+    ("adm", 3, 4, "adm", "/var/adm", "/sbin/nologin"),
+    ("lp", 4, 7, "lp", "/var/spool/lpd", "/sbin/nologin"),
+    ("sync", 5, 0, "sync", "/sbin", "/bin/sync"),
+    ("shutdown", 6, 0, "shutdown", "/sbin", "/sbin/shutdown"),
+    ("halt", 7, 0, "halt", "/sbin", "/sbin/halt"),
+    ("mail", 8, 12, "mail", "/var/spool/mail", "/sbin/nologin"),
+    ("operator", 11, 0, "operator", "/root", "/sbin/nologin"),
+    ("games", 12, 100, "games", "/usr/games", "/sbin/nologin"),
+    ("ftp", 14, 50, "FTP User", "/var/ftp", "/sbin/nologin"),
+    ("nobody", 99, 99, "Nobody", "/", "/sbin/nologin"),
+    ("systemd-network", 192, 192, "systemd Network Management", "/", "/sbin/nologin"),
+    ("dbus", 81, 81, "System message bus", "/", "/sbin/nologin"),
+    ("polkitd", 999, 998, "User for polkitd", "/", "/sbin/nologin"),
+    ("chrony", 998, 996, "", "/var/lib/chrony", "/sbin/nologin"),
+    ("sshd", 74, 74, "Privilege-separated SSH", "/var/empty/sshd", "/sbin/nologin"),
+    ("postfix", 89, 89, "", "/var/spool/postfix", "/sbin/nologin"),
+    ("lab", 1000, 1000, "lab (passwordless sudo)", "/home/lab", "/bin/bash"),
+    ("labpw", 1001, 1001, "lab (sudo asks a password)", "/home/labpw", "/bin/bash"),
+]
+GROUPS = [
+    ("root", 0, ""), ("bin", 1, ""), ("daemon", 2, ""), ("sys", 3, ""), ("adm", 4, ""),
+    ("tty", 5, ""), ("disk", 6, ""), ("lp", 7, ""), ("mem", 8, ""), ("kmem", 9, ""),
+    ("wheel", 10, "labpw"), ("cdrom", 11, ""), ("mail", 12, "postfix"), ("man", 15, ""),
+    ("dialout", 18, ""), ("floppy", 19, ""), ("games", 20, ""), ("tape", 33, ""),
+    ("video", 39, ""), ("ftp", 50, ""), ("lock", 54, ""), ("audio", 63, ""), ("nobody", 99, ""),
+    ("users", 100, ""), ("utmp", 22, ""), ("utempter", 35, ""), ("input", 999, ""),
+    ("systemd-journal", 190, ""), ("systemd-network", 192, ""), ("dbus", 81, ""),
+    ("polkitd", 998, ""), ("ssh_keys", 997, ""), ("chrony", 996, ""), ("sshd", 74, ""),
+    ("postdrop", 90, ""), ("postfix", 89, ""), ("lab", 1000, ""), ("labpw", 1001, ""),
+]
+
+
+def _users(base: Path, pubkey: str, pw_hash: str) -> None:
+    """passwd/shadow/group/sudoers and the login users' homes with the client key."""
+    write(base, "etc/passwd", "".join(f"{n}:x:{u}:{g}:{c}:{h}:{s}\n" for n, u, g, c, h, s in USERS))
+    shadow = {"labpw": pw_hash}
+    write(base, "etc/shadow", "".join(
+        f"{n}:{shadow.get(n, '*' if n in ('root', 'lab') else '!!')}:18600:0:99999:7:::\n"
+        for n, *_ in USERS), mode=0o000)
+    write(base, "etc/group", "".join(f"{n}:x:{g}:{m}\n" for n, g, m in GROUPS))
+    write(base, "etc/gshadow", "".join(f"{n}:!::{m}\n" for n, g, m in GROUPS), mode=0o000)
+    write(base, "etc/sudoers", SUDOERS, mode=0o440)
+    write(base, "etc/sudoers.d/lab", "lab ALL=(ALL) NOPASSWD: ALL\n", mode=0o440)
+    for name, uid, gid, _, home, _ in USERS:
+        if name not in lab.LOGIN_USERS:
+            continue
+        h = base / home.lstrip("/")
+        write(base, f"{home.lstrip('/')}/.ssh/authorized_keys", pubkey, 0o600, uid, gid)
+        for rc, text in ((".bashrc", "# .bashrc\n[ -f /etc/bashrc ] && . /etc/bashrc\n"),
+                         (".bash_profile", "# .bash_profile\n[ -f ~/.bashrc ] && . ~/.bashrc\n"
+                          "PATH=$PATH:$HOME/.local/bin:$HOME/bin\nexport PATH\n")):
+            write(base, f"{home.lstrip('/')}/{rc}", text, 0o644, uid, gid)
+        os.chown(h / ".ssh", uid, gid)
+        os.chmod(h / ".ssh", 0o700)
+        os.chown(h, uid, gid)
+        os.chmod(h, 0o550 if name == "root" else 0o700)
+
+
+def _system(base: Path) -> None:
+    """sshd, name service, /var skeleton."""
+    write(base, "etc/ssh/sshd_config", SSHD_CONFIG, 0o600)
+    write(base, "etc/resolv.conf", "# lab: nothing leaves the machine\nnameserver 127.0.0.1\n")
+    write(base, "etc/nsswitch.conf",
+          "passwd: files\nshadow: files\ngroup: files\nhosts: files dns\n"
+          "services: files\nnetgroup: files\nautomount: files\naliases: files\n")
+    write(base, "etc/hostname", "localhost.localdomain\n")
+    write(base, "etc/locale.conf", 'LANG="en_US.UTF-8"\n')
+    write(base, "etc/bashrc", "# /etc/bashrc (lab)\n")
+    for rel, mode in (("var/tmp", 0o1777), ("var/log", 0o755), ("var/log/lab", 0o755),
+                      ("var/cache", 0o755), ("var/lib/lab", 0o755), ("var/lib/lab-cluster", 0o755),
+                      ("var/lib/dnf", 0o755), ("var/lib/chrony", 0o755),
+                      ("var/empty/sshd", 0o711), ("var/spool/cron", 0o700), ("var/adm", 0o755),
+                      ("var/lib/rpm", 0o755), ("var/lib/misc", 0o755), ("opt", 0o755),
+                      ("home", 0o755)):
+        (base / rel).mkdir(parents=True, exist_ok=True)
+        os.chmod(base / rel, mode)
+    symlink(base, "var/run", "../run")
+    symlink(base, "var/lock", "../run/lock")
+
+
+if __name__ == "__main__":
+    print(ensure())
+    sys.exit(0)
