@@ -1,0 +1,133 @@
+"""Call recording, failure injection, node commands and versions for the k8s stand-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.append("/usr/lib/python3/dist-packages")  # Debian's PyYAML (python3 -S skips site)
+import yaml  # noqa: E402
+
+CALLS = "/var/lib/lab/calls.log"
+FAIL_DIR = "/var/lib/lab/fail"
+JOURNAL_DIR = "/var/lib/lab/journal"
+STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
+
+__all__ = ["yaml"]
+
+
+def record(cmd: str) -> None:
+    """Log this call (contract format) and honour /var/lib/lab/fail/<cmd>."""
+    entry = {"t": time.time(), "uid": os.getuid(), "cmd": cmd, "argv": sys.argv[1:]}
+    try:
+        os.makedirs(os.path.dirname(CALLS), exist_ok=True)
+        with open(CALLS, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+    except OSError:
+        pass
+    fail = os.path.join(FAIL_DIR, cmd)
+    if os.path.exists(fail):
+        with open(fail) as fh:
+            sys.stderr.write(fh.read())
+        sys.exit(1)
+
+
+def die(msg: str, code: int = 1) -> None:
+    """Print MSG to stderr and exit with CODE."""
+    sys.stderr.write(msg if msg.endswith("\n") else msg + "\n")
+    sys.exit(code)
+
+
+def run(*cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run a node command, capturing text output (rc 127 when it is missing)."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, input=stdin)
+    except OSError as exc:
+        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
+
+
+def out(*cmd: str) -> str:
+    """Stripped stdout of a command, '' when it fails."""
+    res = run(*cmd)
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def pkg_version(pkg: str, default: str = "1.20.10") -> str:
+    """The installed RPM version of PKG (e.g. '1.20.10')."""
+    return out("rpm", "-q", "--qf", "%{VERSION}", pkg) or default
+
+
+def minor(version: str) -> int:
+    """Minor number of 'v1.20.10' or '1.21.0'."""
+    try:
+        return int(version.lstrip("v").split(".")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def version_info(version: str) -> dict:
+    """Go's version.Info of a release, as kubeadm/kubectl print it."""
+    commits = {"20": ("8152330a2b6ca3621196e62966ef761b8f5a61bb", "2021-08-11T18:05:14Z",
+                      "go1.15.15"),
+               "21": ("cb303e613a121a29364f75cc67d3d580833a7479", "2021-04-08T16:31:21Z",
+                      "go1.16.1")}
+    v = "v" + version.lstrip("v")
+    commit, built, go = commits.get(str(minor(v)), ("0" * 40, "2021-01-01T00:00:00Z", "go1.16"))
+    return {"major": "1", "minor": str(minor(v)), "gitVersion": v, "gitCommit": commit,
+            "gitTreeState": "clean", "buildDate": built, "goVersion": go, "compiler": "gc",
+            "platform": "linux/amd64"}
+
+
+def go_version_info(info: dict) -> str:
+    """version.Info{...} in Go's %#v-like form."""
+    keys = ["Major", "Minor", "GitVersion", "GitCommit", "GitTreeState", "BuildDate",
+            "GoVersion", "Compiler", "Platform"]
+    parts = [f'{k}:"{info[k[0].lower() + k[1:]]}"' for k in keys]
+    return "version.Info{" + ", ".join(parts) + "}"
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def host_address() -> str:
+    """This node's address (its name as /etc/hosts resolves it)."""
+    try:
+        return socket.gethostbyname(hostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def journal(unit: str, proc: str, lines: list[str]) -> None:
+    """Append syslog-style lines to the journal of UNIT (read by the journalctl stand-in)."""
+    os.makedirs(JOURNAL_DIR, exist_ok=True)
+    stamp = time.strftime("%b %d %H:%M:%S")
+    with open(os.path.join(JOURNAL_DIR, f"{unit}.log"), "a") as fh:
+        for line in lines:
+            fh.write(f"{stamp} {hostname()} {proc}: {line}\n")
+
+
+def klog(level: str, src: str, msg: str) -> str:
+    """A klog header line: 'F0910 10:00:00.000000   1234 server.go:269] msg'."""
+    t = time.time()
+    stamp = time.strftime("%m%d %H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1e6):06d}"
+    return f"{level}{stamp} {os.getpid():>7} {src}] {msg}"
+
+
+def read_yaml_docs(text: str) -> list[dict]:
+    """All non-empty YAML documents of TEXT."""
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def write_file(path: str, text: str, mode: int = 0o644) -> None:
+    """Write TEXT to PATH (creating parents) with MODE."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".lab-tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

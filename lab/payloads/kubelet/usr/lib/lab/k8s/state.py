@@ -1,0 +1,353 @@
+"""The lab's cluster state (the API server's stand-in) and each node's facts.
+
+/var/lib/lab-cluster/ is shared by every node of one lab (see STATE.md in lab/k8s/):
+- state.json: the cluster (endpoint, CA, tokens, nodes, applied objects), updated under
+  an exclusive flock on state.lock;
+- nodes/<name>.json: facts a node's kubelet last reported about itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+
+from k8s.common import hostname, out, run, write_file, yaml
+
+ROOT = "/var/lib/lab-cluster"
+STATE = f"{ROOT}/state.json"
+LOCK = f"{ROOT}/state.lock"
+FACTS = f"{ROOT}/nodes"
+KUBELET_DIR = "/var/lib/kubelet"
+CATALOGUES = ("/usr/share/lab/registry-catalogue.txt", f"{ROOT}/registry/catalogue.txt")
+
+
+def load() -> dict:
+    """The current cluster state ({} when no cluster was ever initialised)."""
+    try:
+        with open(STATE) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def update() -> Iterator[dict]:
+    """Lock, load, let the caller change the state, write it back atomically."""
+    os.makedirs(ROOT, exist_ok=True)
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = load()
+        yield data
+        write_file(STATE, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        with contextlib.suppress(OSError):
+            os.chmod(STATE, 0o666)
+
+
+def live_tokens(data: dict, now: float | None = None) -> list[dict]:
+    """Bootstrap tokens that have not expired."""
+    now = time.time() if now is None else now
+    return [t for t in data.get("tokens", []) if t.get("expires") is None or t["expires"] > now]
+
+
+# ---- node facts ----------------------------------------------------------------------
+
+def kubelet_node_name() -> str:
+    """The name this node's kubelet registers with (kubeadm's flag file, else hostname)."""
+    for arg in _flag_args():
+        if arg.startswith("--hostname-override="):
+            return arg.split("=", 1)[1]
+    return hostname().lower()
+
+
+def _flag_args() -> list[str]:
+    """Flags of /var/lib/kubelet/kubeadm-flags.env then KUBELET_EXTRA_ARGS (later wins)."""
+    args: list[str] = []
+    for path, var in ((f"{KUBELET_DIR}/kubeadm-flags.env", "KUBELET_KUBEADM_ARGS"),
+                      ("/etc/sysconfig/kubelet", "KUBELET_EXTRA_ARGS")):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.strip().partition("=")
+                    if key == var:
+                        args += value.strip().strip('"').strip("'").split()
+        except OSError:
+            pass
+    return args
+
+
+def kubelet_config() -> dict | None:
+    """/var/lib/kubelet/config.yaml, None when missing."""
+    try:
+        with open(f"{KUBELET_DIR}/config.yaml") as fh:
+            return yaml.safe_load(fh) or {}
+    except OSError:
+        return None
+
+
+def kubelet_cgroup_driver(config: dict | None) -> str:
+    """Effective driver: the last --cgroup-driver flag, else config.yaml, else cgroupfs."""
+    driver = (config or {}).get("cgroupDriver") or "cgroupfs"
+    for arg in _flag_args():
+        if arg.startswith("--cgroup-driver="):
+            driver = arg.split("=", 1)[1]
+    return driver
+
+
+def swaps() -> list[str]:
+    """Active swap lines of /proc/swaps (through the stand-in command)."""
+    return out("cat", "/proc/swaps").splitlines()[1:]
+
+
+def docker_driver() -> str | None:
+    """The cgroup driver docker runs with, None when docker is not running."""
+    res = run("docker", "info", "--format", "{{.CgroupDriver}}")
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def kubelet_failure(config: dict | None, docker: str | None = "") -> list[str]:
+    """Why a kubelet started now would exit (real journal texts); [] when it runs.
+
+    DOCKER is docker's running cgroup driver when known ('' = ask docker, None = down).
+    """
+    if config is None:
+        path = f"{KUBELET_DIR}/config.yaml"
+        return [f"failed to load Kubelet config file {path}, error failed to read kubelet "
+                f'config file "{path}", error: open {path}: no such file or directory']
+    lines = swaps()
+    fail_swap = config.get("failSwapOn", True) and "--fail-swap-on=false" not in _flag_args()
+    if lines and fail_swap:
+        shown = " ".join(["Filename\t\t\t\tType\t\tSize\tUsed\tPriority", *lines])
+        return ["failed to run Kubelet: running with swap on is not supported, please disable "
+                f"swap! or set --fail-swap-on flag to false. /proc/swaps contained: [{shown}]"]
+    docker = docker_driver() if docker == "" else docker
+    if docker is None:
+        return ["failed to run Kubelet: failed to get docker version: Cannot connect to the "
+                "Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"]
+    mine = kubelet_cgroup_driver(config)
+    if mine != docker:
+        return [f'failed to run Kubelet: misconfiguration: kubelet cgroup driver: "{mine}" '
+                f'is different from docker cgroup driver: "{docker}"']
+    return []
+
+
+def collect_facts(event: str = "", docker: str | None = "") -> dict:
+    """What this node's kubelet would report now.
+
+    EVENT 'start'/'stop' comes from the unit hooks, which run before systemctl records the
+    new state; DOCKER is as in kubelet_failure (docker's hooks pass it the same way).
+    """
+    config = kubelet_config()
+    if event in ("start", "stop"):
+        active = event == "start"
+    else:
+        active = out("systemctl", "is-active", "kubelet") == "active"
+    docker = docker_driver() if docker == "" else docker
+    sysctl = {k: out("sysctl", "-n", k) for k in
+              ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")}
+    return {
+        "name": kubelet_node_name(), "hostname": hostname(), "updated": time.time(),
+        "kubelet_active": active,
+        "kubelet_failure": kubelet_failure(config, docker) if active else [],
+        "kubelet_cgroup_driver": kubelet_cgroup_driver(config),
+        "docker_cgroup_driver": docker, "swap_on": bool(swaps()), "sysctl": sysctl,
+        "kubelet_version": "v" + out("rpm", "-q", "--qf", "%{VERSION}", "kubelet"),
+        "docker_version": out("rpm", "-q", "--qf", "%{VERSION}", "docker-ce"),
+    }
+
+
+def publish_facts(facts: dict) -> None:
+    """Write this node's facts to the shared state (silently skipped without permission)."""
+    with contextlib.suppress(OSError):
+        os.makedirs(FACTS, exist_ok=True)
+        write_file(f"{FACTS}/{facts['name']}.json", json.dumps(facts, indent=1) + "\n", 0o666)
+
+
+def node_facts(name: str) -> dict:
+    try:
+        with open(f"{FACTS}/{name}.json") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+# ---- derived API objects -------------------------------------------------------------
+
+def catalogue() -> set[str]:
+    """Fully qualified images the lab registry serves."""
+    names: set[str] = set()
+    for path in CATALOGUES:
+        with contextlib.suppress(OSError), open(path) as fh:
+            for line in fh:
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    names.add(qualify(line))
+    return names
+
+
+def qualify(ref: str) -> str:
+    """docker.io/library/x:latest for 'x' (docker's normalisation)."""
+    name, tag = ref, "latest"
+    if ":" in ref.rsplit("/", 1)[-1]:
+        name, tag = ref.rsplit(":", 1)
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = "docker.io/library/" + name
+    elif not ("." in first or ":" in first or first == "localhost"):
+        name = "docker.io/" + name
+    return f"{name}:{tag}"
+
+
+def cni(data: dict) -> dict | None:
+    """The applied CNI DaemonSet: {'name','namespace','network','images'} or None."""
+    objs = data.get("objects", {})
+    for obj in objs.values():
+        if obj.get("kind") != "DaemonSet":
+            continue
+        ns = obj["metadata"].get("namespace", "default")
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        maps = [v["configMap"]["name"] for v in spec.get("volumes", []) or []
+                if isinstance(v, dict) and v.get("configMap")]
+        for cm in objs.values():
+            if (cm.get("kind") == "ConfigMap" and cm["metadata"].get("name") in maps
+                    and cm["metadata"].get("namespace", "default") == ns
+                    and "net-conf.json" in (cm.get("data") or {})):
+                try:
+                    network = json.loads(cm["data"]["net-conf.json"]).get("Network")
+                except ValueError:
+                    network = None
+                images = [c.get("image", "") for key in ("initContainers", "containers")
+                          for c in spec.get(key, []) or []]
+                return {"name": obj["metadata"]["name"], "namespace": ns,
+                        "network": network, "images": images}
+    return None
+
+
+def node_status(data: dict, name: str) -> dict:
+    """Ready condition of node NAME: {'status','reason','message','kubelet','cni'}."""
+    facts = node_facts(name)
+    running = bool(facts.get("kubelet_active")) and not facts.get("kubelet_failure")
+    if not running:
+        return {"status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.", "kubelet": False,
+                "cni": False}
+    problem = cni_problem(data, facts)
+    if problem:
+        return {"status": "False", "reason": "KubeletNotReady",
+                "message": "runtime network not ready: NetworkReady=false "
+                           "reason:NetworkPluginNotReady message:docker: network plugin is "
+                           "not ready: cni config uninitialized", "kubelet": True,
+                "cni": False, "cni_problem": problem}
+    return {"status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status", "kubelet": True, "cni": True}
+
+
+def cni_problem(data: dict, facts: dict) -> str | None:
+    """Why the CNI pod of a node with a running kubelet cannot work, None when it can."""
+    net = cni(data)
+    if net is None:
+        return "no CNI DaemonSet applied"
+    known = catalogue()
+    for image in net["images"]:
+        if qualify(image) not in known:
+            return f"ErrImagePull: {image}"
+    sysctl = facts.get("sysctl", {})
+    if sysctl.get("net.bridge.bridge-nf-call-iptables") != "1":
+        return ("Failed to check br_netfilter: stat /proc/sys/net/bridge/bridge-nf-call-iptables:"
+                " no such file or directory" if not sysctl.get("net.bridge.bridge-nf-call-iptables")
+                else "net.bridge.bridge-nf-call-iptables is not 1")
+    if sysctl.get("net.ipv4.ip_forward") != "1":
+        return "net.ipv4.ip_forward is not 1"
+    subnet = data.get("config", {}).get("podSubnet") or ""
+    if not subnet:
+        return (f'Error registering network: failed to acquire lease: node "{facts.get("name")}"'
+                " pod cidr not assigned")
+    if net["network"] != subnet:
+        return (f"net-conf.json Network {net['network']} differs from the cluster's "
+                f"podSubnet {subnet}")
+    return None
+
+
+def suffix(*parts: str, n: int = 5) -> str:
+    """A stable pseudo-random pod name suffix."""
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:n])
+
+
+def pods(data: dict) -> list[dict]:
+    """The pods the cluster would run now (computed from nodes, facts and objects)."""
+    cid = data.get("cluster_id", "")
+    nodes = data.get("nodes", {})
+    status = {n: node_status(data, n) for n in nodes}
+    result: list[dict] = []
+
+    def pod(ns: str, name: str, node: str | None, phase: str, reason: str = "",
+            owner: str = "", since: float = 0.0) -> None:
+        result.append({"namespace": ns, "name": name, "node": node, "phase": phase,
+                       "reason": reason or phase, "owner": owner,
+                       "created": since or data.get("created", time.time()),
+                       "ip": (nodes.get(node, {}).get("address", "") if node else "")})
+
+    for node, info in sorted(nodes.items()):
+        up = status[node]["kubelet"]
+        if info.get("role") == "control-plane":
+            for comp in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                pod("kube-system", f"{comp}-{node}", node, "Running" if up else "Unknown",
+                    owner="Node", since=info.get("joined", 0))
+        pod("kube-system", f"kube-proxy-{suffix(cid, 'proxy', node)}", node,
+            "Running" if up else "Unknown", owner="DaemonSet", since=info.get("joined", 0))
+    net = cni(data)
+    if net:
+        for node, info in sorted(nodes.items()):
+            st = status[node]
+            problem = st.get("cni_problem", "")
+            if not st["kubelet"]:
+                phase, reason = "Unknown", "Unknown"
+            elif problem.startswith("ErrImagePull"):
+                phase, reason = "Pending", "Init:ImagePullBackOff"
+            elif problem:
+                phase, reason = "Running", "CrashLoopBackOff"
+            else:
+                phase, reason = "Running", "Running"
+            pod(net["namespace"], f"{net['name']}-{suffix(cid, net['name'], node)}", node,
+                phase, reason, owner="DaemonSet", since=net.get("created", 0))
+    ready = sorted(n for n, st in status.items() if st["status"] == "True")
+    for i in range(2):
+        name = f"coredns-{suffix(cid, 'rs', n=10)[:10]}-{suffix(cid, 'dns', str(i))}"
+        if ready:
+            pod("kube-system", name, ready[i % len(ready)], "Running", owner="ReplicaSet")
+        else:
+            pod("kube-system", name, None, "Pending", owner="ReplicaSet")
+    return result
+
+
+def publish_local(event: str = "", docker: str | None = "") -> dict:
+    """Collect and publish this node's facts; also lay down flannel's node files."""
+    facts = collect_facts(event, docker)
+    publish_facts(facts)
+    data = load()
+    if facts["name"] in data.get("nodes", {}) and facts["kubelet_active"]:
+        net = cni(data)
+        if net and not cni_problem(data, facts):
+            _write_flannel_files(net["network"], facts["name"])
+    return facts
+
+
+def _write_flannel_files(network: str, name: str) -> None:
+    """What a running flannel pod leaves on its node: CNI config and subnet.env."""
+    conf = {"name": "cbr0", "cniVersion": "0.3.1", "plugins": [
+        {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    with contextlib.suppress(OSError):
+        if not os.path.exists("/etc/cni/net.d/10-flannel.conflist"):
+            write_file("/etc/cni/net.d/10-flannel.conflist", json.dumps(conf, indent=2) + "\n")
+        idx = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 250 + 1
+        base = network.split("/")[0].split(".")
+        write_file("/run/flannel/subnet.env",
+                   f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={base[0]}.{base[1]}.{idx}.1/24\n"
+                   "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
