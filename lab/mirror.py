@@ -1,0 +1,509 @@
+"""The lab's local yum mirror: tiny RPMs built with rpmbuild, indexed with createrepo_c, served
+over HTTP on 127.0.0.1.
+
+Three repos (``base``, ``docker-ce``, ``kubernetes``) are declared below with the versions and the
+dependencies of the real packages. A package's files are the tree under ``lab/payloads/<name>/``.
+Builds are cached under ``<lab root>/mirror/<hash>/`` by a hash of the declarations and payloads,
+and serialised by a file lock, so parallel test runs share one build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PAYLOADS = Path(__file__).resolve().parent / "payloads"
+REPOS = ("base", "docker-ce", "kubernetes")
+FORMAT = 1  # bump to invalidate every cached build
+
+
+@dataclass(frozen=True)
+class Pkg:
+    """One package version of the mirror."""
+
+    name: str
+    version: str
+    release: str
+    repo: str
+    epoch: int = 0
+    arch: str = "x86_64"
+    requires: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    obsoletes: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    summary: str = ""
+
+    @property
+    def evr(self) -> str:
+        return (
+            f"{self.epoch}:{self.version}-{self.release}"
+            if self.epoch
+            else f"{self.version}-{self.release}"
+        )
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-{self.release}.{self.arch}.rpm"
+
+
+def _pkgs() -> list[Pkg]:
+    b, d, k = "base", "docker-ce", "kubernetes"
+    docker_req = (
+        "container-selinux >= 2:2.74",
+        "libseccomp >= 2.3",
+        "systemd",
+        "iptables",
+        "libcgroup",
+        "device-mapper-libs >= 1.02.90-1",
+        "docker-ce-cli",
+        "tar",
+        "xz",
+    )
+    docker_obs = ("docker-ce-selinux <= 2:17.03.0-1", "docker-engine-selinux", "docker-engine")
+    docker_conf = ("docker", "docker-io", "docker-engine-cs", "docker-ee")
+    kubelet_req = (
+        "conntrack",
+        "ebtables",
+        "ethtool",
+        "iproute",
+        "iptables >= 1.4.21",
+        "kubernetes-cni >= 0.8.7",
+        "socat",
+        "util-linux",
+    )
+    kubeadm_req = (
+        "kubelet >= 1.13.0",
+        "kubectl >= 1.13.0",
+        "kubernetes-cni >= 0.8.6",
+        "cri-tools >= 1.13.0",
+    )
+    return [
+        # base (CentOS 7.9 versions; container-selinux really lives in extras)
+        Pkg(
+            "base-system",
+            "7.9.2009",
+            "1.el7",
+            b,
+            arch="noarch",
+            provides=BASE_PROVIDES,
+            summary="What a CentOS 7 base install provides",
+        ),
+        Pkg("ipset-libs", "7.1", "1.el7", b),
+        Pkg("ipset", "7.1", "1.el7", b, requires=("ipset-libs(x86-64) = 7.1-1.el7",)),
+        Pkg("ipvsadm", "1.27", "8.el7", b),
+        Pkg("chrony", "3.4", "1.el7", b, requires=("libseccomp", "shadow-utils", "systemd")),
+        Pkg(
+            "yum-utils", "1.1.31", "54.el7_8", b, arch="noarch", requires=("yum >= 3.4.3", "python")
+        ),
+        Pkg("libnetfilter_cthelper", "1.0.0", "11.el7", b),
+        Pkg("libnetfilter_cttimeout", "1.0.0", "7.el7", b),
+        Pkg("libnetfilter_queue", "1.0.2", "2.el7_2", b),
+        Pkg(
+            "conntrack-tools",
+            "1.4.4",
+            "7.el7",
+            b,
+            provides=("conntrack = 1.0-1",),
+            requires=("libnetfilter_cthelper", "libnetfilter_cttimeout", "libnetfilter_queue"),
+        ),
+        Pkg("socat", "1.7.3.2", "2.el7", b),
+        Pkg("ebtables", "2.0.10", "16.el7", b),
+        Pkg("ethtool", "4.8", "10.el7", b, epoch=2),
+        Pkg("iptables-services", "1.4.21", "35.el7", b, requires=("iptables = 1.4.21-35.el7",)),
+        Pkg(
+            "container-selinux",
+            "2.119.2",
+            "1.911c772.el7_8",
+            b,
+            epoch=2,
+            arch="noarch",
+            requires=("selinux-policy", "policycoreutils"),
+        ),
+        # docker-ce (download.docker.com/linux/centos/7)
+        Pkg(
+            "containerd.io",
+            "1.4.3",
+            "3.1.el7",
+            d,
+            requires=("container-selinux >= 2:2.74",),
+            provides=("containerd", "runc"),
+            obsoletes=("containerd", "runc"),
+        ),
+        Pkg(
+            "containerd.io",
+            "1.4.11",
+            "3.1.el7",
+            d,
+            requires=("container-selinux >= 2:2.74",),
+            provides=("containerd", "runc"),
+            obsoletes=("containerd", "runc"),
+        ),
+        Pkg("docker-ce-cli", "19.03.15", "3.el7", d, epoch=1),
+        Pkg("docker-ce-cli", "20.10.9", "3.el7", d, epoch=1),
+        Pkg("docker-ce-rootless-extras", "20.10.9", "3.el7", d),
+        Pkg(
+            "docker-ce",
+            "19.03.15",
+            "3.el7",
+            d,
+            epoch=3,
+            requires=(*docker_req, "containerd.io >= 1.2.2-3"),
+            obsoletes=docker_obs,
+            conflicts=docker_conf,
+        ),
+        Pkg(
+            "docker-ce",
+            "20.10.9",
+            "3.el7",
+            d,
+            epoch=3,
+            requires=(*docker_req, "containerd.io >= 1.4.1", "docker-ce-rootless-extras"),
+            obsoletes=docker_obs,
+            conflicts=docker_conf,
+        ),
+        # kubernetes (packages.cloud.google.com/yum/repos/kubernetes-el7-x86_64)
+        Pkg("cri-tools", "1.13.0", "0", k),
+        Pkg("cri-tools", "1.19.0", "0", k),
+        Pkg("kubernetes-cni", "0.8.7", "0", k),
+        *[
+            Pkg(n, v, "0", k, requires=r)
+            for v in ("1.20.10", "1.21.0")
+            for n, r in (("kubectl", ()), ("kubelet", kubelet_req), ("kubeadm", kubeadm_req))
+        ],
+    ]
+
+
+BASE_PROVIDES = (
+    "bash",
+    "/bin/bash",
+    "/usr/bin/bash",
+    "/bin/sh",
+    "/usr/bin/sh",
+    "sh",
+    "coreutils",
+    "util-linux",
+    "grep",
+    "sed",
+    "gawk",
+    "findutils",
+    "tar",
+    "gzip",
+    "xz",
+    "which",
+    "hostname",
+    "shadow-utils",
+    "glibc",
+    "libgcc",
+    "systemd = 219-78.el7_9.3",
+    "systemd-libs",
+    "/usr/bin/systemctl",
+    "iptables = 1.4.21-35.el7",
+    "iproute",
+    "lvm2",
+    "device-mapper",
+    "device-mapper-libs = 7:1.02.170-6.el7_9.5",
+    "libcgroup",
+    "libseccomp = 2.3.1-4.el7",
+    "kmod",
+    "procps-ng",
+    "yum = 3.4.3-168.el7.centos",
+    "rpm",
+    "python = 2.7.5-89.el7",
+    "/usr/bin/python",
+    "/usr/bin/python3",
+    "selinux-policy",
+    "selinux-policy-targeted",
+    "policycoreutils",
+    "libselinux-utils",
+    "openssh-server",
+    "sudo",
+    "firewalld",
+    "curl",
+    "filesystem",
+    "setup",
+    "centos-release = 7-9.2009.1.el7.centos",
+)
+PACKAGES: list[Pkg] = _pkgs()
+
+
+def payload_files(name: str) -> list[tuple[str, Path]]:
+    """(path in the package, source file) for every file and empty directory of a payload."""
+    top = PAYLOADS / name
+    out: list[tuple[str, Path]] = []
+    if top.is_dir():
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            rel = Path(dirpath).relative_to(top)
+            if not dirs and not files and rel != Path("."):
+                out.append(("/" + str(rel), Path(dirpath)))
+            for f in sorted(files):
+                out.append(("/" + str(rel / f).lstrip("./"), Path(dirpath) / f))
+    return out
+
+
+def content_hash() -> str:
+    """Hash of the declarations and every payload byte and mode."""
+    h = hashlib.sha256(f"format {FORMAT}\n".encode())
+    h.update(json.dumps([asdict(p) for p in PACKAGES], sort_keys=True).encode())
+    h.update(Path(__file__).read_bytes())
+    for name in sorted({p.name for p in PACKAGES}):
+        for rel, src in payload_files(name):
+            h.update(f"{name}\0{rel}\0{os.lstat(src).st_mode:o}\0".encode())
+            if src.is_symlink():
+                h.update(os.readlink(src).encode())
+            elif src.is_file():
+                h.update(src.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _file_line(rel: str, src: Path) -> str:
+    quoted = f'"{rel}"'
+    if src.is_dir() and not src.is_symlink():
+        return f"%dir {quoted}"
+    if rel.startswith("/etc/"):
+        return f"%config(noreplace) {quoted}"
+    if rel.startswith("/usr/") and not src.is_symlink() and os.access(src, os.X_OK):
+        return f"%attr(0755,root,root) {quoted}"
+    return quoted
+
+
+def spec_text(p: Pkg, payload: Path | None) -> str:
+    """The spec file of one package version."""
+    files = payload_files(p.name)
+    lines = [
+        f"Name: {p.name}",
+        f"Version: {p.version}",
+        f"Release: {p.release}",
+        f"Summary: {p.summary or p.name + ' (lab stand-in)'}",
+        "License: Lab",
+        f"BuildArch: {p.arch}",
+        "AutoReqProv: no",
+    ]
+    if p.epoch:
+        lines.append(f"Epoch: {p.epoch}")
+    lines += [f"Requires: {r}" for r in p.requires]
+    lines += [f"Provides: {r}" for r in p.provides]
+    lines += [f"Obsoletes: {r}" for r in p.obsoletes]
+    lines += [f"Conflicts: {r}" for r in p.conflicts]
+    lines += [
+        "",
+        "%description",
+        f"Lab stand-in for {p.name} {p.evr}.",
+        "",
+        "%install",
+        "mkdir -p %{buildroot}",
+    ]
+    if payload is not None:
+        lines.append(f"cp -a {payload}/. %{{buildroot}}/")
+    lines.append("mkdir -p %{buildroot}/usr/lib/lab/versions")
+    lines.append(f"echo {p.evr} > %{{buildroot}}/usr/lib/lab/versions/{p.name}")
+    lines += ["", "%files", "%defattr(0644,root,root,0755)", f'"/usr/lib/lab/versions/{p.name}"']
+    lines += [_file_line(rel, src) for rel, src in files]
+    return "\n".join(lines) + "\n"
+
+
+def _build_one(p: Pkg, work: Path, out: Path) -> Path:
+    top = work / f"{p.name}-{p.version}"
+    (top / "SPECS").mkdir(parents=True)
+    payload = None
+    if (PAYLOADS / p.name).is_dir():
+        payload = top / "payload"
+        shutil.copytree(PAYLOADS / p.name, payload, symlinks=True)
+    spec = top / "SPECS" / f"{p.name}.spec"
+    spec.write_text(spec_text(p, payload))
+    cmd = [
+        "rpmbuild",
+        "-bb",
+        "--quiet",
+        "--define",
+        f"_topdir {top}",
+        "--define",
+        f"_rpmdir {out}",
+        "--define",
+        "_build_id_links none",
+        "--define",
+        "debug_package %{nil}",
+        "--define",
+        "__os_install_post %{nil}",
+        "--define",
+        f"_dbpath {top}/db",
+        "--define",
+        "_binary_payload w2.xzdio",
+        "--target",
+        p.arch,
+        str(spec),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    rpm = out / p.arch / p.filename
+    if res.returncode != 0 or not rpm.exists():
+        raise RuntimeError(f"rpmbuild {p.name}-{p.evr} failed:\n{res.stdout}\n{res.stderr}")
+    return rpm
+
+
+class Mirror:
+    """Build, cache and serve the lab's yum repos (see lab/CONTRACT.md)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.cache = self.root / "mirror"
+        self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.url: str | None = None
+        self.dir: Path | None = None
+
+    def build(self) -> Path:
+        """Build the repos (or reuse the cached build); return the directory holding them."""
+        digest = content_hash()
+        target = self.cache / digest
+        if (target / ".done").exists():
+            self.dir = target
+            return target
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with open(self.cache / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / ".done").exists():
+                self._build(target)
+        self.dir = target
+        return target
+
+    def _build(self, target: Path) -> None:
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=self.cache))
+        try:
+            outs = {r: work / "out" / r for r in REPOS}
+            for o in outs.values():
+                o.mkdir(parents=True)
+            with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+                list(pool.map(lambda p: _build_one(p, work / "build", outs[p.repo]), PACKAGES))
+            for repo, o in outs.items():
+                res = subprocess.run(
+                    ["createrepo_c", "--quiet", "--no-database", str(o)],
+                    capture_output=True,
+                    text=True,
+                )
+                if res.returncode != 0:
+                    raise RuntimeError(f"createrepo_c {repo} failed:\n{res.stderr}")
+            shutil.rmtree(work / "build")
+            final = work / "out"
+            (final / ".done").write_text(content_hash() + "\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(final, target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def rpm_path(self, name: str, version: str | None = None) -> Path:
+        """The built RPM of a package (its newest version unless version is given)."""
+        base = self.dir or self.build()
+        cands = [
+            p
+            for p in PACKAGES
+            if p.name == name
+            and (version is None or version in (p.version, p.evr, f"{p.version}-{p.release}"))
+        ]
+        if not cands:
+            raise KeyError(f"no package {name} {version or ''} in the lab mirror".strip())
+        p = cands[-1]
+        return base / p.repo / p.arch / p.filename
+
+    def start(self) -> str:
+        """Serve the repos on 127.0.0.1 (a free port); return the base URL."""
+        base = self.dir or self.build()
+        if self.proc is not None and self.proc.poll() is None:
+            return self.url  # type: ignore[return-value]
+        for _ in range(20):
+            port = _free_port()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(base),
+                    str(port),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            if _wait_port(port, self.proc):
+                self.pid = self.proc.pid
+                self.url = f"http://127.0.0.1:{port}/"
+                return self.url
+            self.stop()
+        raise RuntimeError("lab mirror: could not start python3 -m http.server on 127.0.0.1")
+
+    def stop(self) -> None:
+        """Stop the HTTP server (by PID)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+        elif self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+        self.pid = None
+        self.url = None
+
+    def __enter__(self) -> Mirror:
+        self.build()
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def main() -> None:
+    """`python -m lab.mirror [ROOT]`: build and print where."""
+    root = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(os.environ.get("BOOTSTRAP_LAB_ROOT", "/var/tmp/bootstrap-lab"))
+    )
+    t = time.monotonic()
+    print(Mirror(root).build(), f"({time.monotonic() - t:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
