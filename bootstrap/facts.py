@@ -35,8 +35,11 @@ def _parse_file(out: str, rc: int) -> FileState | None:
 def file(path: str) -> Fact:
     """Content, mode and owner of a file, or None when it does not exist."""
     q = shlex.quote(path)
-    return Fact(f"file:{path}",
-                f"[ -f {q} ] || exit 1; stat -c '%a %U %G' {q} && base64 -w0 {q}", _parse_file)
+    return Fact(
+        f"file:{path}",
+        f"[ -f {q} ] || exit 1; stat -c '%a %U %G' {q} && base64 -w0 {q}",
+        _parse_file,
+    )
 
 
 def _text(out: str, rc: int) -> str | None:
@@ -67,8 +70,9 @@ def modules() -> Fact:
 
 def swaps() -> Fact:
     """Active swap devices from /proc/swaps."""
-    return Fact("swaps", "cat /proc/swaps",
-                lambda out, rc: [ln.split()[0] for ln in _lines(out, rc)[1:]])
+    return Fact(
+        "swaps", "cat /proc/swaps", lambda out, rc: [ln.split()[0] for ln in _lines(out, rc)[1:]]
+    )
 
 
 def selinux() -> Fact:
@@ -83,16 +87,21 @@ def sysctl(key: str) -> Fact:
 def unit(name: str) -> Fact:
     """systemd state of a unit: exists, enabled, active."""
     q = shlex.quote(name)
-    cmd = (f"if systemctl cat {q} >/dev/null 2>&1; then echo exists; fi; "
-           f"systemctl is-enabled {q} 2>/dev/null; systemctl is-active {q} 2>/dev/null; true")
+    cmd = (
+        f"if systemctl cat {q} >/dev/null 2>&1; then echo exists; fi; "
+        f"systemctl is-enabled {q} 2>/dev/null; systemctl is-active {q} 2>/dev/null; true"
+    )
 
     def parse(out: str, rc: int) -> dict[str, Any]:
         words = out.split()
         exists = bool(words) and words[0] == "exists"
         rest = words[1:] if exists else words
         enabled = rest[0] if rest else "unknown"
-        return {"exists": exists, "enabled": enabled == "enabled",
-                "active": len(rest) > 1 and rest[1] == "active"}
+        return {
+            "exists": exists,
+            "enabled": enabled == "enabled",
+            "active": len(rest) > 1 and rest[1] == "active",
+        }
 
     return Fact(f"unit:{name}", cmd, parse)
 
@@ -137,11 +146,11 @@ def parse_output(facts: Iterable[Fact], stdout: str, nonce: str) -> Facts:
         if i < 0:
             break
         nl = stdout.index("\n", i)
-        name = stdout[i + len(start): nl]
+        name = stdout[i + len(start) : nl]
         j = stdout.index(end, nl)
-        body = stdout[nl + 1: j]
+        body = stdout[nl + 1 : j]
         k = stdout.find("\n", j + len(end))
-        rc = int(stdout[j + len(end): k if k >= 0 else None])
+        rc = int(stdout[j + len(end) : k if k >= 0 else None])
         if name in by_name:
             values[name] = by_name[name].parse(body, rc)
         pos = k if k >= 0 else len(stdout)

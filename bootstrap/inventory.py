@@ -95,7 +95,9 @@ def render(path: Path, environ: Mapping[str, str] | None = None) -> tuple[str, l
         template = env.template_class.from_code(env, code, env.make_globals(None))
         out = template.render(env=_Env(environ if environ is not None else os.environ))
     except jinja2.TemplateSyntaxError as exc:
-        raise InventoryError(name, [f"{name}:{exc.lineno}: template syntax: {exc.message}"]) from None
+        raise InventoryError(
+            name, [f"{name}:{exc.lineno}: template syntax: {exc.message}"]
+        ) from None
     except Exception as exc:  # any error raised while rendering: report the template line
         line = _template_line(exc, name)
         where = f"{name}:{line}" if line else name
@@ -135,7 +137,7 @@ class Located:
 
 
 def _construct(loader: _Loader, node: yaml.Node, path: tuple, loc: Located, problems: list) -> Any:
-    loc.lines[path] = loc.source_line(node.start_mark.line)
+    loc.lines.setdefault(path, loc.source_line(node.start_mark.line))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict = {}
@@ -145,13 +147,13 @@ def _construct(loader: _Loader, node: yaml.Node, path: tuple, loc: Located, prob
                 key = str(key)
             if key in result:
                 line = loc.source_line(key_node.start_mark.line)
-                problems.append((line, f"{_dotted(path + (key,))}: duplicate key"))
-            loc.lines[path + (key,)] = loc.source_line(key_node.start_mark.line)
-            result[key] = _construct(loader, value_node, path + (key,), loc, problems)
+                problems.append((line, f"{_dotted((*path, key))}: duplicate key"))
+            loc.lines[(*path, key)] = loc.source_line(key_node.start_mark.line)
+            result[key] = _construct(loader, value_node, (*path, key), loc, problems)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _construct(loader, item, path + (i,), loc, problems) for i, item in enumerate(node.value)
+            _construct(loader, item, (*path, i), loc, problems) for i, item in enumerate(node.value)
         ]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, float) and isinstance(node, yaml.ScalarNode) and "." in node.value:

@@ -39,13 +39,21 @@ class WriteFile:
     def diff(self) -> str:
         """A ``diff -u`` of the change; metadata-only changes are stated, secrets hidden."""
         if self.secret:
-            return f"--- {self.path}\n+++ {self.path}\n(secret content: {len(self.content)} bytes)\n"
+            return (
+                f"--- {self.path}\n+++ {self.path}\n(secret content: {len(self.content)} bytes)\n"
+            )
         old = self.before.content if self.before else ""
-        lines = list(difflib.unified_diff(
-            old.splitlines(keepends=True), self.content.splitlines(keepends=True),
-            fromfile=self.path if self.before else "/dev/null", tofile=self.path))
-        text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
-                       for ln in lines)
+        lines = list(
+            difflib.unified_diff(
+                old.splitlines(keepends=True),
+                self.content.splitlines(keepends=True),
+                fromfile=self.path if self.before else "/dev/null",
+                tofile=self.path,
+            )
+        )
+        text = "".join(
+            ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines
+        )
         meta = self._meta_change()
         return text + (f"{self.path}: {meta}\n" if meta else "")
 
@@ -66,16 +74,18 @@ class WriteFile:
         q = shlex.quote
         data = base64.b64encode(self.content.encode()).decode()
         tmp = f"{d}/.{posixpath.basename(self.path)}.k8s-bootstrap.XXXXXX"
-        return "\n".join([
-            f"mkdir -p {q(d)}",
-            f"tmp=$(mktemp {q(tmp)})",
-            f"printf %s {q(data)} | base64 -d > \"$tmp\"",
-            f"chmod {self.mode:04o} \"$tmp\"",
-            f"chown {q(self.owner)}:{q(self.group)} \"$tmp\"",
-            f"if [ -e {q(self.path)} ] && [ ! -e {q(self.path + BACKUP_SUFFIX)} ]; then "
-            f"cp -p {q(self.path)} {q(self.path + BACKUP_SUFFIX)}; fi",
-            f"mv -f \"$tmp\" {q(self.path)}",
-        ])
+        return "\n".join(
+            [
+                f"mkdir -p {q(d)}",
+                f"tmp=$(mktemp {q(tmp)})",
+                f'printf %s {q(data)} | base64 -d > "$tmp"',
+                f'chmod {self.mode:04o} "$tmp"',
+                f'chown {q(self.owner)}:{q(self.group)} "$tmp"',
+                f"if [ -e {q(self.path)} ] && [ ! -e {q(self.path + BACKUP_SUFFIX)} ]; then "
+                f"cp -p {q(self.path)} {q(self.path + BACKUP_SUFFIX)}; fi",
+                f'mv -f "$tmp" {q(self.path)}',
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -107,11 +117,24 @@ class Plan:
     def empty(self) -> bool:
         return not self.actions and self.error is None
 
-    def write(self, path: str, content: str, before: FileState | None, *, mode: int = 0o644,
-              owner: str = "root", group: str = "root", secret: bool = False) -> bool:
+    def write(
+        self,
+        path: str,
+        content: str,
+        before: FileState | None,
+        *,
+        mode: int = 0o644,
+        owner: str = "root",
+        group: str = "root",
+        secret: bool = False,
+    ) -> bool:
         """Add a WriteFile when the file differs from ``before``; return whether it did."""
-        if (before is not None and before.content == content and before.mode == mode
-                and (before.owner, before.group) == (owner, group)):
+        if (
+            before is not None
+            and before.content == content
+            and before.mode == mode
+            and (before.owner, before.group) == (owner, group)
+        ):
             return False
         self.actions.append(WriteFile(path, content, mode, owner, group, before, secret))
         return True
@@ -150,7 +173,7 @@ def managed_block(existing: str, block: str, marker: str) -> str:
     starts = [i for i, ln in enumerate(lines) if ln.rstrip("\n") == begin]
     ends = [i for i, ln in enumerate(lines) if ln.rstrip("\n") == end]
     if starts and ends and ends[-1] > starts[0]:
-        return "".join(lines[: starts[0]]) + wrapped + "".join(lines[ends[-1] + 1:])
+        return "".join(lines[: starts[0]]) + wrapped + "".join(lines[ends[-1] + 1 :])
     if existing and not existing.endswith("\n"):
         existing += "\n"
     return existing + wrapped

@@ -13,7 +13,7 @@ PARTIAL = {
     "/etc/fstab": "only swap lines are changed (commented out)",
     "/etc/selinux/config": "only the SELINUX= line is changed",
     "/etc/docker/daemon.json": "only exec-opts' cgroup driver and registry-mirrors are managed; "
-                               "other keys already on a node are kept",
+    "other keys already on a node are kept",
 }
 
 README = """Files rendered by `invoke render` from {inventory}
@@ -47,6 +47,9 @@ def render_all(inv: Inventory, out: Path) -> list[Path]:
                 dest.chmod(change.mode)
                 written.append(dest)
     partial = "".join(f"  - {path}: {why}\n" for path, why in PARTIAL.items())
-    (out / "README.txt").write_text(README.format(
-        inventory=inv.path, partial=partial, skipped="\n".join(sorted(skipped)) or "  (none)"))
+    (out / "README.txt").write_text(
+        README.format(
+            inventory=inv.path, partial=partial, skipped="\n".join(sorted(skipped)) or "  (none)"
+        )
+    )
     return written

@@ -187,7 +187,12 @@ def _k8s_version(value: Any) -> str:
     text = _str(value)
     m = _K8S_VERSION.match(text)
     if not m:
-        raise ValueError("is not a Kubernetes version like 1.20.10 (quote it: YAML reads 1.20 as 1.2)")
+        hint = (
+            " (YAML reads an unquoted 1.20 as a number: quote it)"
+            if isinstance(value, float)
+            else ""
+        )
+        raise ValueError(f"is not a Kubernetes version like 1.20.10{hint}")
     major, minor = int(m.group(1)), int(m.group(2))
     if not MIN_K8S <= (major, minor) <= MAX_K8S:
         raise ValueError(
@@ -315,7 +320,7 @@ def _dns_label(value: Any) -> str:
 def _unknown(ctx: _Ctx, path: tuple, key: str, known: tuple[str, ...] | Spec) -> None:
     hint = difflib.get_close_matches(key, list(known), n=1)
     extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known keys: {', '.join(known)})"
-    ctx.add(path + (key,), f"unknown key{extra}")
+    ctx.add((*path, key), f"unknown key{extra}")
 
 
 def _section(ctx: _Ctx, data: Any, path: tuple, spec: Spec) -> dict[str, Any]:
@@ -333,7 +338,7 @@ def _section(ctx: _Ctx, data: Any, path: tuple, spec: Spec) -> dict[str, Any]:
         try:
             out[key] = spec[key](value)
         except ValueError as exc:
-            ctx.add(path + (key,), f"{_show(value)} {exc}")
+            ctx.add((*path, key), f"{_show(value)} {exc}")
     return out
 
 
@@ -351,11 +356,11 @@ def _repo(ctx: _Ctx, data: Any, path: tuple, default: Repo | None) -> Repo | Non
         merged = fields
     repo = Repo(**merged)
     if repo.gpgcheck and not repo.gpgkey:
-        ctx.add(path + ("gpgkey",), "gpgcheck is true but no gpgkey URL is given (add one)")
+        ctx.add((*path, "gpgkey"), "gpgcheck is true but no gpgkey URL is given (add one)")
     return repo
 
 
-def _nodes(ctx: _Ctx, data: Any) -> list[Node]:
+def _nodes(ctx: _Ctx, data: Any) -> list[tuple[int, Node]]:
     if data is None or data == []:
         ctx.add(("nodes",), "no nodes: list at least one master")
         return []
@@ -376,47 +381,57 @@ def _nodes(ctx: _Ctx, data: Any) -> list[Node]:
         internal = fields.get("internal_address")
         if internal is None:
             if not _looks_numeric(fields["address"]):
-                ctx.add(path + ("address",), f"{fields['address']!r} is a DNS name: "
-                        "set internal_address to the node's IPv4 address")
+                ctx.add(
+                    (*path, "address"),
+                    f"{fields['address']!r} is a DNS name: "
+                    "set internal_address to the node's IPv4 address",
+                )
                 continue
             internal = fields["address"]
-        nodes.append(Node(fields["name"], fields["address"], fields["role"], internal))
+        nodes.append((i, Node(fields["name"], fields["address"], fields["role"], internal)))
     return nodes
 
 
-def _cross_checks(ctx: _Ctx, raw_nodes: Any, nodes: list[Node], cluster: Cluster) -> None:
+def _cross_checks(ctx: _Ctx, indexed: list[tuple[int, Node]], cluster: Cluster) -> None:
+    nodes = [n for _, n in indexed]
+    position = {id(n): i for i, n in indexed}
+
     def where(n: Node) -> tuple:
-        """The node's position in the file (invalid nodes are left out of ``nodes``)."""
-        for i, item in enumerate(raw_nodes):
-            if isinstance(item, dict) and item.get("name") == n.name:
-                return ("nodes", i)
-        return ("nodes",)
+        return ("nodes", position[id(n)])
 
     seen: dict[tuple[str, str], Node] = {}
     for n in nodes:
-        for key, value in (("name", n.name), ("address", n.address),
-                           ("internal_address", n.internal_address)):
+        for key, value in (
+            ("name", n.name),
+            ("address", n.address),
+            ("internal_address", n.internal_address),
+        ):
             kind = "address" if key != "name" else "name"
             if key == "internal_address" and n.internal_address == n.address:
                 continue
             first = seen.get((kind, value))
             if first is not None and first is not n:
-                ctx.add(where(n) + (key,), f"{value!r} is already used by node {first.name!r}")
+                ctx.add((*where(n), key), f"{value!r} is already used by node {first.name!r}")
             else:
                 seen[(kind, value)] = n
     masters = [n for n in nodes if n.is_master]
     if nodes and len(masters) != 1:
         names = ", ".join(m.name for m in masters) or "none"
-        ctx.add(("nodes",), f"exactly one node must have role master (found {names}); "
-                "HA control planes are not supported yet")
+        ctx.add(
+            ("nodes",),
+            f"exactly one node must have role master (found {names}); "
+            "HA control planes are not supported yet",
+        )
     try:
         pod = ipaddress.IPv4Network(cluster.pod_network_cidr)
         svc = ipaddress.IPv4Network(cluster.service_cidr)
     except ValueError:
         return
     if pod.overlaps(svc):
-        ctx.add(("cluster", "service_cidr"),
-                f"{cluster.service_cidr!r} overlaps pod_network_cidr {cluster.pod_network_cidr!r}")
+        ctx.add(
+            ("cluster", "service_cidr"),
+            f"{cluster.service_cidr!r} overlaps pod_network_cidr {cluster.pod_network_cidr!r}",
+        )
     for n in nodes:
         for key in ("address", "internal_address"):
             value = getattr(n, key)
@@ -425,17 +440,24 @@ def _cross_checks(ctx: _Ctx, raw_nodes: Any, nodes: list[Node], cluster: Cluster
             ip = ipaddress.IPv4Address(value)
             for field, net in (("pod_network_cidr", pod), ("service_cidr", svc)):
                 if ip in net:
-                    ctx.add(where(n) + (key,),
-                            f"{value!r} lies inside cluster.{field} {net}: pick CIDRs that do "
-                            "not overlap the node network")
+                    ctx.add(
+                        (*where(n), key),
+                        f"{value!r} lies inside cluster.{field} {net}: pick CIDRs that do "
+                        "not overlap the node network",
+                    )
 
 
 def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     """Turn parsed data into an Inventory or raise InventoryError listing every problem."""
     ctx = _Ctx()
     if not isinstance(data, dict):
-        raise InventoryError(name, [f"{name}:1: the top level must be a mapping with cluster, "
-                                    "ssh, ..., nodes (see inventory.example.yaml)"])
+        raise InventoryError(
+            name,
+            [
+                f"{name}:1: the top level must be a mapping with cluster, "
+                "ssh, ..., nodes (see inventory.example.yaml)"
+            ],
+        )
     for key in data:
         if key not in TOP:
             _unknown(ctx, (), key, TOP)
@@ -445,12 +467,21 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     docker = Docker(**_section(ctx, data.get("docker"), ("docker",), DOCKER))
     network = Network(**_section(ctx, data.get("network"), ("network",), NETWORK))
     repos = _repos(ctx, data.get("repos"))
-    nodes = _nodes(ctx, data.get("nodes"))
-    _cross_checks(ctx, data.get("nodes"), nodes, cluster)
+    indexed = _nodes(ctx, data.get("nodes"))
+    _cross_checks(ctx, indexed, cluster)
+    nodes = [n for _, n in indexed]
     if ctx.problems:
         raise InventoryError(name, [_format(name, loc, p, m) for p, m in ctx.problems])
-    return Inventory(path=name, nodes=tuple(nodes), cluster=cluster, ssh=ssh,
-                     node_prep=node_prep, docker=docker, repos=repos, network=network)
+    return Inventory(
+        path=name,
+        nodes=tuple(nodes),
+        cluster=cluster,
+        ssh=ssh,
+        node_prep=node_prep,
+        docker=docker,
+        repos=repos,
+        network=network,
+    )
 
 
 def _repos(ctx: _Ctx, data: Any) -> Repos:
@@ -464,8 +495,7 @@ def _repos(ctx: _Ctx, data: Any) -> Repos:
             _unknown(ctx, ("repos",), key, REPO_NAMES)
     defaults = Repos()
     found = {
-        key: _repo(ctx, data.get(key), ("repos", key), getattr(defaults, key))
-        for key in REPO_NAMES
+        key: _repo(ctx, data.get(key), ("repos", key), getattr(defaults, key)) for key in REPO_NAMES
     }
     return Repos(
         base=found["base"],

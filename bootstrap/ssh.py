@@ -82,8 +82,9 @@ class _UnknownHostKey(Exception):
 class SudoPassword:
     """The sudo password for a run: from ``ssh.sudo_password_env`` or asked once at a terminal."""
 
-    def __init__(self, env_name: str | None, secrets: Secrets,
-                 prompt: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, env_name: str | None, secrets: Secrets, prompt: Callable[[str], str] | None = None
+    ) -> None:
         self.env_name = env_name
         self.secrets = secrets
         self._prompt = prompt
@@ -105,15 +106,21 @@ class SudoPassword:
             if self._value is not None:
                 return self._value
             if self.env_name:
-                raise SudoError(host, f"sudo asks {user} for a password and environment variable "
-                                f"{self.env_name} (ssh.sudo_password_env) is not set: export it")
+                raise SudoError(
+                    host,
+                    f"sudo asks {user} for a password and environment variable "
+                    f"{self.env_name} (ssh.sudo_password_env) is not set: export it",
+                )
             prompt = self._prompt
             if prompt is None and sys.stdin.isatty():
                 prompt = getpass.getpass
             if prompt is None:
-                raise SudoError(host, f"sudo asks {user} for a password: set ssh.sudo_password_env "
-                                "to the name of an environment variable holding it, or allow "
-                                f"NOPASSWD sudo for {user}")
+                raise SudoError(
+                    host,
+                    f"sudo asks {user} for a password: set ssh.sudo_password_env "
+                    "to the name of an environment variable holding it, or allow "
+                    f"NOPASSWD sudo for {user}",
+                )
             self._set(prompt(f"sudo password for {user}: "))
             return self._value  # type: ignore[return-value]
 
@@ -121,8 +128,14 @@ class SudoPassword:
 class Session:
     """One node, one persistent SSH connection, for the whole run."""
 
-    def __init__(self, node: Node, cfg: SSH, secrets: Secrets, password: SudoPassword,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        cfg: SSH,
+        secrets: Secrets,
+        password: SudoPassword,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.node = node
         self.cfg = cfg
         self.secrets = secrets
@@ -141,50 +154,78 @@ class Session:
             return
         cfg = self.cfg
         known_hosts = Path(os.path.expanduser(cfg.known_hosts))
-        kwargs: dict = {"look_for_keys": False, "allow_agent": False,
-                        "banner_timeout": cfg.connect_timeout, "auth_timeout": cfg.connect_timeout}
+        kwargs: dict = {
+            "look_for_keys": False,
+            "allow_agent": False,
+            "banner_timeout": cfg.connect_timeout,
+            "auth_timeout": cfg.connect_timeout,
+        }
         if cfg.key_file:
             key_file = os.path.expanduser(cfg.key_file)
             if not os.path.exists(key_file):
-                raise ConnectError(self.name, f"SSH key file {cfg.key_file} does not exist "
-                                   "(set ssh.key_file in the inventory)")
+                raise ConnectError(
+                    self.name,
+                    f"SSH key file {cfg.key_file} does not exist "
+                    "(set ssh.key_file in the inventory)",
+                )
             kwargs["key_filename"] = key_file
         else:
             kwargs.update(look_for_keys=True, allow_agent=True)
-        conn = Connection(self.node.address, user=cfg.user, port=cfg.port,
-                          connect_timeout=max(1, math.ceil(cfg.connect_timeout)),
-                          connect_kwargs=kwargs, config=Config(lazy=True))
+        conn = Connection(
+            self.node.address,
+            user=cfg.user,
+            port=cfg.port,
+            connect_timeout=max(1, math.ceil(cfg.connect_timeout)),
+            connect_kwargs=kwargs,
+            config=Config(lazy=True),
+        )
         client = paramiko.SSHClient()
         if known_hosts.exists():
             try:
                 client.load_host_keys(str(known_hosts))
             except (OSError, paramiko.SSHException) as exc:
-                raise ConnectError(self.name, f"cannot read known_hosts {known_hosts}: {exc}")
+                raise ConnectError(
+                    self.name, f"cannot read known_hosts {known_hosts}: {exc}"
+                ) from None
         elif cfg.host_key_policy == "strict":
-            raise ConnectError(self.name, f"known_hosts file {cfg.known_hosts} does not exist: "
-                               "add the node's host key there (ssh-keyscan, then verify it) or "
-                               "set ssh.host_key_policy: accept-new")
+            raise ConnectError(
+                self.name,
+                f"known_hosts file {cfg.known_hosts} does not exist: "
+                "add the node's host key there (ssh-keyscan, then verify it) or "
+                "set ssh.host_key_policy: accept-new",
+            )
         client.set_missing_host_key_policy(
-            _AcceptNew(known_hosts) if cfg.host_key_policy == "accept-new" else _Strict())
+            _AcceptNew(known_hosts) if cfg.host_key_policy == "accept-new" else _Strict()
+        )
         conn.client = client
         where = f"{cfg.user}@{self.node.address}:{cfg.port}"
         try:
             conn.open()
         except _UnknownHostKey as exc:
-            raise ConnectError(self.name, f"unknown host key for {exc.hostname} "
-                               f"({exc.key.get_name()}, not in {cfg.known_hosts}): verify it and "
-                               "add it, or set ssh.host_key_policy: accept-new") from None
+            raise ConnectError(
+                self.name,
+                f"unknown host key for {exc.hostname} "
+                f"({exc.key.get_name()}, not in {cfg.known_hosts}): verify it and "
+                "add it, or set ssh.host_key_policy: accept-new",
+            ) from None
         except paramiko.BadHostKeyException as exc:
-            raise ConnectError(self.name, f"HOST KEY CHANGED for {exc.hostname}: the key offered "
-                               f"does not match {cfg.known_hosts}. If the node was reinstalled, "
-                               f"remove its old line (ssh-keygen -R {exc.hostname}); otherwise "
-                               "suspect an attack") from None
+            raise ConnectError(
+                self.name,
+                f"HOST KEY CHANGED for {exc.hostname}: the key offered "
+                f"does not match {cfg.known_hosts}. If the node was reinstalled, "
+                f"remove its old line (ssh-keygen -R {exc.hostname}); otherwise "
+                "suspect an attack",
+            ) from None
         except paramiko.AuthenticationException as exc:
-            raise ConnectError(self.name, f"{where}: authentication failed ({exc}); check "
-                               "ssh.user and ssh.key_file") from None
-        except (TimeoutError, socket.timeout):
-            raise ConnectError(self.name, f"{where}: no answer within "
-                               f"{cfg.connect_timeout:g}s (ssh.connect_timeout)") from None
+            raise ConnectError(
+                self.name,
+                f"{where}: authentication failed ({exc}); check ssh.user and ssh.key_file",
+            ) from None
+        except TimeoutError:
+            raise ConnectError(
+                self.name,
+                f"{where}: no answer within {cfg.connect_timeout:g}s (ssh.connect_timeout)",
+            ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise ConnectError(self.name, f"{where}: cannot connect: {reason}") from None
@@ -209,22 +250,37 @@ class Session:
             return f"sudo -S -p '' {inner}"
         return f"sudo -n {inner}"
 
-    def run(self, script: str, *, privileged: bool = True, what: str = "command",
-            timeout: float | None = 900, check: bool = False) -> Result:
+    def run(
+        self,
+        script: str,
+        *,
+        privileged: bool = True,
+        what: str = "command",
+        timeout: float | None = 900,
+        check: bool = False,
+    ) -> Result:
         """Run a shell script as one remote command (as root when privileged)."""
         self.connect()
         assert self.conn is not None
         result = self._exec(script, privileged, timeout, what)
-        if (privileged and not self._use_password and self.cfg.user != "root"
-                and result.rc != 0 and any(s in result.stderr for s in _PASSWORD_NEEDED)):
+        if (
+            privileged
+            and not self._use_password
+            and self.cfg.user != "root"
+            and result.rc != 0
+            and any(s in result.stderr for s in _PASSWORD_NEEDED)
+        ):
             self.password.get(self.name, self.cfg.user)
             self._use_password = True
             result = self._exec(script, privileged, timeout, what)
         if privileged and self._use_password and any(s in result.stderr for s in _PASSWORD_WRONG):
             raise SudoError(self.name, f"sudo rejected the password for {self.cfg.user}")
         if privileged and "is not in the sudoers file" in result.stderr:
-            raise SudoError(self.name, f"{self.cfg.user} may not use sudo there: add it to "
-                            "sudoers (or log in as root with ssh.user: root)")
+            raise SudoError(
+                self.name,
+                f"{self.cfg.user} may not use sudo there: add it to "
+                "sudoers (or log in as root with ssh.user: root)",
+            )
         if check and not result.ok:
             raise CommandError(self.name, what, result.rc, self.secrets.mask(result.stderr))
         return result
@@ -238,20 +294,24 @@ class Session:
         started = time.monotonic()
         self.log(f"$ {what}\n{self.secrets.mask(script)}")
         try:
-            res = self.conn.run(command, hide=True, warn=True, in_stream=stdin,
-                                timeout=timeout, echo_stdin=False)
+            res = self.conn.run(
+                command, hide=True, warn=True, in_stream=stdin, timeout=timeout, echo_stdin=False
+            )
         except CommandTimedOut:
             raise BootstrapError(f"{self.name}: {what} timed out after {timeout}s") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.close()
-            raise ConnectError(self.name, f"connection lost during {what}: "
-                               f"{exc or type(exc).__name__}") from None
+            raise ConnectError(
+                self.name, f"connection lost during {what}: {exc or type(exc).__name__}"
+            ) from None
         if res.exited is None or res.exited < 0:
             self.close()
             raise ConnectError(self.name, f"connection lost during {what}")
         out = Result(res.exited, res.stdout, res.stderr, time.monotonic() - started)
-        self.log(f"[rc={out.rc} {out.seconds:.2f}s]\n{self.secrets.mask(out.stdout)}"
-                 + (f"\n[stderr]\n{self.secrets.mask(out.stderr)}" if out.stderr else ""))
+        self.log(
+            f"[rc={out.rc} {out.seconds:.2f}s]\n{self.secrets.mask(out.stdout)}"
+            + (f"\n[stderr]\n{self.secrets.mask(out.stderr)}" if out.stderr else "")
+        )
         return out
 
 
@@ -270,6 +330,6 @@ def run_pool(items: Iterable[T], work: Callable[[T], object], parallel: int) -> 
             item = futures[fut]
             try:
                 results[item] = fut.result()
-            except BaseException as exc:  # noqa: BLE001 - one host's failure is its own result
+            except BaseException as exc:
                 results[item] = exc
     return results

@@ -7,8 +7,10 @@ from typing import Any
 from .facts import Fact, Facts
 from .plan import FileState
 
-HOSTS = ("127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n"
-         "::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n")
+HOSTS = (
+    "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n"
+    "::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n"
+)
 FSTAB = """
 #
 # /etc/fstab

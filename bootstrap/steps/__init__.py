@@ -49,6 +49,18 @@ def prepare_steps() -> list[Step]:
         time,
     )
 
-    modules = (hostname, hosts, base_repo, time, firewall, selinux, swap, bridge, ipvs, docker,
-               kubernetes, kubelet)
+    modules = (
+        hostname,
+        hosts,
+        base_repo,
+        time,
+        firewall,
+        selinux,
+        swap,
+        bridge,
+        ipvs,
+        docker,
+        kubernetes,
+        kubelet,
+    )
     return [m.STEP for m in modules]

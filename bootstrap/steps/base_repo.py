@@ -11,8 +11,14 @@ PATH = "/etc/yum.repos.d/CentOS-Base.repo"
 
 
 def content(t: Target) -> str:
-    return render("etc/yum.repos.d/CentOS-Base.repo.j2", key="base", section="base",
-                  title="CentOS-$releasever - Base", repo=t.inv.repos.base, exclude=())
+    return render(
+        "etc/yum.repos.d/CentOS-Base.repo.j2",
+        key="base",
+        section="base",
+        title="CentOS-$releasever - Base",
+        repo=t.inv.repos.base,
+        exclude=(),
+    )
 
 
 def facts(t: Target) -> list[F.Fact]:

@@ -10,20 +10,21 @@ from . import Step, Target
 MODULES_CONF = "/etc/modules-load.d/k8s.conf"
 SYSCTL_CONF = "/etc/sysctl.d/k8s.conf"
 MODULES = ("br_netfilter", "overlay")
-SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-           "net.ipv4.ip_forward")
+SYSCTLS = (
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.ipv4.ip_forward",
+)
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.modules(), F.file(MODULES_CONF), F.file(SYSCTL_CONF),
-            *(F.sysctl(k) for k in SYSCTLS)]
+    return [F.modules(), F.file(MODULES_CONF), F.file(SYSCTL_CONF), *(F.sysctl(k) for k in SYSCTLS)]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
     p.write(MODULES_CONF, render("etc/modules-load.d/k8s.conf.j2"), facts[f"file:{MODULES_CONF}"])
-    changed = p.write(SYSCTL_CONF, render("etc/sysctl.d/k8s.conf.j2"),
-                      facts[f"file:{SYSCTL_CONF}"])
+    changed = p.write(SYSCTL_CONF, render("etc/sysctl.d/k8s.conf.j2"), facts[f"file:{SYSCTL_CONF}"])
     for module in MODULES:
         if module not in facts["modules"]:
             p.run(f"modprobe {module}", f"{module} is not loaded")

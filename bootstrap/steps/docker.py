@@ -17,8 +17,14 @@ RPMS = "rpms:" + ",".join(sorted(PACKAGES))
 
 
 def repo(t: Target) -> str:
-    return render("etc/yum.repos.d/docker-ce.repo.j2", key="docker_ce", section="docker-ce-stable",
-                  title="Docker CE Stable - $basearch", repo=t.inv.repos.docker_ce, exclude=())
+    return render(
+        "etc/yum.repos.d/docker-ce.repo.j2",
+        key="docker_ce",
+        section="docker-ce-stable",
+        title="Docker CE Stable - $basearch",
+        repo=t.inv.repos.docker_ce,
+        exclude=(),
+    )
 
 
 def daemon_json(t: Target, current: str | None) -> str:
@@ -41,15 +47,21 @@ def daemon_json(t: Target, current: str | None) -> str:
 def install_command(t: Target) -> str:
     """One pinned install: pinning docker-ce alone pulls the newest docker-ce-cli (a real trap)."""
     v = t.inv.docker.version
-    containerd = "containerd.io" + (f"-{t.inv.docker.containerd_version}"
-                                    if t.inv.docker.containerd_version else "")
+    containerd = "containerd.io" + (
+        f"-{t.inv.docker.containerd_version}" if t.inv.docker.containerd_version else ""
+    )
     return f"yum install -y --setopt=obsoletes=0 docker-ce-{v} docker-ce-cli-{v} {containerd}"
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.file(REPO), F.rpms(PACKAGES), F.file(DAEMON), F.unit(UNIT),
-            F.command("docker:cgroup-driver", "docker info --format '{{.CgroupDriver}}'"),
-            F.command("docker:containers", "docker ps -q | wc -l")]
+    return [
+        F.file(REPO),
+        F.rpms(PACKAGES),
+        F.file(DAEMON),
+        F.unit(UNIT),
+        F.command("docker:cgroup-driver", "docker info --format '{{.CgroupDriver}}'"),
+        F.command("docker:containers", "docker ps -q | wc -l"),
+    ]
 
 
 def _version(installed: str | None) -> str | None:
@@ -61,13 +73,19 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     d = t.inv.docker
     p.write(REPO, repo(t), facts[f"file:{REPO}"])
     installed = facts[RPMS]
-    pins = {"docker-ce": d.version, "docker-ce-cli": d.version, "containerd.io": d.containerd_version}
+    pins = {
+        "docker-ce": d.version,
+        "docker-ce-cli": d.version,
+        "containerd.io": d.containerd_version,
+    }
     for pkg, want in pins.items():
         have = _version(installed.get(pkg))
         if have and want and have != want:
-            p.error = (f"{pkg} {have} is installed but the inventory pins {want}: change "
-                       f"docker.{'containerd_version' if pkg == 'containerd.io' else 'version'} "
-                       f"or replace the package deliberately (yum remove {pkg})")
+            p.error = (
+                f"{pkg} {have} is installed but the inventory pins {want}: change "
+                f"docker.{'containerd_version' if pkg == 'containerd.io' else 'version'} "
+                f"or replace the package deliberately (yum remove {pkg})"
+            )
             return p
     if any(pkg not in installed for pkg in PACKAGES):
         p.run(install_command(t), "docker is not installed at the pinned version")
@@ -84,12 +102,18 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     if not unit["active"]:
         p.run(f"systemctl start {UNIT}", "docker is not running")
     elif changed or facts["docker:cgroup-driver"] != d.cgroup_driver:
-        p.run(f"systemctl restart {UNIT}", "daemon.json changed" if changed else
-              f"docker runs with the {facts['docker:cgroup-driver']} cgroup driver")
+        p.run(
+            f"systemctl restart {UNIT}",
+            "daemon.json changed"
+            if changed
+            else f"docker runs with the {facts['docker:cgroup-driver']} cgroup driver",
+        )
         running = int(facts["docker:containers"] or 0)
         if running:
-            p.notes.append(f"restarting docker bounces its {running} running containers "
-                           "(this node already runs workloads)")
+            p.notes.append(
+                f"restarting docker bounces its {running} running containers "
+                "(this node already runs workloads)"
+            )
     return p
 
 

@@ -7,8 +7,16 @@ from ..plan import Plan
 from . import Step, Target
 
 UNITS = ("firewalld.service", "iptables.service")
-MASTER_PORTS = ("6443/tcp", "2379-2380/tcp", "10250/tcp", "10251/tcp", "10252/tcp",
-                "10257/tcp", "10259/tcp", "8472/udp")
+MASTER_PORTS = (
+    "6443/tcp",
+    "2379-2380/tcp",
+    "10250/tcp",
+    "10251/tcp",
+    "10252/tcp",
+    "10257/tcp",
+    "10259/tcp",
+    "8472/udp",
+)
 WORKER_PORTS = ("10250/tcp", "30000-32767/tcp", "8472/udp")
 
 
@@ -20,8 +28,10 @@ def ports(t: Target) -> tuple[str, ...]:
 def facts(t: Target) -> list[F.Fact]:
     found = [F.unit(u) for u in UNITS]
     if t.inv.node_prep.firewall == "keep":
-        found += [F.command("firewall:permanent", "firewall-cmd --permanent --list-ports"),
-                  F.command("firewall:runtime", "firewall-cmd --list-ports")]
+        found += [
+            F.command("firewall:permanent", "firewall-cmd --permanent --list-ports"),
+            F.command("firewall:runtime", "firewall-cmd --list-ports"),
+        ]
     return found
 
 

@@ -18,8 +18,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     current = facts["hostname"]
     saved = facts["file:/etc/hostname"]
     if current != t.node.name or saved is None or saved.content.strip() != t.node.name:
-        p.run(f"hostnamectl set-hostname {shlex.quote(t.node.name)}",
-              f"hostname is {current!r}")
+        p.run(f"hostnamectl set-hostname {shlex.quote(t.node.name)}", f"hostname is {current!r}")
     return p
 
 

@@ -22,8 +22,12 @@ def facts(t: Target) -> list[F.Fact]:
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
     before = facts[f"file:{PATH}"]
-    p.write(PATH, desired(t, before.content if before else ""), before,
-            mode=before.mode if before else 0o644)
+    p.write(
+        PATH,
+        desired(t, before.content if before else ""),
+        before,
+        mode=before.mode if before else 0o644,
+    )
     return p
 
 

@@ -18,13 +18,21 @@ def modules(kernel: str | None) -> list[str]:
     """The IPVS modules; conntrack is nf_conntrack_ipv4 before kernel 4.19, nf_conntrack after."""
     m = re.match(r"(\d+)\.(\d+)", kernel or "")
     old = m is None or (int(m.group(1)), int(m.group(2))) < (4, 19)
-    return ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack_ipv4" if old else "nf_conntrack"]
+    return [
+        "ip_vs",
+        "ip_vs_rr",
+        "ip_vs_wrr",
+        "ip_vs_sh",
+        "nf_conntrack_ipv4" if old else "nf_conntrack",
+    ]
 
 
 def files(kernel: str | None) -> dict[str, tuple[str, int]]:
     mods = modules(kernel)
-    return {SCRIPT: (render("etc/sysconfig/modules/ipvs.modules.j2", modules=mods), 0o755),
-            CONF: (render("etc/modules-load.d/ipvs.conf.j2", modules=mods), 0o644)}
+    return {
+        SCRIPT: (render("etc/sysconfig/modules/ipvs.modules.j2", modules=mods), 0o755),
+        CONF: (render("etc/modules-load.d/ipvs.conf.j2", modules=mods), 0o644),
+    }
 
 
 def facts(t: Target) -> list[F.Fact]:

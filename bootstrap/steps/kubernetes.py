@@ -15,8 +15,14 @@ RPMS = "rpms:" + ",".join(PACKAGES)
 
 def repo(t: Target) -> str:
     """The repo excludes kube* so a plain ``yum update`` never upgrades the cluster by accident."""
-    return render("etc/yum.repos.d/kubernetes.repo.j2", key="kubernetes", section="kubernetes",
-                  title="Kubernetes", repo=t.inv.repos.kubernetes, exclude=EXCLUDE)
+    return render(
+        "etc/yum.repos.d/kubernetes.repo.j2",
+        key="kubernetes",
+        section="kubernetes",
+        title="Kubernetes",
+        repo=t.inv.repos.kubernetes,
+        exclude=EXCLUDE,
+    )
 
 
 def install_command(t: Target) -> str:
@@ -35,16 +41,21 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     p.write(REPO, repo(t), facts[f"file:{REPO}"])
     want = t.inv.cluster.kubernetes_version
     installed = facts[RPMS]
-    other = {pkg: v.rsplit("-", 1)[0] for pkg, v in installed.items()
-             if v.rsplit("-", 1)[0] != want}
+    other = {
+        pkg: v.rsplit("-", 1)[0] for pkg, v in installed.items() if v.rsplit("-", 1)[0] != want
+    }
     if other:
         found = ", ".join(f"{pkg} {v}" for pkg, v in sorted(other.items()))
-        p.error = (f"{found} installed but cluster.kubernetes_version is {want}: not changed. "
-                   "Upgrade deliberately (kubeadm upgrade) or set the version that is installed")
+        p.error = (
+            f"{found} installed but cluster.kubernetes_version is {want}: not changed. "
+            "Upgrade deliberately (kubeadm upgrade) or set the version that is installed"
+        )
         return p
     if len(installed) < len(PACKAGES):
-        p.run(install_command(t), "not installed: " +
-              ", ".join(sorted(set(PACKAGES) - set(installed))))
+        p.run(
+            install_command(t),
+            "not installed: " + ", ".join(sorted(set(PACKAGES) - set(installed))),
+        )
     return p
 
 

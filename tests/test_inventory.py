@@ -1,0 +1,300 @@
+"""Inventory rendering and validation: every rejection is asserted by its message and line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bootstrap.errors import InventoryError
+from bootstrap.inventory import load, load_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+cluster:
+  name: k8s
+ssh:
+  user: root
+nodes:
+  - {name: master1, address: 192.168.177.100, role: master}
+  - {name: node1, address: 192.168.177.101, role: worker}
+"""
+
+
+def test_example_inventory_loads_with_seed_defaults():
+    inv = load(ROOT / "inventory.example.yaml", environ={})
+    assert [n.name for n in inv.nodes] == ["master1", "node1", "node2"]
+    assert [n.address for n in inv.nodes] == [
+        "192.168.177.100",
+        "192.168.177.101",
+        "192.168.177.102",
+    ]
+    assert inv.cluster.kubernetes_version == "1.20.10"
+    assert inv.cluster.image_repository == "registry.aliyuncs.com/google_containers"
+    assert inv.cluster.pod_network_cidr == "10.244.0.0/16"
+    assert inv.docker.version == "19.03.15"
+    assert inv.repos.kubernetes.baseurl.startswith("https://mirrors.aliyun.com/kubernetes/")
+    assert inv.master.name == "master1" and inv.control_plane_endpoint == "192.168.177.100:6443"
+
+
+def test_environment_variables_and_loops():
+    text = """\
+ssh: {user: "{{ env.SSH_USER }}"}
+nodes:
+{% for i in range(3) %}
+  - {name: n{{ i }}, address: 10.1.0.{{ i + 1 }}, role: {{ 'master' if i == 0 else 'worker' }}}
+{% endfor %}
+"""
+    inv = load_text(text, environ={"SSH_USER": "deploy"})
+    assert inv.ssh.user == "deploy"
+    assert [n.address for n in inv.nodes] == ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+
+
+def test_defaults_when_sections_are_missing():
+    inv = load_text(GOOD)
+    assert inv.ssh.host_key_policy == "strict" and inv.ssh.parallel == 20
+    assert inv.node_prep.selinux == "disabled" and inv.network.flannel_version == "v0.14.0"
+    assert inv.nodes[1].internal_address == "192.168.177.101"
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+NODE1 = "  - {name: node1, address: 192.168.177.101, role: worker}"
+
+# (id, inventory text, expected line, expected message fragment)
+REJECTIONS = [
+    (
+        "duplicate-name",
+        GOOD + "  - {name: node1, address: 192.168.177.102, role: worker}\n",
+        8,
+        "nodes[2].name: 'node1' is already used by node 'node1'",
+    ),
+    (
+        "duplicate-address",
+        GOOD + "  - {name: node2, address: 192.168.177.101, role: worker}\n",
+        8,
+        "nodes[2].address: '192.168.177.101' is already used by node 'node1'",
+    ),
+    (
+        "no-master",
+        _replace("role: master", "role: worker"),
+        5,
+        "exactly one node must have role master (found none)",
+    ),
+    (
+        "two-masters",
+        _replace(
+            "node1, address: 192.168.177.101, role: worker",
+            "node1, address: 192.168.177.101, role: master",
+        ),
+        5,
+        "exactly one node must have role master (found master1, node1)",
+    ),
+    (
+        "unknown-role",
+        _replace("role: worker", "role: wroker"),
+        7,
+        "nodes[1].role: 'wroker' must be one of master, worker (did you mean 'worker'?)",
+    ),
+    (
+        "unknown-key",
+        _replace("  user: root", "  usr: root"),
+        4,
+        "ssh.usr: unknown key (did you mean 'user'?)",
+    ),
+    (
+        "unknown-top-key",
+        GOOD + "netwrok: {}\n",
+        8,
+        "netwrok: unknown key (did you mean 'network'?)",
+    ),
+    (
+        "unknown-node-key",
+        _replace("role: worker}", "role: worker, adress: 1.2.3.4}"),
+        7,
+        "nodes[1].adress: unknown key (did you mean 'address'?)",
+    ),
+    (
+        "uppercase-name",
+        _replace("name: node1", "name: Node1"),
+        7,
+        "nodes[1].name: 'Node1' is not a valid lowercase RFC 1123 hostname",
+    ),
+    (
+        "shell-in-name",
+        _replace("name: node1", "name: 'node1;rm -rf /'"),
+        7,
+        "nodes[1].name: 'node1;rm -rf /' is not a valid lowercase RFC 1123 hostname",
+    ),
+    (
+        "bad-address",
+        _replace("192.168.177.101", "999.1.1.1"),
+        7,
+        "nodes[1].address: '999.1.1.1' is not a valid IPv4 address",
+    ),
+    (
+        "bad-internal-address",
+        _replace("role: worker}", "role: worker, internal_address: 10.0.0}"),
+        7,
+        "nodes[1].internal_address: '10.0.0' is not a valid IPv4 address",
+    ),
+    (
+        "bad-port",
+        _replace("  user: root", "  user: root\n  port: 70000"),
+        5,
+        "ssh.port: 70000 must be a whole number from 1 to 65535",
+    ),
+    (
+        "bad-cidr",
+        GOOD.replace("  name: k8s", "  name: k8s\n  pod_network_cidr: 10.244.0.0/33"),
+        3,
+        "cluster.pod_network_cidr: '10.244.0.0/33' is not a valid IPv4 CIDR",
+    ),
+    (
+        "cidr-host-bits",
+        GOOD.replace("  name: k8s", "  name: k8s\n  service_cidr: 10.96.0.1/12"),
+        3,
+        "cluster.service_cidr: '10.96.0.1/12' is not a valid IPv4 CIDR",
+    ),
+    (
+        "bad-version",
+        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.20"),
+        3,
+        "cluster.kubernetes_version: '1.20' is not a Kubernetes version like 1.20.10 (YAML reads",
+    ),
+    (
+        "unsupported-version",
+        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.26.0"),
+        3,
+        "cluster.kubernetes_version: '1.26.0' is not supported",
+    ),
+    (
+        "bad-docker-version",
+        GOOD + "docker: {version: latest}\n",
+        8,
+        "docker.version: 'latest' is not a package version",
+    ),
+    (
+        "cidrs-overlap",
+        GOOD.replace(
+            "  name: k8s",
+            "  name: k8s\n  pod_network_cidr: 10.0.0.0/8\n  service_cidr: 10.96.0.0/12",
+        ),
+        4,
+        "cluster.service_cidr: '10.96.0.0/12' overlaps pod_network_cidr '10.0.0.0/8'",
+    ),
+    (
+        "cidr-overlaps-node",
+        GOOD.replace("  name: k8s", "  name: k8s\n  pod_network_cidr: 192.168.0.0/16"),
+        7,
+        "nodes[0].address: '192.168.177.100' lies inside cluster.pod_network_cidr",
+    ),
+    (
+        "bad-proxy-mode",
+        GOOD.replace("  name: k8s", "  name: k8s\n  proxy_mode: ipvsadm"),
+        3,
+        "cluster.proxy_mode: 'ipvsadm' must be one of ipvs, iptables (did you mean 'ipvs'?)",
+    ),
+    (
+        "bad-policy",
+        _replace("  user: root", "  user: root\n  host_key_policy: yes"),
+        5,
+        "ssh.host_key_policy: True must be one of strict, accept-new",
+    ),
+    (
+        "password-not-name",
+        _replace("  user: root", "  user: root\n  sudo_password_env: 'hunter2!'"),
+        5,
+        "ssh.sudo_password_env: 'hunter2!' is not an environment variable name",
+    ),
+    (
+        "gpgcheck-without-key",
+        GOOD + "repos:\n  base: {baseurl: 'http://vault.example/7/', gpgcheck: true}\n",
+        9,
+        "repos.base.gpgkey: gpgcheck is true but no gpgkey URL is given",
+    ),
+    (
+        "bad-repo-url",
+        GOOD + "repos:\n  docker_ce: {baseurl: 'mirror.local/docker'}\n",
+        9,
+        "repos.docker_ce.baseurl: 'mirror.local/docker' is not an http(s):// or file:// URL",
+    ),
+    ("no-nodes", "cluster: {name: k8s}\n", 1, "nodes: no nodes: list at least one master"),
+    ("duplicate-yaml-key", GOOD + "ssh: {port: 2200}\n", 8, "ssh: duplicate key"),
+    ("yaml-syntax", GOOD + "  - {name: node2, address: [\n", 8, "YAML:"),
+    ("jinja-syntax", GOOD + "{% for x in %}\n", 8, "template syntax:"),
+    (
+        "missing-env",
+        GOOD.replace("user: root", "user: {{ env.DEPLOY_USER }}"),
+        4,
+        "environment variable DEPLOY_USER is not set",
+    ),
+    (
+        "dns-address-without-internal",
+        _replace("192.168.177.101", "node1.example.com"),
+        7,
+        "set internal_address to the node's IPv4 address",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
+def test_rejections_name_file_line_and_field(text: str, line: int, fragment: str):
+    with pytest.raises(InventoryError) as err:
+        load_text(text, environ={})
+    messages = err.value.problems
+    hits = [m for m in messages if fragment in m]
+    assert hits, f"{fragment!r} not in {messages}"
+    assert hits[0].startswith(f"inventory.yaml:{line}: "), hits[0]
+    assert err.value.exit_code == 2
+
+
+def test_loop_generated_node_errors_point_at_the_loop_line():
+    text = (
+        GOOD
+        + "{% for i in range(2) %}\n"
+        + "  - {name: w{{ i }}, address: 300.0.0.{{ i }}, role: worker}\n"
+        + "{% endfor %}\n"
+    )
+    with pytest.raises(InventoryError) as err:
+        load_text(text)
+    bad = [m for m in err.value.problems if "300.0.0" in m]
+    assert len(bad) == 2 and all(m.startswith("inventory.yaml:9: nodes[") for m in bad), bad
+
+
+def test_yaml_error_after_a_loop_points_at_the_source_line():
+    text = (
+        GOOD
+        + "{% for i in range(5) %}\n"
+        + "  - {name: w{{ i }}, address: 10.9.0.{{ i + 1 }}, role: worker}\n"
+        + "{% endfor %}\nbad: [\n"
+    )
+    with pytest.raises(InventoryError) as err:
+        load_text(text)
+    assert err.value.problems[0].startswith("inventory.yaml:11: YAML:") or err.value.problems[
+        0
+    ].startswith("inventory.yaml:12: YAML:"), err.value.problems
+
+
+def test_cli_exits_2_with_one_screen_and_no_traceback(tmp_path: Path):
+    bad = tmp_path / "inv.yaml"
+    bad.write_text(_replace("192.168.177.101", "999.1.1.1"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "render", "-i", str(bad), "-o", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert f"{bad}:7: nodes[1].address: '999.1.1.1' is not a valid IPv4 address" in proc.stderr
+    assert len(proc.stderr.splitlines()) < 25
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,71 @@
+"""`invoke render` on the example inventory writes seed 004's files for each node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_FILES = [
+    "etc/docker/daemon.json",
+    "etc/yum.repos.d/kubernetes.repo",
+    "etc/modules-load.d/k8s.conf",
+    "etc/sysctl.d/k8s.conf",
+    "etc/sysconfig/modules/ipvs.modules",
+    "etc/hosts",
+    "etc/sysconfig/kubelet",
+]
+
+
+def test_render_example(tmp_path: Path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "render", "-i", "inventory.example.yaml", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for node in ("master1", "node1", "node2"):
+        for rel in SEED_FILES:
+            assert (out / node / rel).is_file(), f"{node}/{rel}"
+        hosts = (out / node / "etc/hosts").read_text()
+        assert hosts.startswith("127.0.0.1   localhost")  # the stock lines are kept
+        assert "192.168.177.100 master1\n192.168.177.101 node1\n192.168.177.102 node2\n" in hosts
+    m = out / "master1"
+    assert json.loads((m / "etc/docker/daemon.json").read_text()) == {
+        "exec-opts": ["native.cgroupdriver=systemd"],
+        "registry-mirrors": ["https://registry.aliyuncs.com"],
+    }
+    assert "br_netfilter\n" in (m / "etc/modules-load.d/k8s.conf").read_text()
+    sysctl = (m / "etc/sysctl.d/k8s.conf").read_text()
+    assert "net.bridge.bridge-nf-call-iptables = 1" in sysctl
+    assert "net.ipv4.ip_forward = 1" in sysctl
+    ipvs = m / "etc/sysconfig/modules/ipvs.modules"
+    assert ipvs.stat().st_mode & 0o777 == 0o755
+    assert ipvs.read_text().startswith("#!/bin/bash\n")
+    assert (
+        "baseurl=https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"
+        in (m / "etc/yum.repos.d/kubernetes.repo").read_text()
+    )
+    readme = (out / "README.txt").read_text()
+    assert "/etc/hosts: only the block" in readme and "daemon.json" in readme
+    assert "wrote" in proc.stdout
+
+
+def test_list_shows_render_with_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert "render" in proc.stdout
+    help_ = subprocess.run(
+        [sys.executable, "-m", "invoke", "--help", "render"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "--inventory" in help_ and "--out" in help_
