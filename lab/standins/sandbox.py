@@ -20,6 +20,8 @@ CENTOS_FILES = {
     "/etc/fstab": "/dev/mapper/centos-root /                       xfs     defaults        0 0\n"
     "/dev/mapper/centos-swap swap                    swap    defaults        0 0\n",
     "/etc/hostname": "sandbox\n",
+    "/etc/rpm/macros.lab": "%_dbpath /var/lib/rpm\n",
+    "/etc/dnf/vars/releasever": "7\n",
     "/etc/hosts": "127.0.0.1   localhost\n127.0.9.11 sandbox\n",
 }
 
@@ -37,7 +39,7 @@ def manifest(root: Path = STANDINS) -> list[tuple[str, list[str]]]:
 def setup_script(tmp: Path, files: dict[str, str]) -> str:
     """Shell commands that build the mini-node inside the new namespaces."""
     lines = ["set -e", "mount --make-rprivate /"]
-    for d in ("etc", "usr", "var"):
+    for d in ("etc", "usr", "var", "root"):
         up, wk = tmp / d / "upper", tmp / d / "work"
         up.mkdir(parents=True)
         wk.mkdir(parents=True)
