@@ -6,6 +6,8 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
+from bootstrap import commands
+from bootstrap.commands import CommonOptions
 from bootstrap.errors import BootstrapError
 from bootstrap.inventory import load
 from bootstrap.render import render_all
@@ -26,5 +28,29 @@ def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out
     )
 
 
-ns = Collection(render)
+COMMON_HELP = {
+    "inventory": INVENTORY_HELP,
+    "limit": "only these nodes (comma-separated names)",
+    "parallel": "at most this many nodes at once (default: ssh.parallel)",
+    "report": "write a JSON report to this path",
+    "log_dir": "per-run log directory parent (default: runs)",
+}
+
+
+@task(help={**COMMON_HELP, "dry_run": "show every file diff and command; change nothing"})
+def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
+                       parallel: int = 0, dry_run: bool = False, report: str = "",
+                       log_dir: str = "runs") -> None:
+    """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
+    opts = CommonOptions(inventory, limit or None, parallel or None, report or None,
+                         log_dir or None, dry_run)
+    try:
+        code = commands.prepare_nodes(opts)
+    except BootstrapError as exc:
+        raise Exit(str(exc), code=exc.exit_code) from None
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection(render, prepare_nodes)
 ns.configure({"run": {"in_stream": False}})

@@ -347,7 +347,10 @@ def _repo(ctx: _Ctx, data: Any, path: tuple, default: Repo | None) -> Repo | Non
         return default
     fields = _section(ctx, data, path, REPO)
     if default is not None:
-        merged = {**default.__dict__, **fields}
+        inherited = dict(default.__dict__)
+        if "baseurl" in fields:
+            inherited["gpgkey"] = ()  # another mirror signs with its own keys
+        merged = {**inherited, **fields}
     elif "baseurl" not in fields:
         if isinstance(data, dict) and "baseurl" not in data:
             ctx.add(path, "needs a baseurl")

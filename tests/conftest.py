@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import socket
 
 import pytest
 
-pytest_plugins = ["lab.pytest_plugin"] if importlib.util.find_spec("lab.pytest_plugin") else []
+pytest_plugins = ["lab.pytest_plugin"]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
