@@ -363,3 +363,25 @@ def os_pretty() -> str:
     except OSError:
         pass
     return "CentOS Linux 7 (Core)"
+
+
+def firewalld_zone(path: Path = Path("/etc/firewalld/zones/public.xml")) -> dict[str, list[str]]:
+    """Services and ports of a zone file (falls back to the shipped public zone)."""
+    import re
+
+    for p in (path, Path("/usr/lib/firewalld/zones/public.xml")):
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        services = re.findall(r'<service name="([^"]+)"/>', text)
+        ports = [
+            f"{port}/{proto}"
+            for proto, port in re.findall(r'<port protocol="([^"]+)" port="([^"]+)"/>', text)
+        ]
+        ports += [
+            f"{port}/{proto}"
+            for port, proto in re.findall(r'<port port="([^"]+)" protocol="([^"]+)"/>', text)
+        ]
+        return {"services": services, "ports": ports}
+    return {"services": ["ssh", "dhcpv6-client"], "ports": []}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 STANDINS = Path(__file__).resolve().parent
 CENTOS_FILES = {
-    "/etc/os-release": 'NAME="CentOS Linux"\nVERSION="7 (Core)"\nID="centos"\nID_LIKE="rhel fedora"\n'
-    'VERSION_ID="7"\nPRETTY_NAME="CentOS Linux 7 (Core)"\n',
+    "/etc/os-release": 'NAME="CentOS Linux"\nVERSION="7 (Core)"\nID="centos"\n'
+    'ID_LIKE="rhel fedora"\nVERSION_ID="7"\nPRETTY_NAME="CentOS Linux 7 (Core)"\n',
     "/etc/selinux/config": "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
     "/etc/fstab": "/dev/mapper/centos-root /                       xfs     defaults        0 0\n"
     "/dev/mapper/centos-swap swap                    swap    defaults        0 0\n",
@@ -60,9 +60,8 @@ def setup_script(tmp: Path, files: dict[str, str]) -> str:
                 f"cp {shlex.quote(str(STANDINS / src))} {shlex.quote(dest)}"
             )
     for path, text in files.items():
-        lines.append(
-            f"mkdir -p {shlex.quote(str(Path(path).parent))}; printf %s {shlex.quote(text)} > {path}"
-        )
+        parent = shlex.quote(str(Path(path).parent))
+        lines.append(f"mkdir -p {parent}; printf %s {shlex.quote(text)} > {path}")
     lines += [
         'hostname "$(cat /etc/hostname)"',
         "printf 'Filename\\t\\t\\t\\tType\\t\\tSize\\tUsed\\tPriority\\n' > /run/lab/swaps",
