@@ -9,6 +9,7 @@ and serialised by a file lock, so parallel test runs share one build.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -458,10 +459,8 @@ class Mirror:
                     os.kill(self.proc.pid, signal.SIGKILL)
                     self.proc.wait()
         elif self.pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         self.proc = None
         self.pid = None
         self.url = None
