@@ -37,20 +37,73 @@ COMMON_HELP = {
 }
 
 
-@task(help={**COMMON_HELP, "dry_run": "show every file diff and command; change nothing"})
-def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
-                       parallel: int = 0, dry_run: bool = False, report: str = "",
-                       log_dir: str = "runs") -> None:
-    """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
-    opts = CommonOptions(inventory, limit or None, parallel or None, report or None,
-                         log_dir or None, dry_run)
+IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
+
+
+def _run(command, opts: CommonOptions) -> None:
     try:
-        code = commands.prepare_nodes(opts)
+        code = command(opts)
     except BootstrapError as exc:
         raise Exit(str(exc), code=exc.exit_code) from None
     if code:
         raise Exit(code=code)
 
 
-ns = Collection(render, prepare_nodes)
+@task(help={**COMMON_HELP, "ignore": IGNORE_HELP})
+def check(
+    c: Context,
+    inventory: str = "inventory.yaml",
+    limit: str = "",
+    parallel: int = 0,
+    ignore: str = "",
+    report: str = "",
+    log_dir: str = "runs",
+) -> None:
+    """Run the preflight checks on every node (SSH, sudo, OS, CPU, memory, ...); change nothing."""
+    _run(
+        commands.check,
+        CommonOptions(
+            inventory,
+            limit or None,
+            parallel or None,
+            report or None,
+            log_dir or None,
+            ignore=ignore or None,
+        ),
+    )
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "ignore": IGNORE_HELP,
+        "dry_run": "show every file diff and command; change nothing",
+    }
+)
+def prepare_nodes(
+    c: Context,
+    inventory: str = "inventory.yaml",
+    limit: str = "",
+    parallel: int = 0,
+    dry_run: bool = False,
+    ignore: str = "",
+    report: str = "",
+    log_dir: str = "runs",
+) -> None:
+    """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
+    _run(
+        commands.prepare_nodes,
+        CommonOptions(
+            inventory,
+            limit or None,
+            parallel or None,
+            report or None,
+            log_dir or None,
+            dry_run,
+            ignore or None,
+        ),
+    )
+
+
+ns = Collection(render, check, prepare_nodes)
 ns.configure({"run": {"in_stream": False}})

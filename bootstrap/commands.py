@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import FAILED, HostResult, Runner, RunOptions
+from .checks import parse_ignore
+from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import UsageError
 from .inventory import load
 from .models import Inventory, Node
@@ -23,6 +24,7 @@ class CommonOptions:
     report: str | None = None
     log_dir: str | None = "runs"
     dry_run: bool = False
+    ignore: str | None = None
 
 
 def select_nodes(inv: Inventory, limit: str | None) -> list[Node]:
@@ -39,25 +41,51 @@ def select_nodes(inv: Inventory, limit: str | None) -> list[Node]:
     return [n for n in inv.nodes if n.name in names]
 
 
-def _finish(reporter: Reporter, results: dict[str, HostResult], opts: CommonOptions,
-            title: str) -> int:
+def _finish(
+    reporter: Reporter, results: dict[str, HostResult], opts: CommonOptions, title: str
+) -> int:
     reporter.recap(results, title)
     if opts.report:
         reporter.write_json(Path(opts.report), results)
     return 1 if any(r.status == FAILED for r in results.values()) else 0
 
 
-def prepare_nodes(opts: CommonOptions, prompt: Callable[[str], str] | None = None,
-                  reporter: Reporter | None = None) -> int:
+def prepare_nodes(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None = None,
+    reporter: Reporter | None = None,
+) -> int:
     """Bring every selected node to the prepared state (or show the plan with dry_run)."""
     if opts.parallel is not None and opts.parallel < 1:
         raise UsageError("--parallel must be at least 1")
     inv = load(opts.inventory)
     nodes = select_nodes(inv, opts.limit)
-    reporter = reporter or Reporter(log_dir=Path(opts.log_dir) if opts.log_dir else None,
-                                    command="prepare-nodes", show_diff=opts.dry_run)
-    runner = Runner(inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel),
-                    prompt=prompt)
-    results = runner.run(nodes, prepare_steps())
+    reporter = reporter or Reporter(
+        log_dir=Path(opts.log_dir) if opts.log_dir else None,
+        command="prepare-nodes",
+        show_diff=opts.dry_run,
+    )
+    runner = Runner(
+        inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel), prompt=prompt
+    )
+    preflight = Preflight(parse_ignore(opts.ignore))
+    results = runner.run(nodes, prepare_steps(), preflight)
     title = "RECAP (dry run: nothing was changed)" if opts.dry_run else "RECAP"
     return _finish(reporter, results, opts, title)
+
+
+def check(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None = None,
+    reporter: Reporter | None = None,
+) -> int:
+    """Run the preflight checks only: connect, gather, judge; change nothing."""
+    inv = load(opts.inventory)
+    nodes = select_nodes(inv, opts.limit)
+    preflight = Preflight(parse_ignore(opts.ignore))
+    reporter = reporter or Reporter(
+        log_dir=Path(opts.log_dir) if opts.log_dir else None, command="check"
+    )
+    runner = Runner(inv, reporter, RunOptions(parallel=opts.parallel), prompt=prompt)
+    results = runner.run(nodes, [], preflight)
+    return _finish(reporter, results, opts, "RECAP (check: nothing was changed)")

@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import checks
 from . import facts as F
-from .errors import BootstrapError, CommandError, ConnectError, stderr_excerpt
+from .errors import BootstrapError, CommandError, ConnectError, SudoError, stderr_excerpt
 from .models import Inventory, Node
 from .plan import Plan
 from .report import Reporter
@@ -47,6 +48,58 @@ class RunOptions:
     parallel: int | None = None
 
 
+@dataclass
+class _Gathered:
+    """A connected host with every fact of the run, and its clock offset from ours."""
+
+    target: Target
+    session: Session
+    facts: F.Facts
+    offset: float
+
+
+@dataclass
+class Preflight:
+    """Which preflight errors the user chose to ignore (``--ignore``)."""
+
+    ignore: set[str] = field(default_factory=set)
+
+    def passes(self, findings: list[checks.Finding], reporter: Reporter) -> bool:
+        """Print the findings; True when no error stands."""
+        blocking = []
+        for f in sorted(findings, key=lambda f: (f.severity != checks.ERROR, f.node, f.check)):
+            ignored = f.severity == checks.ERROR and (
+                "all" in self.ignore or f.check in self.ignore
+            )
+            reporter.print(f.line(ignored))
+            if f.severity == checks.ERROR and not ignored:
+                blocking.append(f)
+        if blocking:
+            names = ",".join(sorted({f.check for f in blocking}))
+            reporter.print(
+                f"preflight: {len(blocking)} error(s); nothing was changed. Fix them, "
+                f"or skip a check with --ignore {names}"
+            )
+            return False
+        reporter.print(
+            f"preflight: passed ({len(findings)} warning(s) or ignored error(s))"
+            if findings
+            else "preflight: passed"
+        )
+        return True
+
+
+def _mirror_node(nodes: list[Node]) -> Node | None:
+    """The node that checks the mirrors: the master if selected, else the first node."""
+    return next((n for n in nodes if n.is_master), nodes[0] if nodes else None)
+
+
+def _reason(exc: object) -> str:
+    if isinstance(exc, BootstrapError):
+        return exc.message
+    return f"internal error: {exc!r}"
+
+
 class Runner:
     """Runs a list of steps on many hosts, each host on one SSH session, in a bounded pool."""
 
@@ -70,30 +123,91 @@ class Runner:
             node, self.inv.ssh, self.secrets, self.password, log=self.reporter.host_log(node.name)
         )
 
-    def run(self, nodes: list[Node], steps: list[Step]) -> dict[str, HostResult]:
+    def run(
+        self, nodes: list[Node], steps: list[Step], preflight: Preflight | None = None
+    ) -> dict[str, HostResult]:
+        """Phase 1 connects and gathers every fact (one round trip a node); preflight judges
+        them across nodes; phase 2 applies the steps. An error in preflight changes nothing."""
         parallel = self.opts.parallel or self.inv.ssh.parallel
-        results = run_pool(nodes, lambda n: self._host(n, steps), parallel)
-        out: dict[str, HostResult] = {}
+        mirror_node = _mirror_node(nodes)
+        gathered = run_pool(
+            nodes, lambda n: self._gather(n, steps, preflight, n is mirror_node), parallel
+        )
+        results: dict[str, HostResult] = {}
+        ready: dict[str, _Gathered] = {}
+        findings: list[checks.Finding] = []
         for node in nodes:
-            res = results[node]
+            got = gathered[node]
+            if isinstance(got, _Gathered):
+                ready[node.name] = got
+                continue
+            res = HostResult(node.name, FAILED, message=_reason(got))
+            results[node.name] = res
+            if preflight is not None and isinstance(got, (ConnectError, SudoError)):
+                check = "Sudo" if isinstance(got, SudoError) else "SSHReachable"
+                findings.append(checks.Finding(check, checks.ERROR, node.name, res.message))
+            else:
+                self.reporter.host_failed(res)
+        if preflight is not None:
+            findings += checks.evaluate(
+                self.inv,
+                {n: g.facts for n, g in ready.items()},
+                {n: g.offset for n, g in ready.items()},
+            )
+            if not preflight.passes(findings, self.reporter):
+                for name, g in ready.items():
+                    g.session.close()
+                    results[name] = HostResult(name, FAILED, message="not run: preflight failed")
+                return {n.name: results[n.name] for n in nodes}
+        if not steps:  # a check only
+            for name, g in ready.items():
+                g.session.close()
+                errors = [f.message for f in findings if f.node == name and f.severity == "error"]
+                results[name] = HostResult(
+                    name, FAILED if errors else OK, message="; ".join(errors)
+                )
+            return {n.name: results[n.name] for n in nodes}
+        applied = run_pool(
+            [n for n in nodes if n.name in ready],
+            lambda n: self._host(ready[n.name], steps),
+            parallel,
+        )
+        for node, res in applied.items():
             if isinstance(res, BaseException):
                 # A bug, not a host problem: still only this host's failure.
                 res = HostResult(node.name, FAILED, message=f"internal error: {res!r}")
                 self.reporter.host_failed(res)
-            out[node.name] = res  # type: ignore[assignment]
-        return out
+            results[node.name] = res  # type: ignore[assignment]
+        return {n.name: results[n.name] for n in nodes}
 
-    def _host(self, node: Node, steps: list[Step]) -> HostResult:
-        result = HostResult(node.name)
+    def _gather(
+        self, node: Node, steps: list[Step], preflight: Preflight | None, mirror_node: bool
+    ) -> _Gathered:
+        t = Target(self.inv, node)
         session = self.session(node)
         try:
-            self._steps(session, Target(self.inv, node), steps, result)
+            wanted = [f for s in steps if not s.skip(t) for f in s.facts(t)]
+            if preflight is not None:
+                wanted += checks.facts(self.inv, node, mirror_node)
+            session.connect()
+            before = time.time()
+            facts = self.gather(session, wanted)
+            offset = (facts.get("time") or 0.0) - (before + time.time()) / 2
+            return _Gathered(t, session, facts, offset)
+        except BaseException:
+            session.close()
+            raise
+
+    def _host(self, g: _Gathered, steps: list[Step]) -> HostResult:
+        result = HostResult(g.target.node.name)
+        try:
+            self._steps(g, steps, result)
         except BootstrapError as exc:
             result.status = FAILED
             result.message = self.secrets.mask(exc.message)
             self.reporter.host_failed(result)
         finally:
-            session.close()
+            g.session.close()
         if result.status != FAILED and any(s.status == FAILED for s in result.steps):
             result.status = FAILED
         elif result.status != FAILED:
@@ -112,7 +226,8 @@ class Runner:
                 session.name, "gather facts", res.rc, res.stderr or str(exc)
             ) from None
 
-    def _steps(self, session: Session, t: Target, steps: list[Step], result: HostResult) -> None:
+    def _steps(self, g: _Gathered, steps: list[Step], result: HostResult) -> None:
+        t, session, facts = g.target, g.session, g.facts
         active = []
         for step in steps:
             reason = step.skip(t)
@@ -120,8 +235,6 @@ class Runner:
                 self._done(result, StepResult(step.name, SKIPPED, message=reason))
             else:
                 active.append(step)
-        session.connect()
-        facts = self.gather(session, [f for s in active for f in s.facts(t)])
         applied: list[tuple[Step, StepResult]] = []
         for i, step in enumerate(active):
             started = time.monotonic()
