@@ -96,7 +96,8 @@ def test_settings_survive_reboot_and_ram_state_does_not(lab_factory):
     setup = (
         "printf 'br_netfilter\\noverlay\\n' > /etc/modules-load.d/k8s.conf && "
         "printf 'net.bridge.bridge-nf-call-iptables = 1\\nnet.ipv4.ip_forward = 1\\n' "
-        "> /etc/sysctl.d/k8s.conf && sed -i 's/^SELINUX=.*/SELINUX=permissive/' /etc/selinux/config && "
+        "> /etc/sysctl.d/k8s.conf && "
+        "sed -i 's/^SELINUX=.*/SELINUX=permissive/' /etc/selinux/config && "
         "sed -i '/ swap /s/^/#/' /etc/fstab && modprobe ip_vs && sysctl -w vm.swappiness=1"
     )
     r = ssh(lab, node, setup, user="root")
