@@ -105,5 +105,26 @@ def prepare_nodes(
     )
 
 
-ns = Collection(render, check, prepare_nodes)
+@task(help={"nodes": "number of lab nodes (default 3)",
+            "keep": "leave the lab running afterwards (stop it with invoke lab.down)"})
+def demo(c: Context, nodes: int = 3, keep: bool = False) -> None:
+    """Run the toolkit against a lab of simulated CentOS 7 nodes on this machine (no VMs)."""
+    from lab import demo as lab_demo
+
+    try:
+        code = lab_demo.run(nodes, keep)
+    except (BootstrapError, RuntimeError) as exc:
+        raise Exit(f"demo: {exc}", code=getattr(exc, "exit_code", 1)) from None
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection(render, check, prepare_nodes, demo)
 ns.configure({"run": {"in_stream": False}})
+
+try:
+    from lab import tasks as lab_tasks
+except ImportError:  # an installed toolkit without the lab
+    pass
+else:
+    ns.add_collection(lab_tasks.ns)
