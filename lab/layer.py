@@ -6,6 +6,7 @@ Built once into `<root>/layer/<hash>/{etc,usr,var,root,home,opt}` and reused whi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -164,7 +166,19 @@ def ensure(root: Path | None = None, log=print) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        prune(root, keep=final)
         return final
+
+
+def prune(root: Path, keep: Path) -> None:
+    """Remove layers no lab refers to, older than 10 min (call with the layer lock held)."""
+    used = {keep.name}
+    for ref in (root / "labs").glob("*/layer"):
+        with contextlib.suppress(OSError):
+            used.add(Path(ref.read_text().strip()).name)
+    for old in (root / "layer").iterdir():
+        if old.is_dir() and old.name not in used and time.time() - old.stat().st_mtime > 600:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write(base: Path, rel: str, text: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
