@@ -332,3 +332,28 @@ def test_no_leftovers_when_a_test_fails_or_is_interrupted(tmp_path):
         assert res.returncode != 0, res.stdout
         data = json.loads(Path(f"{record}{suffix}").read_text())
         _assert_gone([tuple(n) for n in data["nodes"]], Path(data["dir"]))
+
+
+@pytest.mark.timeout(90)
+def test_reboot_reapplies_boot_state(lab3):
+    node = lab3.nodes[0]
+    setup = ("echo br_netfilter > /etc/modules-load.d/k8s.conf; "
+             "printf 'net.bridge.bridge-nf-call-iptables = 1\\nnet.ipv4.ip_forward = 1\\n' "
+             "> /etc/sysctl.d/k8s.conf; swapoff -a; systemctl disable firewalld; "
+             "sed -i 's/^SELINUX=enforcing/SELINUX=permissive/' /etc/selinux/config")
+    assert ssh(lab3, node, setup).returncode == 0
+    node.reboot()
+    res = ssh(lab3, node, "lsmod | grep -c ^br_netfilter; sysctl -n net.ipv4.ip_forward; "
+                          "grep -c centos-swap /proc/swaps; getenforce; "
+                          "systemctl is-active firewalld; systemctl is-active chronyd")
+    assert res.stdout.split() == ["1", "1", "1", "Permissive", "inactive", "active"], res.stderr
+    node.run("sed -i '/ swap /s/^/#/' /etc/fstab", check=True)
+    node.reboot()
+    assert ssh(lab3, node, "grep -c centos-swap /proc/swaps").stdout == "0\n"
+
+
+@pytest.mark.timeout(60)
+def test_run_as_a_user_inside_the_node(lab3):
+    node = lab3.nodes[2]
+    res = node.run("id -un; echo $HOME; sudo -n id -un", user="lab")
+    assert res.stdout.split() == ["lab", "/home/lab", "root"], res.stderr
