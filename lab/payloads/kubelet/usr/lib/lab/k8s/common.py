@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.append("/usr/lib/python3/dist-packages")  # Debian's PyYAML (python3 -S skips site)
-import yaml  # noqa: E402
+import yaml
 
 CALLS = "/var/lib/lab/calls.log"
 FAIL_DIR = "/var/lib/lab/fail"

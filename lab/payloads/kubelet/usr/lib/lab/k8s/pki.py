@@ -58,7 +58,8 @@ def kubeconfig(server: str, ca_pem: str, user: str, cert_pem: str, key_pem: str,
                cluster: str = "kubernetes") -> str:
     """A kubeconfig like kubeadm writes (embedded CA and client credentials)."""
     ctx = f"{user}@{cluster}"
-    return (f"apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {b64(ca_pem)}\n"
+    return ("apiVersion: v1\nclusters:\n- cluster:\n"
+            f"    certificate-authority-data: {b64(ca_pem)}\n"
             f"    server: https://{server}\n  name: {cluster}\ncontexts:\n- context:\n"
             f"    cluster: {cluster}\n    user: {user}\n  name: {ctx}\n"
             f"current-context: {ctx}\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n"

@@ -23,6 +23,8 @@ STATE = f"{ROOT}/state.json"
 LOCK = f"{ROOT}/state.lock"
 FACTS = f"{ROOT}/nodes"
 KUBELET_DIR = "/var/lib/kubelet"
+KUBELET_RUNNING = "/run/lab/kubelet/running"  # kept by the kubelet unit hooks
+DOCKER_SNAPSHOT = "/run/lab/docker/daemon.json"  # kept by the docker unit hooks
 CATALOGUES = ("/usr/share/lab/registry-catalogue.txt", f"{ROOT}/registry/catalogue.txt")
 
 
@@ -103,8 +105,18 @@ def swaps() -> list[str]:
     return out("cat", "/proc/swaps").splitlines()[1:]
 
 
-def docker_driver() -> str | None:
-    """The cgroup driver docker runs with, None when docker is not running."""
+def docker_driver(in_hook: bool = False) -> str | None:
+    """The cgroup driver docker runs with, None when docker is not running.
+
+    Unit hooks run while systemctl holds its lock, so there (IN_HOOK) the docker start
+    hook's own snapshot is read instead of asking `docker info` (which asks systemctl).
+    """
+    if in_hook:
+        try:
+            with open(DOCKER_SNAPSHOT) as fh:
+                return json.load(fh).get("cgroup_driver", "cgroupfs")
+        except (OSError, ValueError):
+            return None
     res = run("docker", "info", "--format", "{{.CgroupDriver}}")
     return res.stdout.strip() if res.returncode == 0 else None
 
@@ -144,9 +156,16 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
     config = kubelet_config()
     if event in ("start", "stop"):
         active = event == "start"
+        with contextlib.suppress(OSError):
+            if active:
+                write_file(KUBELET_RUNNING, "")
+            elif os.path.exists(KUBELET_RUNNING):
+                os.unlink(KUBELET_RUNNING)
+    elif event:
+        active = os.path.exists(KUBELET_RUNNING)
     else:
         active = out("systemctl", "is-active", "kubelet") == "active"
-    docker = docker_driver() if docker == "" else docker
+    docker = docker_driver(bool(event)) if docker == "" else docker
     sysctl = {k: out("sysctl", "-n", k) for k in
               ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")}
     return {
@@ -303,7 +322,7 @@ def pods(data: dict) -> list[dict]:
             "Running" if up else "Unknown", owner="DaemonSet", since=info.get("joined", 0))
     net = cni(data)
     if net:
-        for node, info in sorted(nodes.items()):
+        for node in sorted(nodes):
             st = status[node]
             problem = st.get("cni_problem", "")
             if not st["kubelet"]:
