@@ -64,16 +64,18 @@ class Preflight:
 
     ignore: set[str] = field(default_factory=set)
 
+    def ignored(self, f: checks.Finding) -> bool:
+        return f.severity == checks.ERROR and ("all" in self.ignore or f.check in self.ignore)
+
+    def blocking(self, findings: list[checks.Finding]) -> list[checks.Finding]:
+        """The errors that stand (not ignored)."""
+        return [f for f in findings if f.severity == checks.ERROR and not self.ignored(f)]
+
     def passes(self, findings: list[checks.Finding], reporter: Reporter) -> bool:
         """Print the findings; True when no error stands."""
-        blocking = []
         for f in sorted(findings, key=lambda f: (f.severity != checks.ERROR, f.node, f.check)):
-            ignored = f.severity == checks.ERROR and (
-                "all" in self.ignore or f.check in self.ignore
-            )
-            reporter.print(f.line(ignored))
-            if f.severity == checks.ERROR and not ignored:
-                blocking.append(f)
+            reporter.print(f.line(self.ignored(f)))
+        blocking = self.blocking(findings)
         if blocking:
             names = ",".join(sorted({f.check for f in blocking}))
             reporter.print(
@@ -162,7 +164,7 @@ class Runner:
         if not steps:  # a check only
             for name, g in ready.items():
                 g.session.close()
-                errors = [f.message for f in findings if f.node == name and f.severity == "error"]
+                errors = [f.message for f in preflight.blocking(findings) if f.node == name]
                 results[name] = HostResult(
                     name, FAILED if errors else OK, message="; ".join(errors)
                 )
