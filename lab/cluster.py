@@ -130,7 +130,10 @@ class Lab:
         """
         if not 1 <= n <= 240:
             raise LabError("a lab has 1 to 240 nodes")
-        root = root or lab.lab_root()
+        root = (root or lab.lab_root()).resolve()
+        for top in layer.TOPS:
+            if root.is_relative_to(f"/{top}") and top != "var":
+                raise LabError(f"the lab root {root} must not be under /{top} (nodes overlay it)")
         try:
             deps.ensure(log=log)
         except deps.DepsError as exc:
