@@ -40,7 +40,9 @@ COMMON_HELP = {
 IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
 
 
-def _run(command, opts: CommonOptions) -> None:
+def _run(command, **flags) -> None:
+    """Call a library command with the task's flags (empty means default); errors become Exit."""
+    opts = CommonOptions(**{k: (v if v or isinstance(v, bool) else None) for k, v in flags.items()})
     try:
         code = command(opts)
     except BootstrapError as exc:
@@ -50,59 +52,21 @@ def _run(command, opts: CommonOptions) -> None:
 
 
 @task(help={**COMMON_HELP, "ignore": IGNORE_HELP})
-def check(
-    c: Context,
-    inventory: str = "inventory.yaml",
-    limit: str = "",
-    parallel: int = 0,
-    ignore: str = "",
-    report: str = "",
-    log_dir: str = "runs",
-) -> None:
+def check(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
+          ignore: str = "", report: str = "", log_dir: str = "runs") -> None:
     """Run the preflight checks on every node (SSH, sudo, OS, CPU, memory, ...); change nothing."""
-    _run(
-        commands.check,
-        CommonOptions(
-            inventory,
-            limit or None,
-            parallel or None,
-            report or None,
-            log_dir or None,
-            ignore=ignore or None,
-        ),
-    )
+    _run(commands.check, inventory=inventory, limit=limit, parallel=parallel, ignore=ignore,
+         report=report, log_dir=log_dir)
 
 
-@task(
-    help={
-        **COMMON_HELP,
-        "ignore": IGNORE_HELP,
-        "dry_run": "show every file diff and command; change nothing",
-    }
-)
-def prepare_nodes(
-    c: Context,
-    inventory: str = "inventory.yaml",
-    limit: str = "",
-    parallel: int = 0,
-    dry_run: bool = False,
-    ignore: str = "",
-    report: str = "",
-    log_dir: str = "runs",
-) -> None:
+@task(help={**COMMON_HELP, "ignore": IGNORE_HELP,
+            "dry_run": "show every file diff and command; change nothing"})
+def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
+                  parallel: int = 0, dry_run: bool = False, ignore: str = "", report: str = "",
+                  log_dir: str = "runs") -> None:
     """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
-    _run(
-        commands.prepare_nodes,
-        CommonOptions(
-            inventory,
-            limit or None,
-            parallel or None,
-            report or None,
-            log_dir or None,
-            dry_run,
-            ignore or None,
-        ),
-    )
+    _run(commands.prepare_nodes, inventory=inventory, limit=limit, parallel=parallel,
+         dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir)
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",
