@@ -39,15 +39,27 @@ def load() -> dict:
 
 @contextlib.contextmanager
 def update() -> Iterator[dict]:
-    """Lock, load, let the caller change the state, write it back atomically."""
+    """Lock, load, let the caller change the state, write it back (in place).
+
+    Files are world-writable: kubectl also runs as a login user with a kubeconfig.
+    """
     os.makedirs(ROOT, exist_ok=True)
-    with open(LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    with contextlib.suppress(OSError):
+        os.chmod(LOCK, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         data = load()
         yield data
-        write_file(STATE, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+        sfd = os.open(STATE, os.O_WRONLY | os.O_CREAT, 0o666)
+        with os.fdopen(sfd, "w") as fh:
+            fh.truncate(0)
+            fh.write(text)
         with contextlib.suppress(OSError):
             os.chmod(STATE, 0o666)
+    finally:
+        os.close(fd)
 
 
 def live_tokens(data: dict, now: float | None = None) -> list[dict]:
@@ -117,7 +129,7 @@ def docker_driver(in_hook: bool = False) -> str | None:
                 return json.load(fh).get("cgroup_driver", "cgroupfs")
         except (OSError, ValueError):
             return None
-    res = run("docker", "info", "--format", "{{.CgroupDriver}}")
+    res = run("/usr/bin/docker", "info", "--format", "{{.CgroupDriver}}")
     return res.stdout.strip() if res.returncode == 0 else None
 
 
@@ -166,7 +178,7 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
     else:
         active = out("systemctl", "is-active", "kubelet") == "active"
     docker = docker_driver(bool(event)) if docker == "" else docker
-    sysctl = {k: out("sysctl", "-n", k) for k in
+    sysctl = {k: out("/usr/sbin/sysctl", "-n", k) for k in
               ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")}
     return {
         "name": kubelet_node_name(), "hostname": hostname(), "updated": time.time(),
@@ -183,6 +195,8 @@ def publish_facts(facts: dict) -> None:
     """Write this node's facts to the shared state (silently skipped without permission)."""
     with contextlib.suppress(OSError):
         os.makedirs(FACTS, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(FACTS, 0o777)
         write_file(f"{FACTS}/{facts['name']}.json", json.dumps(facts, indent=1) + "\n", 0o666)
 
 
