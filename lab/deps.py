@@ -20,6 +20,8 @@ PACKAGES: dict[str, str] = {
     "createrepo-c": "/usr/bin/createrepo_c",
     "util-linux": "/usr/bin/unshare",
     "python3": "/usr/bin/python3",
+    "python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py",
+    "openssl": "/usr/bin/openssl",
     "iproute2": "/usr/bin/ss",
 }
 

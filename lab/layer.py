@@ -55,6 +55,9 @@ OPAQUE_DIRS = (
     "usr/lib/systemd/system", "etc/systemd/system", "etc/sudoers.d", "etc/yum.repos.d",
     "etc/ssh/sshd_config.d", "etc/sysctl.d", "etc/modules-load.d", "etc/sysconfig",
     "usr/lib/sysctl.d", "usr/lib/modules-load.d", "etc/selinux",
+    # A stock CentOS /usr/local is empty: hide the host's tools (a docker client, ...) that
+    # would otherwise shadow the stand-ins on PATH.
+    "usr/local",
 )
 
 BASE_PROVIDES = (
