@@ -199,6 +199,7 @@ class Session:
         )
         conn.client = client
         where = f"{cfg.user}@{self.node.address}:{cfg.port}"
+        started = time.monotonic()
         try:
             conn.open()
         except _UnknownHostKey as exc:
@@ -221,12 +222,28 @@ class Session:
                 self.name,
                 f"{where}: authentication failed ({exc}); check ssh.user and ssh.key_file",
             ) from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            # Its own text ("Unable to connect to port 22 on ...") hides the reason.
+            reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
+            raise ConnectError(
+                self.name, f"{where}: cannot connect: {'; '.join(reasons) or exc}"
+            ) from None
         except TimeoutError:
             raise ConnectError(
                 self.name,
                 f"{where}: no answer within {cfg.connect_timeout:g}s (ssh.connect_timeout)",
             ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            if (
+                isinstance(exc, paramiko.SSHException)
+                and time.monotonic() - started >= cfg.connect_timeout
+            ):
+                # A banner that never came surfaces as "No existing session" from paramiko.
+                raise ConnectError(
+                    self.name,
+                    f"{where}: no SSH answer within {cfg.connect_timeout:g}s "
+                    "(ssh.connect_timeout)",
+                ) from None
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise ConnectError(self.name, f"{where}: cannot connect: {reason}") from None
         transport = conn.client.get_transport()

@@ -1,0 +1,348 @@
+"""Engine and prepare-nodes behaviour tests over the lab: shared helpers.
+
+Every check of a node's state here looks from INSIDE the node (``Node.run`` through nsenter, the
+node's upper dirs, its stand-in call log, its sshd log), never at the toolkit's own report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bootstrap.commands import CommonOptions, prepare_nodes
+from bootstrap.report import Reporter
+from lab import cluster
+from lab.cluster import Lab
+from lab.node import Node
+
+ROOT = Path(__file__).resolve().parents[2]
+INVOKE = ROOT / ".venv" / "bin" / "invoke"
+
+DOCKER_VERSION = "19.03.15"
+KUBE_VERSION = "1.20.10"
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack_ipv4")
+BRIDGE_SYSCTLS = (
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.ipv4.ip_forward",
+)
+BACKUP = ".k8s-bootstrap.bak"
+
+
+# -- labs ----------------------------------------------------------------------------------------
+# Commands the lab's payload RPMs provide in /usr/bin. The host's /usr/local/{bin,sbin} show
+# through a node's /usr overlay, and /usr/local/bin comes first in a root login's PATH, so a
+# host tool of the same name (this machine has a real /usr/local/bin/docker) shadows the
+# stand-in for root logins (sudo's CentOS secure_path has no /usr/local, so the `lab` user is not
+# affected). lab/layer.py's HIDE_PATTERNS should hide them; until it does, the tests remove them
+# inside each node (a whiteout in the node's upper dir), as a real CentOS 7 has none there.
+PAYLOAD_COMMANDS = ("docker", "dockerd", "containerd", "containerd-shim", "ctr", "runc",
+                    "kubeadm", "kubelet", "kubectl", "crictl", "chronyc", "chronyd",
+                    "yum-config-manager")
+
+
+def hide_host_tools(the_lab: Lab) -> None:
+    """Remove host tools that shadow payload commands from every node's /usr/local."""
+    paths = " ".join(f"/usr/local/{d}/{c}" for d in ("bin", "sbin") for c in PAYLOAD_COMMANDS)
+    for node in the_lab.nodes:
+        node.run(f"for p in {paths}; do if [ -e $p ] || [ -L $p ]; then rm -f $p; fi; done",
+                 check=True)
+
+
+@contextlib.contextmanager
+def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
+    """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped.
+
+    Like the lab fixtures: under CI=true a lab that cannot start is a failure, else a skip.
+    """
+    kwargs.setdefault("log", lambda msg: None)
+    try:
+        the_lab = Lab.up(n, user=user, **kwargs)
+    except (cluster.LabError, OSError, RuntimeError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the lab cannot start (CI=true, so this is a failure): {exc}",
+                        pytrace=False)
+        pytest.skip(f"the lab cannot start here: {exc}")
+    try:
+        hide_host_tools(the_lab)
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+# -- running the toolkit -------------------------------------------------------------------------
+class Run:
+    """One in-process prepare-nodes run: exit code, console text, per-host logs, report."""
+
+    def __init__(self, rc: int, console: str, log_dir: Path | None, report: Path | None) -> None:
+        self.rc = rc
+        self.console = console
+        self.log_dir = log_dir
+        self.report_path = report
+
+    def host_log(self, name: str) -> str:
+        assert self.log_dir is not None
+        path = self.log_dir / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    @property
+    def report(self) -> dict:
+        assert self.report_path is not None
+        return json.loads(self.report_path.read_text())
+
+    def statuses(self, host: str) -> dict[str, str]:
+        """step name -> status for one host, from the JSON report."""
+        return {s["name"]: s["status"] for s in self.report["hosts"][host]["steps"]}
+
+    def changed(self, host: str) -> int:
+        return sum(s == "changed" for s in self.statuses(host).values())
+
+    def all_text(self) -> str:
+        """Console + every log file + the report: everything the run wrote."""
+        parts = [self.console]
+        if self.log_dir is not None:
+            parts += [p.read_text(errors="replace") for p in sorted(self.log_dir.rglob("*"))
+                      if p.is_file()]
+        if self.report_path is not None and self.report_path.exists():
+            parts.append(self.report_path.read_text())
+        return "\n".join(parts)
+
+
+def prepare(inventory: Path | str, workdir: Path, *, dry_run: bool = False,
+            limit: str | None = None, parallel: int | None = None) -> Run:
+    """``prepare_nodes`` in-process, console captured, logs and a JSON report under workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    n = len(list(workdir.glob("report-*.json")))
+    report = workdir / f"report-{n}.json"
+    out = io.StringIO()
+    reporter = Reporter(out=out, log_dir=workdir / "logs", command="prepare-nodes",
+                        show_diff=dry_run)
+    opts = CommonOptions(inventory=str(inventory), limit=limit, parallel=parallel,
+                         report=str(report), log_dir=None, dry_run=dry_run)
+    rc = prepare_nodes(opts, reporter=reporter)
+    return Run(rc, out.getvalue(), reporter.log_dir, report)
+
+
+def write_inventory(src: Path, dst: Path, **ssh: object) -> Path:
+    """A copy of a lab inventory with some ``ssh`` keys replaced (None removes the key)."""
+    data = yaml.safe_load(src.read_text())
+    for key, value in ssh.items():
+        if value is None:
+            data["ssh"].pop(key, None)
+        else:
+            data["ssh"][key] = value
+    dst.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dst
+
+
+# -- evidence from the nodes ---------------------------------------------------------------------
+def tree_snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root``: type, mode, owner, size, content hash, link target, inode and
+    mtime. Equal snapshots mean byte-identical and not even rewritten with the same bytes."""
+    snap: dict[str, tuple] = {}
+    if not root.exists():
+        return snap
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                snap[rel] = ("f", st.st_mode, st.st_uid, st.st_gid, st.st_size, digest,
+                             st.st_ino, st.st_mtime_ns)
+            elif stat.S_ISLNK(st.st_mode):
+                snap[rel] = ("l", os.readlink(p), st.st_ino)
+            elif stat.S_ISDIR(st.st_mode):
+                snap[rel] = ("d", st.st_mode, st.st_uid, st.st_gid)
+            else:  # overlay whiteouts are character devices 0/0
+                snap[rel] = ("o", st.st_mode, st.st_rdev)
+    return snap
+
+
+def disk_snapshot(node: Node) -> dict[str, dict[str, tuple]]:
+    """What the node has on "disk" in /etc and /usr (its overlay upper dirs)."""
+    return {top: tree_snapshot(node.upper / top) for top in ("etc", "usr")}
+
+
+def snapshot_diff(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
+    keys = sorted(set(before) | set(after))
+    return [k for k in keys if before.get(k) != after.get(k)]
+
+
+_SYSTEMCTL_MUTATING = {"enable", "disable", "start", "stop", "restart", "reload", "try-restart",
+                       "reload-or-restart", "mask", "unmask", "daemon-reload", "set-default",
+                       "isolate", "kill", "reset-failed", "preset"}
+_YUM_MUTATING = {"install", "reinstall", "remove", "erase", "update", "upgrade", "downgrade",
+                 "clean", "makecache", "localinstall", "group", "groupinstall"}
+
+
+def is_mutating(call: dict) -> bool:
+    """A stand-in call that changes the node (installs, unit state, modules, sysctls, ...)."""
+    cmd, argv = call["cmd"], call["argv"]
+    words = [a for a in argv if not a.startswith("-")]
+    if cmd in ("yum", "dnf"):
+        return bool(_YUM_MUTATING & set(words))
+    if cmd == "systemctl":
+        return bool(_SYSTEMCTL_MUTATING & set(words))
+    if cmd == "sysctl":
+        return any(a in ("-w", "--write", "--system", "-p", "--load") or a.startswith("-p")
+                   or "=" in a for a in argv)
+    if cmd in ("modprobe", "insmod", "rmmod", "setenforce", "swapoff", "swapon",
+               "yum-config-manager", "iptables-restore", "ipvsadm"):
+        return True
+    if cmd == "hostnamectl":
+        return any(w.startswith("set-") for w in words)
+    if cmd == "firewall-cmd":
+        return any(a.startswith(("--add", "--remove", "--reload", "--set")) for a in argv)
+    if cmd == "docker":
+        return bool({"pull", "rmi", "tag", "run", "rm", "load"} & set(words))
+    return False
+
+
+def mutating_calls(node: Node, since: int = 0) -> list[str]:
+    return [f"{c['cmd']} {' '.join(c['argv'])}" for c in node.calls()[since:] if is_mutating(c)]
+
+
+def connections(node: Node) -> int:
+    """Authenticated SSH connections in the node's sshd log (port probes not counted)."""
+    try:
+        return node.sshd_log.read_text(errors="replace").count("Accepted publickey for ")
+    except OSError:
+        return 0
+
+
+def probe(node: Node, commands: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """Run several shell commands inside the node in one nsenter: name -> (rc, stdout)."""
+    mark = "@@probe@@"
+    script = "\n".join(
+        f"printf '%s\\n' {shlex.quote(mark + ' ' + name)}; ( {cmd} ) 2>&1; "
+        f"printf '\\n{mark}rc %s\\n' $?"
+        for name, cmd in commands.items()
+    )
+    res = node.run(script, timeout=120)
+    out: dict[str, tuple[int, str]] = {}
+    for chunk in res.stdout.split(mark + " ")[1:]:
+        name, _, rest = chunk.partition("\n")
+        body, _, rc = rest.rpartition(mark + "rc ")
+        out[name] = (int(rc.split()[0]), body.strip())
+    assert set(out) == set(commands), res.stderr
+    return out
+
+
+def check_prepared(node: Node, the_lab: Lab, *, rebooted: bool = False) -> list[str]:
+    """Every setting prepare-nodes promises, checked from inside the node; returns problems."""
+    cmds = {
+        "hostname": "hostname",
+        "etc-hostname": "cat /etc/hostname",
+        "hosts": "cat /etc/hosts",
+        "base-repo": "cat /etc/yum.repos.d/CentOS-Base.repo",
+        "docker-repo": "cat /etc/yum.repos.d/docker-ce.repo",
+        "kube-repo": "cat /etc/yum.repos.d/kubernetes.repo",
+        "rpm": "rpm -q --qf '%{NAME} %{VERSION}\\n' docker-ce docker-ce-cli containerd.io "
+               "kubelet kubeadm kubectl chrony ipset ipvsadm",
+        "chronyd": "systemctl is-enabled chronyd.service; systemctl is-active chronyd.service",
+        "firewalld": "systemctl is-enabled firewalld.service; "
+                     "systemctl is-active firewalld.service",
+        "getenforce": "getenforce",
+        "selinux-config": "grep '^SELINUX=' /etc/selinux/config",
+        "swaps": "cat /proc/swaps",
+        "fstab-swap": "grep -E '[[:space:]]swap[[:space:]]' /etc/fstab",
+        "lsmod": "lsmod",
+        "modules-k8s": "cat /etc/modules-load.d/k8s.conf",
+        "modules-ipvs": "cat /etc/modules-load.d/ipvs.conf",
+        "ipvs-script": "stat -c %a /etc/sysconfig/modules/ipvs.modules && "
+                       "cat /etc/sysconfig/modules/ipvs.modules",
+        "sysctl-conf": "cat /etc/sysctl.d/k8s.conf",
+        **{f"sysctl {k}": f"sysctl -n {k}" for k in BRIDGE_SYSCTLS},
+        "daemon.json": "cat /etc/docker/daemon.json",
+        "docker": "systemctl is-enabled docker.service; systemctl is-active docker.service",
+        "docker-driver": "docker info --format '{{.CgroupDriver}}'",
+        "docker-info": "docker info",
+        "kubelet": "systemctl is-enabled kubelet.service",
+        "kubelet-sysconfig": "cat /etc/sysconfig/kubelet",
+        "temp-files": "find /etc -name '*.k8s-bootstrap.??????' | head",
+    }
+    got = probe(node, cmds)
+    out = {k: v[1] for k, v in got.items()}
+    problems: list[str] = []
+
+    def want(cond: bool, what: str) -> None:
+        if not cond:
+            problems.append(f"{node.name}: {what}")
+
+    want(out["hostname"] == node.name, f"hostname is {out['hostname']!r}")
+    want(out["etc-hostname"] == node.name, f"/etc/hostname is {out['etc-hostname']!r}")
+    block = re.search(r"# BEGIN k8s-bootstrap managed block\n(.*?)# END k8s-bootstrap managed "
+                      r"block\n?", out["hosts"] + "\n", re.S)
+    want(block is not None, "/etc/hosts has no managed block")
+    if block:
+        wanted = {f"{n.address} {n.name}" for n in the_lab.nodes}
+        want(set(block.group(1).splitlines()) == wanted, f"hosts block is {block.group(1)!r}")
+    want("localhost" in out["hosts"], "/etc/hosts lost its localhost lines")
+    url = the_lab.mirror_url
+    want(f"baseurl={url}base/" in out["base-repo"], "CentOS-Base.repo not on the mirror")
+    want(f"baseurl={url}docker-ce/" in out["docker-repo"], "docker-ce.repo not on the mirror")
+    want(f"baseurl={url}kubernetes/" in out["kube-repo"], "kubernetes.repo not on the mirror")
+    want(re.search(r"(?m)^exclude=.*\bkubelet\b.*\bkubeadm\b.*\bkubectl\b", out["kube-repo"])
+         is not None, "kubernetes.repo does not exclude kube*")
+    versions = dict(ln.split() for ln in out["rpm"].splitlines() if len(ln.split()) == 2)
+    for pkg, v in (("docker-ce", DOCKER_VERSION), ("docker-ce-cli", DOCKER_VERSION),
+                   ("kubelet", KUBE_VERSION), ("kubeadm", KUBE_VERSION),
+                   ("kubectl", KUBE_VERSION)):
+        want(versions.get(pkg) == v, f"rpm -q {pkg}: {versions.get(pkg)} (want {v})")
+    for pkg in ("containerd.io", "chrony", "ipset", "ipvsadm"):
+        want(pkg in versions, f"{pkg} not installed ({out['rpm']!r})")
+    want(out["chronyd"].split() == ["enabled", "active"], f"chronyd: {out['chronyd']!r}")
+    want(out["firewalld"].split() == ["disabled", "inactive"], f"firewalld: {out['firewalld']!r}")
+    # setenforce 0 now; the config's `disabled` takes effect at the next boot.
+    want(out["getenforce"] == ("Disabled" if rebooted else "Permissive"),
+         f"getenforce: {out['getenforce']!r}")
+    want(out["selinux-config"] == "SELINUX=disabled", f"selinux config: {out['selinux-config']}")
+    want(len(out["swaps"].splitlines()) == 1 and out["swaps"].startswith("Filename"),
+         f"swap is on: {out['swaps']!r}")
+    want(bool(out["fstab-swap"]) and all(ln.startswith("#") for ln in
+                                         out["fstab-swap"].splitlines()),
+         f"fstab swap line not commented: {out['fstab-swap']!r}")
+    loaded = {ln.split()[0] for ln in out["lsmod"].splitlines()[1:] if ln.strip()}
+    for module in ("br_netfilter", "overlay", *IPVS_MODULES):
+        want(module in loaded, f"module {module} not loaded")
+    conf = [ln for ln in out["modules-k8s"].splitlines() if ln and not ln.startswith("#")]
+    want(conf == ["br_netfilter", "overlay"], f"modules-load.d/k8s.conf: {conf}")
+    conf = [ln for ln in out["modules-ipvs"].splitlines() if ln and not ln.startswith("#")]
+    want(conf == list(IPVS_MODULES), f"modules-load.d/ipvs.conf: {conf}")
+    script = out["ipvs-script"].splitlines()
+    want(script[:1] == ["755"], f"ipvs.modules mode {script[:1]}")
+    for module in IPVS_MODULES:
+        want(f"modprobe -- {module}" in script, f"ipvs.modules lacks {module}")
+    for key in BRIDGE_SYSCTLS:
+        want(re.search(rf"(?m)^{re.escape(key)} = 1$", out["sysctl-conf"]) is not None,
+             f"sysctl.d/k8s.conf lacks {key} = 1")
+        want(out[f"sysctl {key}"] == "1", f"sysctl -n {key} = {out[f'sysctl {key}']!r}")
+    try:
+        daemon = json.loads(out["daemon.json"])
+    except ValueError:
+        daemon = {}
+    want("native.cgroupdriver=systemd" in daemon.get("exec-opts", []),
+         f"daemon.json: {out['daemon.json']!r}")
+    want(out["docker"].split() == ["enabled", "active"], f"docker: {out['docker']!r}")
+    want(out["docker-driver"] == "systemd", f"docker cgroup driver {out['docker-driver']!r}")
+    want(re.search(r"Cgroup Driver: systemd", out["docker-info"]) is not None,
+         "docker info does not report the systemd cgroup driver")
+    want(out["kubelet"] == "enabled", f"kubelet: {out['kubelet']!r}")
+    want(re.search(rf"(?m)^KUBELET_EXTRA_ARGS=--node-ip={re.escape(node.address)}$",
+                   out["kubelet-sysconfig"]) is not None,
+         f"/etc/sysconfig/kubelet: {out['kubelet-sysconfig']!r}")
+    want(out["temp-files"] == "", f"temp files left: {out['temp-files']!r}")
+    return problems
