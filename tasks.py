@@ -60,13 +60,15 @@ def check(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 
 @task(help={**COMMON_HELP, "ignore": IGNORE_HELP,
-            "dry_run": "show every file diff and command; change nothing"})
+            "dry_run": "show every file diff and command; change nothing",
+            "pull_images": "also pull kubeadm's images from cluster.image_repository"})
 def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
                   parallel: int = 0, dry_run: bool = False, ignore: str = "", report: str = "",
-                  log_dir: str = "runs") -> None:
+                  log_dir: str = "runs", pull_images: bool = False) -> None:
     """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
     _run(commands.prepare_nodes, inventory=inventory, limit=limit, parallel=parallel,
-         dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir)
+         dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir,
+         pull_images=pull_images)
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",

@@ -25,6 +25,7 @@ class CommonOptions:
     log_dir: str | None = "runs"
     dry_run: bool = False
     ignore: str | None = None
+    pull_images: bool = False
 
 
 def select_nodes(inv: Inventory, limit: str | None) -> list[Node]:
@@ -69,7 +70,7 @@ def prepare_nodes(
         inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel), prompt=prompt
     )
     preflight = Preflight(parse_ignore(opts.ignore))
-    results = runner.run(nodes, prepare_steps(), preflight)
+    results = runner.run(nodes, prepare_steps(opts.pull_images), preflight)
     title = "RECAP (dry run: nothing was changed)" if opts.dry_run else "RECAP"
     return _finish(reporter, results, opts, title)
 

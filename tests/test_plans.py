@@ -344,3 +344,23 @@ def test_target_is_immutable():
     with pytest.raises(Exception):  # noqa: B017 - frozen dataclass
         t.node.name = "x"  # type: ignore[misc]
     assert replace(t.node, name="y").name == "y"
+
+
+def test_images_step_pulls_with_kubeadm_and_pins_coredns_only_where_needed():
+    from bootstrap.steps import images
+
+    t = target()
+    p = images.plan(t, {"images:wanted": None, "images:present": set()})
+    assert commands(p) == ["kubeadm config images pull --kubernetes-version v1.20.10 "
+                           "--image-repository registry.aliyuncs.com/google_containers"]
+    assert images.coredns_workaround(t) is None
+    t21 = target('cluster: {kubernetes_version: "1.21.0"}\n')
+    assert images.coredns_workaround(t21) == (
+        "registry.aliyuncs.com/google_containers/coredns:1.8.0",
+        "registry.aliyuncs.com/google_containers/coredns/coredns:v1.8.0")
+    assert images.coredns_workaround(target('cluster: {kubernetes_version: "1.21.2"}\n')) is None
+    assert "latest" not in " ".join(commands(images.plan(t21, {"images:wanted": None,
+                                                               "images:present": set()})))
+    done = {"images:wanted": ["a:1", "b:2"], "images:present": {"a:1", "b:2", "c:3"}}
+    assert images.plan(t, done).empty
+    assert images.STEP not in prepare_steps() and images.STEP in prepare_steps(True)

@@ -32,8 +32,8 @@ class Step:
     skip: Callable[[Target], str | None] = lambda t: None  # a reason to skip, or None
 
 
-def prepare_steps() -> list[Step]:
-    """The prepare-nodes steps, in order."""
+def prepare_steps(pull_images: bool = False) -> list[Step]:
+    """The prepare-nodes steps, in order; ``images`` only when asked for."""
     from . import (
         base_repo,
         bridge,
@@ -63,4 +63,9 @@ def prepare_steps() -> list[Step]:
         kubernetes,
         kubelet,
     )
-    return [m.STEP for m in modules]
+    steps = [m.STEP for m in modules]
+    if pull_images:
+        from . import images
+
+        steps.append(images.STEP)
+    return steps
