@@ -41,25 +41,6 @@ BACKUP = ".k8s-bootstrap.bak"
 
 
 # -- labs ----------------------------------------------------------------------------------------
-# Commands the lab's payload RPMs provide in /usr/bin. The host's /usr/local/{bin,sbin} show
-# through a node's /usr overlay, and /usr/local/bin comes first in a root login's PATH, so a
-# host tool of the same name (this machine has a real /usr/local/bin/docker) shadows the
-# stand-in for root logins (sudo's CentOS secure_path has no /usr/local, so the `lab` user is not
-# affected). lab/layer.py's HIDE_PATTERNS should hide them; until it does, the tests remove them
-# inside each node (a whiteout in the node's upper dir), as a real CentOS 7 has none there.
-PAYLOAD_COMMANDS = ("docker", "dockerd", "containerd", "containerd-shim", "ctr", "runc",
-                    "kubeadm", "kubelet", "kubectl", "crictl", "chronyc", "chronyd",
-                    "yum-config-manager")
-
-
-def hide_host_tools(the_lab: Lab) -> None:
-    """Remove host tools that shadow payload commands from every node's /usr/local."""
-    paths = " ".join(f"/usr/local/{d}/{c}" for d in ("bin", "sbin") for c in PAYLOAD_COMMANDS)
-    for node in the_lab.nodes:
-        node.run(f"for p in {paths}; do if [ -e $p ] || [ -L $p ]; then rm -f $p; fi; done",
-                 check=True)
-
-
 @contextlib.contextmanager
 def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
     """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped.
@@ -75,7 +56,6 @@ def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
                         pytrace=False)
         pytest.skip(f"the lab cannot start here: {exc}")
     try:
-        hide_host_tools(the_lab)
         yield the_lab
     finally:
         the_lab.down()

@@ -88,8 +88,8 @@ def test_parallelism_is_bounded(lab5):
 
 @pytest.mark.timeout(120)
 @pytest.mark.xfail(strict=True, reason=(
-    "engine.Runner.run keeps every phase-1 session open until that host's phase 2: with more "
-    "nodes than --parallel, all N connections are open at once (see tests/engine report)"))
+    "engine.Runner.run holds each host's phase-1 session (facts, preflight) open until its "
+    "phase 2 ends: with more nodes than --parallel, all N connections are open at once"))
 def test_open_connections_are_bounded(lab5, monkeypatch):
     """--parallel 2 on 5 nodes: never more than 2 SSH connections open at once."""
     lock = threading.Lock()

@@ -19,7 +19,6 @@ from . import (
     check_prepared,
     connections,
     disk_snapshot,
-    hide_host_tools,
     module_lab,
     mutating_calls,
     prepare,
@@ -148,7 +147,6 @@ def test_a_failing_yum_on_one_node_does_not_stop_the_others(lab_factory, tmp_pat
     only) would catch the broken yum and, by design, stop the run before any change anywhere.
     """
     the_lab = lab_factory(3)
-    hide_host_tools(the_lab)
     data = yaml.safe_load(the_lab.inventory_path.read_text())
     data["nodes"] = [data["nodes"][1], data["nodes"][0], data["nodes"][2]]
     assert [n["name"] for n in data["nodes"]] == ["node1", "master1", "node2"]
