@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 
 from . import checks
 from . import facts as F
-from .errors import BootstrapError, CommandError, ConnectError, SudoError, stderr_excerpt
+from .errors import (
+    BootstrapError,
+    CommandError,
+    ConnectError,
+    HostError,
+    SudoError,
+    stderr_excerpt,
+)
 from .models import Inventory, Node
 from .plan import Plan
 from .report import Reporter
@@ -97,6 +104,8 @@ def _mirror_node(nodes: list[Node]) -> Node | None:
 
 
 def _reason(exc: object) -> str:
+    if isinstance(exc, HostError):
+        return exc.detail
     if isinstance(exc, BootstrapError):
         return exc.message
     return f"internal error: {exc!r}"

@@ -43,6 +43,7 @@ class HostError(BootstrapError):
 
     def __init__(self, host: str, message: str) -> None:
         self.host = host
+        self.detail = message  # without the host name, for places that already show it
         super().__init__(f"{host}: {message}")
 
 
