@@ -326,3 +326,14 @@ def check_prepared(node: Node, the_lab: Lab, *, rebooted: bool = False) -> list[
          f"/etc/sysconfig/kubelet: {out['kubelet-sysconfig']!r}")
     want(out["temp-files"] == "", f"temp files left: {out['temp-files']!r}")
     return problems
+
+
+def assert_noop_rerun(the_lab: Lab, workdir: Path):
+    """A re-run of prepare-nodes changes nothing and makes no mutating stand-in call."""
+    calls = {n.name: len(n.calls()) for n in the_lab.nodes}
+    again = prepare(the_lab.inventory_path, workdir)
+    assert again.rc == 0, again.console
+    for node in the_lab.nodes:
+        assert again.changed(node.name) == 0, again.console
+        assert mutating_calls(node, since=calls[node.name]) == []
+    return again

@@ -14,6 +14,7 @@ import pytest
 
 from . import (
     BACKUP,
+    assert_noop_rerun,
     check_prepared,
     connections,
     disk_snapshot,
@@ -162,12 +163,7 @@ def test_every_setting_survives_a_reboot(prepared):
     problems = [p for n in the_lab.nodes for p in check_prepared(n, the_lab, rebooted=True)]
     assert not problems, "\n".join(problems)
     # Nothing to redo after the reboot either.
-    calls = {n.name: len(n.calls()) for n in the_lab.nodes}
-    after = prepare(the_lab.inventory_path, work / "after-reboot")
-    assert after.rc == 0, after.console
-    for node in the_lab.nodes:
-        assert after.changed(node.name) == 0, after.console
-        assert mutating_calls(node, since=calls[node.name]) == []
+    assert_noop_rerun(the_lab, work / "after-reboot")
 
 
 @pytest.mark.timeout(120)

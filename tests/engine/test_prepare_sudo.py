@@ -16,6 +16,7 @@ import lab
 from . import (
     INVOKE,
     ROOT,
+    assert_noop_rerun,
     check_prepared,
     disk_snapshot,
     module_lab,
@@ -88,12 +89,7 @@ def test_prepare_as_a_password_sudo_user(pw_lab, tmp_path, monkeypatch):
         assert {c["uid"] for c in changes if c["argv"][:1] in (["install"], ["enable"],
                                                                 ["start"])} == {0}
 
-    calls = {n.name: len(n.calls()) for n in pw_lab.nodes}
-    second = prepare(pw_lab.inventory_path, tmp_path / "second")
-    assert second.rc == 0, second.console
-    for node in pw_lab.nodes:
-        assert second.changed(node.name) == 0, second.console
-        assert mutating_calls(node, since=calls[node.name]) == []
+    second = assert_noop_rerun(pw_lab, tmp_path / "second")
 
     # The password never shows: console, per-host logs, JSON report; nor in the node's
     # stand-in call log (it goes to sudo on stdin, never on a command line).

@@ -3,7 +3,6 @@ change on any node; ``--ignore NAME`` skips it by name."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import socket
 from collections.abc import Callable, Iterator
@@ -16,23 +15,9 @@ from bootstrap import commands
 from bootstrap.commands import CommonOptions
 from bootstrap.report import Reporter
 from lab.cluster import Lab, LabError
+from tests.engine import disk_snapshot, mutating_calls
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
-
-MUTATING = (
-    "install",
-    "enable",
-    "disable",
-    "start",
-    "restart",
-    "stop",
-    "set-hostname",
-    "setenforce",
-    "swapoff",
-    "-w",
-    "--system",
-)
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
@@ -50,24 +35,9 @@ def lab() -> Iterator[Lab]:
         the_lab.down()
 
 
-def _tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file() and not p.is_symlink():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def _state(lab: Lab) -> dict[str, tuple[str, str, int]]:
-    return {
-        n.name: (
-            _tree_hash(n.upper / "etc"),
-            _tree_hash(n.upper / "usr"),
-            sum(1 for c in n.calls() if set(c["argv"]) & set(MUTATING)),
-        )
-        for n in lab.nodes
-    }
+def _state(lab: Lab) -> dict[str, tuple]:
+    """Each node's /etc and /usr on disk and its count of mutating stand-in calls."""
+    return {n.name: (disk_snapshot(n), len(mutating_calls(n))) for n in lab.nodes}
 
 
 def _run(command, lab: Lab, tmp_path: Path, **kw) -> tuple[int, str]:
