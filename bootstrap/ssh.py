@@ -275,11 +275,25 @@ class Session:
         what: str = "command",
         timeout: float | None = 900,
         check: bool = False,
+        stdin: str | None = None,
+        sensitive: bool = False,
     ) -> Result:
-        """Run a shell script as one remote command (as root when privileged)."""
+        """Run a shell script as one remote command (as root when privileged).
+
+        ``stdin`` is fed to the script (a secret file's content never goes on a command line);
+        ``sensitive`` keeps stdout out of the logs (the caller registers the secret it holds).
+        """
         self.connect()
         assert self.conn is not None
-        result = self._exec(script, privileged, timeout, what)
+        if stdin is not None:
+            # sudo -S reads the password line first; a marker makes the script skip to its data
+            # whether or not sudo consumed that line.
+            marker = "k8s-bootstrap-stdin-" + os.urandom(8).hex()
+            script = (
+                f'while IFS= read -r _l; do [ "$_l" = {marker} ] && break; done\n{script}'
+            )
+            stdin = f"{marker}\n{stdin}"
+        result = self._exec(script, privileged, timeout, what, stdin, sensitive)
         if (
             privileged
             and not self._use_password
@@ -289,7 +303,7 @@ class Session:
         ):
             self.password.get(self.name, self.cfg.user)
             self._use_password = True
-            result = self._exec(script, privileged, timeout, what)
+            result = self._exec(script, privileged, timeout, what, stdin, sensitive)
         if privileged and self._use_password and any(s in result.stderr for s in _PASSWORD_WRONG):
             raise SudoError(self.name, f"sudo rejected the password for {self.cfg.user}")
         if privileged and "is not in the sudoers file" in result.stderr:
@@ -302,12 +316,23 @@ class Session:
             raise CommandError(self.name, what, result.rc, self.secrets.mask(result.stderr))
         return result
 
-    def _exec(self, script: str, privileged: bool, timeout: float | None, what: str) -> Result:
+    def _exec(
+        self,
+        script: str,
+        privileged: bool,
+        timeout: float | None,
+        what: str,
+        data: str | None = None,
+        sensitive: bool = False,
+    ) -> Result:
         assert self.conn is not None
         command = self._command(script, privileged)
-        stdin: io.StringIO | bool = False
+        feed = ""
         if privileged and self._use_password:
-            stdin = io.StringIO(self.password.get(self.name, self.cfg.user) + "\n")
+            feed = self.password.get(self.name, self.cfg.user) + "\n"
+        if data is not None:
+            feed += data
+        stdin: io.StringIO | bool = io.StringIO(feed) if feed else False
         started = time.monotonic()
         self.log(f"$ {what}\n{self.secrets.mask(script)}")
         try:
@@ -325,8 +350,9 @@ class Session:
             self.close()
             raise ConnectError(self.name, f"connection lost during {what}")
         out = Result(res.exited, res.stdout, res.stderr, time.monotonic() - started)
+        shown = "[stdout withheld: sensitive]" if sensitive else self.secrets.mask(out.stdout)
         self.log(
-            f"[rc={out.rc} {out.seconds:.2f}s]\n{self.secrets.mask(out.stdout)}"
+            f"[rc={out.rc} {out.seconds:.2f}s]\n{shown}"
             + (f"\n[stderr]\n{self.secrets.mask(out.stderr)}" if out.stderr else "")
         )
         return out
