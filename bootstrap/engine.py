@@ -1,4 +1,8 @@
-"""The step engine: per host, gather facts once, plan, apply (or show), then check convergence."""
+"""The step engine: per host, gather facts once, plan, apply (or show), then check convergence.
+
+Open SSH connections never exceed the pool size: phase 1 closes each session after its gather,
+and phase 2 reconnects only the hosts with something to apply.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ class RunOptions:
 
 @dataclass
 class _Gathered:
-    """A connected host with every fact of the run, and its clock offset from ours."""
+    """A host with every fact of the run and its clock offset from ours; its session is closed
+    (phase 2 reopens it only to apply)."""
 
     target: Target
     session: Session
@@ -103,6 +108,16 @@ def _mirror_node(nodes: list[Node]) -> Node | None:
     return next((n for n in nodes if n.is_master), nodes[0] if nodes else None)
 
 
+def _needs_session(plans: list[tuple[Step, Plan]]) -> bool:
+    """Whether a step will run something: a plan with actions before any plan that fails."""
+    for _, plan in plans:
+        if plan.error:
+            return False
+        if not plan.empty:
+            return True
+    return False
+
+
 def _reason(exc: object) -> str:
     if isinstance(exc, HostError):
         return exc.detail
@@ -112,7 +127,7 @@ def _reason(exc: object) -> str:
 
 
 class Runner:
-    """Runs a list of steps on many hosts, each host on one SSH session, in a bounded pool."""
+    """Runs a list of steps on many hosts, each host on its own SSH session, in a bounded pool."""
 
     def __init__(
         self,
@@ -137,8 +152,9 @@ class Runner:
     def run(
         self, nodes: list[Node], steps: list[Step], preflight: Preflight | None = None
     ) -> dict[str, HostResult]:
-        """Phase 1 connects and gathers every fact (one round trip a node); preflight judges
-        them across nodes; phase 2 applies the steps. An error in preflight changes nothing."""
+        """Phase 1 connects, gathers every fact (one round trip a node) and disconnects;
+        preflight judges the facts across nodes; phase 2 plans from them and reconnects only
+        the hosts with something to apply. An error in preflight changes nothing."""
         parallel = self.opts.parallel or self.inv.ssh.parallel
         mirror_node = _mirror_node(nodes)
         gathered = run_pool(
@@ -166,13 +182,11 @@ class Runner:
                 {n: g.offset for n, g in ready.items()},
             )
             if not preflight.passes(findings, self.reporter):
-                for name, g in ready.items():
-                    g.session.close()
+                for name in ready:
                     results[name] = HostResult(name, FAILED, message="not run: preflight failed")
                 return {n.name: results[n.name] for n in nodes}
         if not steps:  # a check only
-            for name, g in ready.items():
-                g.session.close()
+            for name in ready:
                 errors = [f.message for f in preflight.blocking(findings) if f.node == name]
                 results[name] = HostResult(
                     name, FAILED if errors else OK, message="; ".join(errors)
@@ -205,9 +219,8 @@ class Runner:
             facts = self.gather(session, wanted)
             offset = (facts.get("time") or 0.0) - (before + time.time()) / 2
             return _Gathered(t, session, facts, offset)
-        except BaseException:
+        finally:
             session.close()
-            raise
 
     def _host(self, g: _Gathered, steps: list[Step]) -> HostResult:
         result = HostResult(g.target.node.name)
@@ -246,17 +259,19 @@ class Runner:
                 self._done(result, StepResult(step.name, SKIPPED, message=reason))
             else:
                 active.append(step)
+        plans = [(step, step.plan(t, facts)) for step in active]
+        if not self.opts.dry_run and _needs_session(plans):
+            session.connect()
         applied: list[tuple[Step, StepResult]] = []
-        for i, step in enumerate(active):
+        for i, (step, plan) in enumerate(plans):
             started = time.monotonic()
-            plan = step.plan(t, facts)
             res = self._apply(session, step, plan)
             res.seconds = time.monotonic() - started
             self._done(result, res)
             if res.status == CHANGED and not self.opts.dry_run:
                 applied.append((step, res))
             if res.status == FAILED:
-                for rest in active[i + 1 :]:
+                for rest, _ in plans[i + 1 :]:
                     self._done(
                         result,
                         StepResult(rest.name, SKIPPED, message=f"not run: {step.name} failed"),

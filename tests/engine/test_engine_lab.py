@@ -87,9 +87,6 @@ def test_parallelism_is_bounded(lab5):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.Runner.run holds each host's phase-1 session (facts, preflight) open until its "
-    "phase 2 ends: with more nodes than --parallel, all N connections are open at once"))
 def test_open_connections_are_bounded(lab5, monkeypatch):
     """--parallel 2 on 5 nodes: never more than 2 SSH connections open at once."""
     lock = threading.Lock()
@@ -118,6 +115,29 @@ def test_open_connections_are_bounded(lab5, monkeypatch):
     assert {r.status for r in results.values()} == {"changed"}, results
     assert state["open"] == 0
     assert state["peak"] <= 2, f"{state['peak']} connections open at once with --parallel 2"
+
+
+@pytest.mark.timeout(120)
+def test_only_hosts_with_something_to_apply_reconnect(lab5):
+    """Counted in sshd's log: a host whose plans are all empty keeps its one connection and one
+    round trip (the facts); a host with a change connects once more for the step and the
+    convergence check."""
+    token = secrets.token_hex(4)
+    idle = {"master1", "node2", "node4"}
+    for node in lab5.nodes:
+        if node.name in idle:  # the probe already ran there: its plan is empty
+            node.run(f"echo 0 0 > /tmp/probe-{token}", check=True)
+    conns = {n.name: connections(n) for n in lab5.nodes}
+    execs = {n.name: n.exec_requests() for n in lab5.nodes}
+    results = run_engine(lab5.inventory_path, [probe_step(token, "true")], parallel=2)
+    for node in lab5.nodes:
+        spent = (connections(node) - conns[node.name], node.exec_requests() - execs[node.name])
+        if node.name in idle:
+            assert results[node.name].status == "ok", results[node.name]
+            assert spent == (1, 1), (node.name, spent)
+        else:
+            assert results[node.name].status == "changed", results[node.name]
+            assert spent == (2, 3), (node.name, spent)  # facts | step, facts again
 
 
 @pytest.mark.timeout(120)
@@ -234,3 +254,4 @@ def test_accept_new_records_a_new_key_and_refuses_a_changed_one(lab5, tmp_path):
     assert f"HOST KEY CHANGED for {node.address}" in message, message
     assert known.read_text() == tampered  # accept-new never replaces a known key
     _refused_without_a_session(node, execs, conns)
+
