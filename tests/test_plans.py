@@ -364,3 +364,30 @@ def test_images_step_pulls_with_kubeadm_and_pins_coredns_only_where_needed():
     done = {"images:wanted": ["a:1", "b:2"], "images:present": {"a:1", "b:2", "c:3"}}
     assert images.plan(t, done).empty
     assert images.STEP not in prepare_steps() and images.STEP in prepare_steps(True)
+
+
+def test_base_repo_marks_the_yum_clean_as_owed_until_it_succeeds():
+    """The marker is made before the file is written and removed only after the clean, so a
+    run that failed at `yum clean metadata` leaves it, and the re-run (file already right)
+    retries the clean; without the marker a right file means nothing to do."""
+    from bootstrap.steps import base_repo
+
+    extra = "repos: {base: {baseurl: 'http://vault.example/7/os/', gpgcheck: false}}\n"
+    marker = f"file:{base_repo.PENDING}"
+    first = plan_for("base-repo", extra=extra)
+    kinds = [a.path if isinstance(a, WriteFile) else a.command for a in first.actions]
+    assert kinds == [
+        f"install -D -m 0644 /dev/null {base_repo.PENDING}",
+        base_repo.PATH,
+        "yum clean metadata -q",
+        f"rm -f {base_repo.PENDING}",
+    ]
+    right = {f"file:{base_repo.PATH}": FileState(written(first)[base_repo.PATH])}
+    retry = plan_for("base-repo", {**right, marker: FileState("")}, extra)
+    assert commands(retry) == ["yum clean metadata -q", f"rm -f {base_repo.PENDING}"]
+    assert not written(retry)
+    assert plan_for("base-repo", right, extra).empty
+    # A change of repos.base while a clean is owed: no second marker, still cleaned.
+    changed = plan_for("base-repo", {marker: FileState("")}, extra)
+    assert commands(changed) == ["yum clean metadata -q", f"rm -f {base_repo.PENDING}"]
+    assert list(written(changed)) == [base_repo.PATH]

@@ -8,6 +8,9 @@ from ..templates import render
 from . import Step, Target
 
 PATH = "/etc/yum.repos.d/CentOS-Base.repo"
+# Exists from before the repo file is written until `yum clean metadata` has succeeded: once the
+# file is right its plan is empty, so only this marker tells a re-run that the clean is owed.
+PENDING = "/var/lib/k8s-bootstrap/base-repo.clean-pending"
 
 
 def content(t: Target) -> str:
@@ -22,13 +25,23 @@ def content(t: Target) -> str:
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.file(PATH)]
+    return [F.file(PATH), F.file(PENDING)]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
-    if p.write(PATH, content(t), facts[f"file:{PATH}"]):
-        p.run("yum clean metadata -q", "the base repository changed")
+    repo = Plan()
+    if repo.write(PATH, content(t), facts[f"file:{PATH}"]):
+        if facts[f"file:{PENDING}"] is None:
+            p.run(f"install -D -m 0644 /dev/null {PENDING}", "until yum clean metadata succeeds")
+        p.actions += repo.actions
+        why = "the base repository changed"
+    elif facts[f"file:{PENDING}"] is not None:
+        why = "retried: an earlier run changed the base repository but this command failed"
+    else:
+        return p
+    p.run("yum clean metadata -q", why)
+    p.run(f"rm -f {PENDING}")
     return p
 
 

@@ -19,13 +19,13 @@ import pytest
 
 from bootstrap import facts as F
 from bootstrap import ssh as ssh_mod
-from bootstrap.engine import Runner, RunOptions
+from bootstrap.engine import Runner, RunOptions, StepResult
 from bootstrap.inventory import load
 from bootstrap.plan import Plan
 from bootstrap.report import Reporter
-from bootstrap.steps import Step
+from bootstrap.steps import Step, base_repo
 
-from . import connections, module_lab, prepare, write_inventory
+from . import connections, module_lab, mutating_calls, prepare, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -255,3 +255,37 @@ def test_accept_new_records_a_new_key_and_refuses_a_changed_one(lab5, tmp_path):
     assert known.read_text() == tampered  # accept-new never replaces a known key
     _refused_without_a_session(node, execs, conns)
 
+
+@pytest.mark.timeout(180)
+def test_a_failed_yum_clean_after_a_base_repo_change_is_retried_by_the_next_run(lab5):
+    """yum fails at `yum clean metadata`, after the repo file was written: the next run (file
+    already right) still cleans, and the run after that changes nothing."""
+    node = lab5.node("node2")
+    path, marker = base_repo.PATH, base_repo.PENDING
+    node.run(f"echo '# edited by the test' >> {path}", check=True)  # base-repo has work to do
+
+    def run() -> StepResult:
+        results = run_engine(lab5.inventory_path, [base_repo.STEP], parallel=1, names=["node2"])
+        return results["node2"].steps[0]
+
+    node.inject_fail("yum", "yum: injected failure for the test")
+    try:
+        calls = len(node.calls())
+        step = run()
+    finally:
+        node.clear_fail("yum")
+    assert step.status == "failed" and "injected failure for the test" in step.message, step
+    assert mutating_calls(node, since=calls) == ["yum clean metadata -q"]  # it was tried
+    assert f"baseurl={lab5.mirror_url}base/" in node.run(f"cat {path}", check=True).stdout
+    assert node.run(f"test -e {marker}").returncode == 0  # the clean is still owed
+
+    calls = len(node.calls())
+    step = run()
+    assert step.status == "changed", step
+    assert mutating_calls(node, since=calls) == ["yum clean metadata -q"]  # retried, and passed
+    assert node.run(f"test -e {marker}").returncode != 0
+
+    calls = len(node.calls())
+    step = run()
+    assert step.status == "ok", step
+    assert mutating_calls(node, since=calls) == []
