@@ -327,6 +327,97 @@ def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess:
     return subprocess.run(argv, **kw)  # type: ignore[call-overload]
 
 
+# ---- network state (ip, iptables, ipvsadm, ipset stand-ins) -----------------------------------
+# The formats are shared with lab/payloads/kubelet/usr/lib/lab/k8s/netfx.py, which plays what
+# kube-proxy and flannel do to a node (see lab/k8s/STATE.md).
+
+LINKS_FILE = RUN / "links.json"  # [{name, type, mtu, mac, up, addrs: ["a.b.c.d/n"]}]
+IPTABLES_FILE = RUN / "iptables.json"  # {table: {chain: {policy: "ACCEPT"|"-", rules: [spec]}}}
+IPVS_FILE = RUN / "ipvs.json"  # {"TCP 10.96.0.1:443": {sched: "rr", reals: ["a.b.c.d:port"]}}
+IPSET_FILE = RUN / "ipset.json"  # {name: {type: "hash:ip,port", members: [...]}}
+IPTABLES_BUILTIN = {
+    "filter": ["INPUT", "FORWARD", "OUTPUT"],
+    "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+    "mangle": ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+    "raw": ["PREROUTING", "OUTPUT"],
+    "security": ["INPUT", "FORWARD", "OUTPUT"],
+}
+_XT_PLAIN = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ipt_spec(args: list[str]) -> str:
+    """A rule's stored text: its argv joined, the --comment value quoted like iptables-save
+    1.4.21 does (xtables_save_string: quoted unless it is only [A-Za-z0-9_-])."""
+    out = []
+    for i, a in enumerate(args):
+        if i and args[i - 1] == "--comment" and (not a or not set(a) <= _XT_PLAIN):
+            a = '"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out.append(a)
+    return " ".join(out)
+
+
+def ipt_split(spec: str) -> list[str]:
+    """The argv of a stored rule (inverse of ipt_spec)."""
+    import shlex
+
+    try:
+        return shlex.split(spec)
+    except ValueError:
+        return spec.split()
+
+
+def own_address() -> str | None:
+    """The node's address: its hostname's entry in /etc/hosts."""
+    name = hostname()
+    try:
+        for line in Path("/etc/hosts").read_text().splitlines():
+            f = line.split("#")[0].split()
+            ok = len(f) > 1 and not f[0].startswith("127.0.0.1") and ":" not in f[0]
+            if ok and name in f[1:]:
+                return f[0]
+    except OSError:
+        pass
+    return None
+
+
+def default_links() -> list[dict]:
+    """The links of a freshly booted node: lo and eth0 (its lab address /24)."""
+    try:
+        mac = Path("/sys/class/net/eth0/address").read_text().strip()
+    except OSError:
+        mac = "52:54:00:12:34:56"
+    addr = own_address()
+    return [
+        {"name": "lo", "type": "loopback", "mtu": 65536, "mac": "00:00:00:00:00:00", "up": True,
+         "addrs": ["127.0.0.1/8"]},
+        {"name": "eth0", "type": "ether", "mtu": 1500, "mac": mac, "up": True,
+         "addrs": [f"{addr}/24"] if addr else []},
+    ]
+
+
+def read_links() -> list[dict]:
+    """The node's links (defaults until something changed them)."""
+    data = read_json(LINKS_FILE, None)
+    return data if isinstance(data, list) else default_links()
+
+
+K8S_RUNNING = RUN / "kubelet" / "running"  # kept by the kubelet unit hooks (lab/k8s/STATE.md)
+
+
+def k8s_sync() -> None:
+    """Let this node's kubernetes pods (kube-proxy, flannel) catch up with the cluster before a
+    network stand-in reads or changes the state they own. A no-op unless the lab's kubelet
+    package is installed and its unit is active; never fails the calling command."""
+    if not K8S_RUNNING.exists() or not os.path.exists("/usr/lib/lab/k8s/netfx.py"):
+        return
+    try:
+        from k8s import netfx  # type: ignore[import-not-found]
+
+        netfx.sync_here()
+    except Exception:  # the stand-in's own job comes first
+        pass
+
+
 # ---- misc -----------------------------------------------------------------------------------
 
 
