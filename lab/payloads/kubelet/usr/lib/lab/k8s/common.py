@@ -9,15 +9,23 @@ import subprocess
 import sys
 import time
 
-sys.path.append("/usr/lib/python3/dist-packages")  # Debian's PyYAML (python3 -S skips site)
-import yaml
-
 CALLS = "/var/lib/lab/calls.log"
 FAIL_DIR = "/var/lib/lab/fail"
 JOURNAL_DIR = "/var/lib/lab/journal"
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
 
-__all__ = ["yaml"]
+
+
+def __getattr__(name: str):
+    """`common.yaml`: Debian's PyYAML, imported on first use (python3 -S skips site; the
+    network stand-ins' hook imports this module and does not need YAML)."""
+    if name == "yaml":
+        if "/usr/lib/python3/dist-packages" not in sys.path:
+            sys.path.append("/usr/lib/python3/dist-packages")
+        import yaml
+
+        return yaml
+    raise AttributeError(name)
 
 
 def record(cmd: str) -> None:
@@ -74,7 +82,10 @@ def version_info(version: str) -> dict:
     commits = {"20": ("8152330a2b6ca3621196e62966ef761b8f5a61bb", "2021-08-11T18:05:14Z",
                       "go1.15.15"),
                "21": ("cb303e613a121a29364f75cc67d3d580833a7479", "2021-04-08T16:31:21Z",
-                      "go1.16.1")}
+                      "go1.16.1"),
+               # v1.22.17's commit and Go; the build date is the one a published build shows
+               "22": ("a7736eaf34d823d7652415337ac0ad06db9167fc", "2023-01-04T19:18:50Z",
+                      "go1.16.15")}
     v = "v" + version.lstrip("v")
     commit, built, go = commits.get(str(minor(v)), ("0" * 40, "2021-01-01T00:00:00Z", "go1.16"))
     return {"major": "1", "minor": str(minor(v)), "gitVersion": v, "gitCommit": commit,
@@ -120,7 +131,7 @@ def klog(level: str, src: str, msg: str) -> str:
 
 def read_yaml_docs(text: str) -> list[dict]:
     """All non-empty YAML documents of TEXT."""
-    return [d for d in yaml.safe_load_all(text) if d]
+    return [d for d in __getattr__("yaml").safe_load_all(text) if d]
 
 
 def write_file(path: str, text: str, mode: int = 0o644) -> None:

@@ -104,22 +104,46 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * mult[u] for n, u in parts)
 
 
-def images(version: str, repo: str) -> list[str]:
-    """The images `kubeadm config images list` prints for a control-plane VERSION."""
+def patch(version: str) -> int:
+    """Patch number of 'v1.21.2' or '1.22.17-0'."""
+    try:
+        return int(version.lstrip("v").split(".")[2].split("-")[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def default_repository(kubeadm_version: str) -> str:
+    """kubeadm's default imageRepository: registry.k8s.io from 1.22.17 (backported), 1.25."""
+    m = minor(kubeadm_version)
+    return "registry.k8s.io" if (m == 22 and patch(kubeadm_version) >= 17) or m >= 25 \
+        else "k8s.gcr.io"
+
+
+def images(version: str, repo: str = "", kubeadm_version: str = "") -> list[str]:
+    """What `kubeadm config images list` prints for control-plane VERSION.
+
+    kube-* follow VERSION; etcd comes from the binary's map keyed by VERSION's minor; pause and
+    coredns are constants of the kubeadm binary (KUBEADM_VERSION, default VERSION):
+    cmd/kubeadm/app/constants/constants.go and app/images/images.go of each release.
+    """
     v = "v" + version.lstrip("v")
-    m = minor(v)
-    custom = repo != "k8s.gcr.io"
-    pause = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6"}.get(m, "3.2")
-    etcd = {20: "3.4.13-0", 21: "3.4.13-0", 22: "3.5.0-0", 23: "3.5.1-0"}.get(m, "3.4.13-0")
+    kv = kubeadm_version or v
+    km = minor(kv)
+    repo = repo or default_repository(kv)
+    custom = repo != default_repository(kv)
+    pause = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6"}.get(km, "3.2")
+    etcd = "3.4.13-0"
+    if minor(v) >= 22 and km >= 22:
+        etcd = "3.5.6-0" if patch(kv) >= 17 else "3.5.0-0"
     out = [f"{repo}/{c}:{v}" for c in ("kube-apiserver", "kube-controller-manager",
                                        "kube-scheduler", "kube-proxy")]
     out += [f"{repo}/pause:{pause}", f"{repo}/etcd:{etcd}"]
-    if m < 21:
+    if km < 21:
         out.append(f"{repo}/coredns:1.7.0")
-    elif m == 21 and custom and int(v.split(".")[2].split("-")[0] or 0) < 2:
-        out.append(f"{repo}/coredns/coredns:v1.8.0")  # kubeadm#2501, fixed in 1.21.2
-    elif m == 21 and custom:
-        out.append(f"{repo}/coredns:v1.8.0")
     else:
-        out.append(f"{repo}/coredns/coredns:v1.8.0" if not custom else f"{repo}/coredns:v1.8.0")
+        tag = "v1.8.0" if km == 21 else "v1.8.4"
+        if not custom or (km == 21 and patch(kv) < 2):  # kubeadm#2501, fixed in 1.21.2
+            out.append(f"{repo}/coredns/coredns:{tag}")
+        else:
+            out.append(f"{repo}/coredns:{tag}")
     return out

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import time
 from collections.abc import Iterator
 
-from k8s.common import hostname, out, run, write_file, yaml
+from k8s import common
+from k8s.common import hostname, out, run, write_file
 
 ROOT = "/var/lib/lab-cluster"
 STATE = f"{ROOT}/state.json"
@@ -98,7 +100,7 @@ def kubelet_config() -> dict | None:
     """/var/lib/kubelet/config.yaml, None when missing."""
     try:
         with open(f"{KUBELET_DIR}/config.yaml") as fh:
-            return yaml.safe_load(fh) or {}
+            return common.yaml.safe_load(fh) or {}
     except OSError:
         return None
 
@@ -296,13 +298,65 @@ def cni_problem(data: dict, facts: dict) -> str | None:
     if sysctl.get("net.ipv4.ip_forward") != "1":
         return "net.ipv4.ip_forward is not 1"
     subnet = data.get("config", {}).get("podSubnet") or ""
-    if not subnet:
-        return (f'Error registering network: failed to acquire lease: node "{facts.get("name")}"'
+    name = facts.get("name", "")
+    cidr = node_subnet(data, name) if subnet else None
+    if not cidr:  # flannel's kube subnet manager (pkg/subnet/kube/kube.go)
+        return (f'Error registering network: failed to acquire lease: node "{name}"'
                 " pod cidr not assigned")
-    if net["network"] != subnet:
+    try:
+        inside = ipaddress.ip_network(cidr).subnet_of(
+            ipaddress.ip_network(net["network"] or "", strict=False))
+    except (TypeError, ValueError):
+        inside = False
+    if not inside:
+        return (f'Error registering network: failed to acquire lease: subnet "{net["network"]}"'
+                f' specified in the flannel net config doesn\'t contain "{cidr}" PodCIDR of the '
+                f'"{name}" node')
+    if net["network"] != subnet:  # the lab is stricter than flannel here (issue 5)
         return (f"net-conf.json Network {net['network']} differs from the cluster's "
                 f"podSubnet {subnet}")
     return None
+
+
+# ---- pod network: node subnets (kube-controller-manager's allocator) ---------------------
+
+NODE_MASK = 24  # kube-controller-manager --node-cidr-mask-size (IPv4 default)
+
+
+def node_subnet(data: dict, name: str) -> str | None:
+    """The podCIDR of node NAME: recorded at registration, else what allocation would give."""
+    info = data.get("nodes", {}).get(name) or {}
+    return info.get("pod_cidr") or allocate_subnet(data, name)
+
+
+def allocate_subnet(data: dict, name: str) -> str | None:
+    """A free /24 of the cluster's podSubnet for NAME, None without podSubnet or when full.
+
+    The start is sha256(name) + the state's `generation` (one more per `kubeadm init` in this
+    lab), probing upwards: a node gets another subnet in the next cluster, so a cni0 bridge
+    left from the previous one carries a stale address (kubeadm#1427).
+    """
+    try:
+        net = ipaddress.ip_network(data.get("config", {}).get("podSubnet") or "", strict=False)
+    except ValueError:
+        return None
+    if net.version != 4 or net.prefixlen > NODE_MASK:
+        return None
+    count = 1 << (NODE_MASK - net.prefixlen)
+    used = {i.get("pod_cidr") for n, i in data.get("nodes", {}).items() if n != name}
+    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) + int(data.get("generation", 0))
+    size = 1 << (32 - NODE_MASK)
+    for k in range(count):
+        cidr = f"{net.network_address + ((start + k) % count) * size}/{NODE_MASK}"
+        if cidr not in used:
+            return cidr
+    return None
+
+
+def gateway(cidr: str) -> str:
+    """The CNI bridge's address in a node subnet: 10.244.3.0/24 -> 10.244.3.1/24."""
+    net = ipaddress.ip_network(cidr)
+    return f"{net.network_address + 1}/{net.prefixlen}"
 
 
 def suffix(*parts: str, n: int = 5) -> str:
@@ -310,6 +364,24 @@ def suffix(*parts: str, n: int = 5) -> str:
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
     digest = hashlib.sha256("/".join(parts).encode()).digest()
     return "".join(alphabet[b % len(alphabet)] for b in digest[:n])
+
+
+def coredns_image(data: dict) -> str:
+    from k8s.kubeadm_cfg import images  # late: kubeadm_cfg imports this module's siblings
+
+    cfg = data.get("config", {})
+    return images(data.get("kubernetes_version", "v1.20.10"),
+                  cfg.get("imageRepository") or "", data.get("kubeadm_version") or "")[-1]
+
+
+def bridge_conflict(data: dict, node: str) -> str | None:
+    """The CNI bridge error on NODE when its cni0 carries another subnet's address."""
+    have = node_facts(node).get("cni0")
+    cidr = node_subnet(data, node)
+    if not have or not cidr or have == gateway(cidr):
+        return None
+    return f'failed to set bridge addr: "cni0" already has an IP address different from ' \
+           f"{gateway(cidr)}"
 
 
 def pods(data: dict) -> list[dict]:
@@ -320,11 +392,13 @@ def pods(data: dict) -> list[dict]:
     result: list[dict] = []
 
     def pod(ns: str, name: str, node: str | None, phase: str, reason: str = "",
-            owner: str = "", since: float = 0.0) -> None:
+            owner: str = "", since: float = 0.0, ip: str = "", **extra) -> None:
+        host_ip = nodes.get(node, {}).get("address", "") if node else ""
         result.append({"namespace": ns, "name": name, "node": node, "phase": phase,
                        "reason": reason or phase, "owner": owner,
                        "created": since or data.get("created", time.time()),
-                       "ip": (nodes.get(node, {}).get("address", "") if node else "")})
+                       "ip": ip if ip or owner == "ReplicaSet" else host_ip,
+                       "host_ip": host_ip, **extra})
 
     for node, info in sorted(nodes.items()):
         up = status[node]["kubelet"]
@@ -348,39 +422,79 @@ def pods(data: dict) -> list[dict]:
             else:
                 phase, reason = "Running", "Running"
             pod(net["namespace"], f"{net['name']}-{suffix(cid, net['name'], node)}", node,
-                phase, reason, owner="DaemonSet", since=net.get("created", 0))
-    ready = sorted(n for n, st in status.items() if st["status"] == "True")
+                phase, reason, owner="DaemonSet", since=net.get("created", 0),
+                problem=problem)
+    ready = sorted(n for n, st in status.items()
+                   if st["status"] == "True" and not nodes[n].get("unschedulable"))
+    rs = f"coredns-{suffix(cid, 'rs', n=10)[:10]}"
+    placed: dict[str, int] = {}
     for i in range(2):
-        name = f"coredns-{suffix(cid, 'rs', n=10)[:10]}-{suffix(cid, 'dns', str(i))}"
-        if ready:
-            pod("kube-system", name, ready[i % len(ready)], "Running", owner="ReplicaSet")
-        else:
-            pod("kube-system", name, None, "Pending", owner="ReplicaSet")
+        name = f"{rs}-{suffix(cid, 'dns', str(i))}"
+        base = {"image": coredns_image(data), "labels": ["k8s-app=kube-dns",
+                                                         f"pod-template-hash={rs[8:]}"],
+                "controller": f"ReplicaSet/{rs}"}
+        if not ready:
+            pod("kube-system", name, None, "Pending", owner="ReplicaSet",
+                events=[("Warning", "FailedScheduling", "default-scheduler",
+                         unschedulable_message(data, status))], **base)
+            continue
+        node = ready[i % len(ready)]
+        placed[node] = placed.get(node, 0) + 1
+        events = [("Normal", "Scheduled", "default-scheduler",
+                   f"Successfully assigned kube-system/{name} to {node}")]
+        conflict = bridge_conflict(data, node)
+        if conflict:
+            delegate = "failed to delegate add: " if any(
+                "flannel-cni-plugin" in im for im in (net or {}).get("images", [])) else ""
+            sandbox = hashlib.sha256(f"{cid}/{name}".encode()).hexdigest()
+            events += [("Warning", "FailedCreatePodSandBox", "kubelet",
+                        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed "
+                        f'to set up sandbox container "{sandbox}" network for pod "{name}": '
+                        f'networkPlugin cni failed to set up pod "{name}_kube-system" network: '
+                        f"{delegate}{conflict}"),
+                       ("Normal", "SandboxChanged", "kubelet",
+                        "Pod sandbox changed, it will be killed and re-created.")]
+            pod("kube-system", name, node, "Pending", "ContainerCreating", owner="ReplicaSet",
+                events=events, **base)
+            continue
+        cidr = node_subnet(data, node)
+        ip = str(ipaddress.ip_network(cidr).network_address + 1 + placed[node]) if cidr else ""
+        events += [("Normal", "Pulled", "kubelet",
+                    f'Container image "{base["image"]}" already present on machine'),
+                   ("Normal", "Created", "kubelet", "Created container coredns"),
+                   ("Normal", "Started", "kubelet", "Started container coredns")]
+        pod("kube-system", name, node, "Running", owner="ReplicaSet", ip=ip, events=events,
+            **base)
     return result
 
 
+def unschedulable_message(data: dict, status: dict) -> str:
+    """The scheduler's FailedScheduling text (1.20 form) for a pod no node can take."""
+    nodes = data.get("nodes", {})
+    reasons: dict[str, int] = {}
+    for n, st in status.items():
+        if nodes[n].get("unschedulable"):
+            key = "node(s) were unschedulable"
+        elif st["status"] == "Unknown":
+            key = "node(s) had taint {node.kubernetes.io/unreachable: }, that the pod didn't " \
+                  "tolerate"
+        else:
+            key = "node(s) had taint {node.kubernetes.io/not-ready: }, that the pod didn't " \
+                  "tolerate"
+        reasons[key] = reasons.get(key, 0) + 1
+    parts = ", ".join(f"{c} {k}" for k, c in sorted(reasons.items()))
+    return f"0/{len(nodes)} nodes are available: {parts}."
+
+
 def publish_local(event: str = "", docker: str | None = "") -> dict:
-    """Collect and publish this node's facts; also lay down flannel's node files."""
+    """Collect and publish this node's facts; as root, let its pods change its network state
+    (kube-proxy, flannel: k8s/netfx.py) and publish what they left (the cni0 address)."""
     facts = collect_facts(event, docker)
     publish_facts(facts)
-    data = load()
-    if facts["name"] in data.get("nodes", {}) and facts["kubelet_active"]:
-        net = cni(data)
-        if net and not cni_problem(data, facts):
-            _write_flannel_files(net["network"], facts["name"])
+    from k8s import netfx
+
+    extra = netfx.sync(load(), facts)
+    if extra != {k: facts.get(k) for k in extra}:
+        facts.update(extra)
+        publish_facts(facts)
     return facts
-
-
-def _write_flannel_files(network: str, name: str) -> None:
-    """What a running flannel pod leaves on its node: CNI config and subnet.env."""
-    conf = {"name": "cbr0", "cniVersion": "0.3.1", "plugins": [
-        {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
-        {"type": "portmap", "capabilities": {"portMappings": True}}]}
-    with contextlib.suppress(OSError):
-        if not os.path.exists("/etc/cni/net.d/10-flannel.conflist"):
-            write_file("/etc/cni/net.d/10-flannel.conflist", json.dumps(conf, indent=2) + "\n")
-        idx = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 250 + 1
-        base = network.split("/")[0].split(".")
-        write_file("/run/flannel/subnet.env",
-                   f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={base[0]}.{base[1]}.{idx}.1/24\n"
-                   "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
