@@ -424,8 +424,9 @@ def pods(data: dict) -> list[dict]:
             pod(net["namespace"], f"{net['name']}-{suffix(cid, net['name'], node)}", node,
                 phase, reason, owner="DaemonSet", since=net.get("created", 0),
                 problem=problem)
+    # a cordon keeps running pods where they are; a drain evicted them for good
     ready = sorted(n for n, st in status.items()
-                   if st["status"] == "True" and not nodes[n].get("unschedulable"))
+                   if st["status"] == "True" and not nodes[n].get("drained"))
     rs = f"coredns-{suffix(cid, 'rs', n=10)[:10]}"
     placed: dict[str, int] = {}
     for i in range(2):
@@ -473,7 +474,7 @@ def unschedulable_message(data: dict, status: dict) -> str:
     nodes = data.get("nodes", {})
     reasons: dict[str, int] = {}
     for n, st in status.items():
-        if nodes[n].get("unschedulable"):
+        if nodes[n].get("unschedulable") or nodes[n].get("drained"):
             key = "node(s) were unschedulable"
         elif st["status"] == "Unknown":
             key = "node(s) had taint {node.kubernetes.io/unreachable: }, that the pod didn't " \
