@@ -180,7 +180,7 @@ def _pkgs() -> list[Pkg]:
         Pkg("kubernetes-cni", "0.8.7", "0", k),
         *[
             Pkg(n, v, "0", k, requires=r)
-            for v in ("1.20.10", "1.21.0")
+            for v in ("1.20.10", "1.21.0", "1.22.17")
             for n, r in (("kubectl", ()), ("kubelet", kubelet_req), ("kubeadm", kubeadm_req))
         ],
     ]
