@@ -71,6 +71,47 @@ def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = ""
          pull_images=pull_images)
 
 
+KUBEADM_IGNORE_HELP = ("kubeadm preflight errors to skip, by kubeadm's check name "
+                       "(comma-separated, or all); passed as --ignore-preflight-errors")
+TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
+
+
+@task(help={"inventory": INVENTORY_HELP, "report": COMMON_HELP["report"],
+            "log_dir": COMMON_HELP["log_dir"], "ignore": KUBEADM_IGNORE_HELP,
+            "timeout": TIMEOUT_HELP,
+            "dry_run": "show the kubeadm config, the flannel manifest and every command; "
+                       "change nothing",
+            "fetch_kubeconfig": "also save the cluster's admin kubeconfig to this local path "
+                                "(mode 0600)"})
+def init_master(c: Context, inventory: str = "inventory.yaml", dry_run: bool = False,
+                ignore: str = "", fetch_kubeconfig: str = "", timeout: int = 0,
+                report: str = "", log_dir: str = "runs") -> None:
+    """kubeadm init on the master (rendered config), $HOME/.kube/config, flannel; wait Ready."""
+    _run(commands.init_master, inventory=inventory, dry_run=dry_run, ignore=ignore,
+         fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir)
+
+
+@task(help={**COMMON_HELP, "ignore": KUBEADM_IGNORE_HELP, "timeout": TIMEOUT_HELP,
+            "limit": "only these workers (comma-separated names); also how to add a new one",
+            "dry_run": "show each JoinConfiguration (token hidden) and command; change nothing"})
+def join_workers(c: Context, inventory: str = "inventory.yaml", limit: str = "",
+                 parallel: int = 0, dry_run: bool = False, ignore: str = "", timeout: int = 0,
+                 report: str = "", log_dir: str = "runs") -> None:
+    """Join every worker not yet joined (fresh short-lived token, kept off command lines)."""
+    _run(commands.join_workers, inventory=inventory, limit=limit, parallel=parallel,
+         dry_run=dry_run, ignore=ignore, timeout=timeout, report=report, log_dir=log_dir)
+
+
+@task(help={**COMMON_HELP, "yes": "do not ask for the cluster name (for scripts)",
+            "dry_run": "show what would be drained, reset and removed; change nothing"})
+def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
+          dry_run: bool = False, yes: bool = False, report: str = "",
+          log_dir: str = "runs") -> None:
+    """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind."""
+    _run(commands.reset, inventory=inventory, limit=limit, parallel=parallel, dry_run=dry_run,
+         yes=yes, report=report, log_dir=log_dir)
+
+
 @task(help={"nodes": "number of lab nodes (default 3)",
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)"})
 def demo(c: Context, nodes: int = 3, keep: bool = False) -> None:
@@ -85,7 +126,7 @@ def demo(c: Context, nodes: int = 3, keep: bool = False) -> None:
         raise Exit(code=code)
 
 
-ns = Collection(render, check, prepare_nodes, demo)
+ns = Collection(render, check, prepare_nodes, init_master, join_workers, reset, demo)
 ns.configure({"run": {"in_stream": False}})
 
 try:

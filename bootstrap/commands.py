@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ class CommonOptions:
     dry_run: bool = False
     ignore: str | None = None
     pull_images: bool = False
+    fetch_kubeconfig: str | None = None
+    timeout: int | None = None
+    yes: bool = False
+
+
+DEFAULT_TIMEOUT = 300  # seconds to wait for nodes to become Ready
 
 
 def select_nodes(inv: Inventory, limit: str | None) -> list[Node]:
@@ -90,3 +97,98 @@ def check(
     runner = Runner(inv, reporter, RunOptions(parallel=opts.parallel), prompt=prompt)
     results = runner.run(nodes, [], preflight)
     return _finish(reporter, results, opts, "RECAP (check: nothing was changed)")
+
+
+def _cluster_setup(
+    opts: CommonOptions, command: str, prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+) -> tuple[Inventory, Runner, Reporter]:
+    if opts.parallel is not None and opts.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    if opts.timeout is not None and opts.timeout < 1:
+        raise UsageError("--timeout must be at least 1 (seconds)")
+    inv = load(opts.inventory)
+    reporter = reporter or Reporter(
+        log_dir=Path(opts.log_dir) if opts.log_dir else None,
+        command=command,
+        show_diff=opts.dry_run,
+    )
+    runner = Runner(
+        inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel), prompt=prompt
+    )
+    return inv, runner, reporter
+
+
+def _kubeadm_ignore(opts: CommonOptions) -> list[str]:
+    """``--ignore`` for init/join: kubeadm preflight check names, passed to kubeadm."""
+    return [n.strip() for n in (opts.ignore or "").split(",") if n.strip()]
+
+
+def _title(opts: CommonOptions) -> str:
+    return "RECAP (dry run: nothing was changed)" if opts.dry_run else "RECAP"
+
+
+def init_master(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None = None,
+    reporter: Reporter | None = None,
+) -> int:
+    """kubeadm init on the master from a rendered config, kubeconfig, flannel, wait Ready."""
+    from .cluster.init import init_master as run
+
+    if opts.limit:
+        raise UsageError("init-master takes no --limit: it works on the inventory's master only")
+    _, runner, reporter = _cluster_setup(opts, "init-master", prompt, reporter)
+    results = run(
+        runner, _kubeadm_ignore(opts), opts.fetch_kubeconfig, opts.timeout or DEFAULT_TIMEOUT
+    )
+    return _finish(reporter, results, opts, _title(opts))
+
+
+def join_workers(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None = None,
+    reporter: Reporter | None = None,
+) -> int:
+    """Join every worker not yet joined (``--limit``: only these), then wait until Ready."""
+    from .cluster.join import join_workers as run
+
+    inv, runner, reporter = _cluster_setup(opts, "join-workers", prompt, reporter)
+    workers = [n for n in select_nodes(inv, opts.limit) if not n.is_master]
+    if opts.limit and inv.master.name in [x.strip() for x in opts.limit.split(",")]:
+        raise UsageError(
+            f"--limit: {inv.master.name} is the master; join-workers joins workers only "
+            "(init-master sets up the master)"
+        )
+    if not workers:
+        raise UsageError(f"no workers in {inv.path}: nothing to join")
+    results = run(runner, workers, _kubeadm_ignore(opts), opts.timeout or DEFAULT_TIMEOUT)
+    return _finish(reporter, results, opts, _title(opts))
+
+
+def reset(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None = None,
+    reporter: Reporter | None = None,
+) -> int:
+    """Drain, delete and reset the selected nodes (all by default) after typing cluster.name."""
+    from .cluster.reset import reset as run
+
+    inv, runner, reporter = _cluster_setup(opts, "reset", prompt, reporter)
+    targets = select_nodes(inv, opts.limit)
+    if not opts.dry_run and not opts.yes:
+        names = ", ".join(n.name for n in targets)
+        question = (
+            f"reset will remove {names} from cluster {inv.cluster.name!r} and undo kubeadm "
+            f"there.\nType the cluster name ({inv.cluster.name}) to go on: "
+        )
+        if prompt is None:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "reset needs a confirmation: run it at a terminal, or pass --yes"
+                )
+            prompt = input
+        if prompt(question).strip() != inv.cluster.name:
+            raise UsageError("reset: not confirmed; nothing was changed")
+    results = run(runner, targets)
+    return _finish(reporter, results, opts, _title(opts))

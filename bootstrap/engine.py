@@ -293,7 +293,7 @@ class Runner:
         if len(script) > MAX_SCRIPT:
             return StepResult(step.name, FAILED, message="plan too large to send as one script")
         try:
-            session.run(script, what=f"step {step.name}", check=True)
+            session.run(script, what=f"step {step.name}", check=True, stdin=plan.stdin())
         except CommandError as exc:
             return StepResult(
                 step.name, FAILED, message=stderr_excerpt(exc.stderr) or exc.message, diff=diff

@@ -68,17 +68,29 @@ class WriteFile:
             parts.append(f"owner {b.owner}:{b.group} -> {self.owner}:{self.group}")
         return ", ".join(parts)
 
+    @property
+    def encoded(self) -> str:
+        return base64.b64encode(self.content.encode()).decode()
+
     def script(self) -> str:
-        """Shell that writes the file atomically: temp file, mode/owner, backup, mv."""
+        """Shell that writes the file atomically: temp file, mode/owner, backup, mv.
+
+        A secret's content is not in the script (a command line is visible in ``ps`` and in
+        logs): it is read from the script's stdin, one base64 line per secret file (Plan.stdin).
+        """
         d = posixpath.dirname(self.path) or "/"
         q = shlex.quote
-        data = base64.b64encode(self.content.encode()).decode()
         tmp = f"{d}/.{posixpath.basename(self.path)}.k8s-bootstrap.XXXXXX"
+        fill = (
+            'IFS= read -r _b64; printf %s "$_b64" | base64 -d > "$tmp"; _b64='
+            if self.secret
+            else f'printf %s {q(self.encoded)} | base64 -d > "$tmp"'
+        )
         return "\n".join(
             [
                 f"mkdir -p {q(d)}",
                 f"tmp=$(mktemp {q(tmp)})",
-                f'printf %s {q(data)} | base64 -d > "$tmp"',
+                fill,
                 f'chmod {self.mode:04o} "$tmp"',
                 f'chown {q(self.owner)}:{q(self.group)} "$tmp"',
                 f"if [ -e {q(self.path)} ] && [ ! -e {q(self.path + BACKUP_SUFFIX)} ]; then "
@@ -94,9 +106,10 @@ class Run:
 
     command: str
     why: str = ""
+    label: str = ""  # a short name for a long command in one-line summaries
 
     def describe(self) -> str:
-        return self.command
+        return self.label or self.command
 
     def script(self) -> str:
         return self.command
@@ -139,14 +152,19 @@ class Plan:
         self.actions.append(WriteFile(path, content, mode, owner, group, before, secret))
         return True
 
-    def run(self, command: str, why: str = "") -> None:
-        self.actions.append(Run(command, why))
+    def run(self, command: str, why: str = "", label: str = "") -> None:
+        self.actions.append(Run(command, why, label))
 
     def files(self) -> list[WriteFile]:
         return [a for a in self.actions if isinstance(a, WriteFile)]
 
     def summary(self) -> str:
         return "; ".join(a.describe() for a in self.actions)
+
+    def stdin(self) -> str | None:
+        """What the script reads on stdin: the secret files' contents, in order (or None)."""
+        lines = [f.encoded + "\n" for f in self.files() if f.secret]
+        return "".join(lines) if lines else None
 
     def script(self) -> str:
         """One shell script applying every action in order, stopping at the first failure."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 MASK = "********"
+# kubeadm's bootstrap token format (cmd/kubeadm/app/apis/bootstraptoken): masked even when the
+# toolkit never saw the value (the default token kubeadm init creates and prints).
+BOOTSTRAP_TOKEN = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
 
 
 class Secrets:
@@ -24,4 +28,4 @@ class Secrets:
             values = sorted(self._values, key=len, reverse=True)
         for value in values:
             text = text.replace(value, MASK)
-        return text
+        return BOOTSTRAP_TOKEN.sub(MASK, text)

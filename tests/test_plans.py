@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from dataclasses import replace
 
@@ -289,6 +290,23 @@ def test_secret_file_content_never_rendered():
     p = Plan()
     p.write("/etc/kubernetes/join.yaml", "token: abcdef.0123456789abcdef\n", None, secret=True)
     assert "abcdef.0123456789abcdef" not in p.render()
+
+
+def test_secret_file_travels_on_stdin_not_in_the_script(tmp_path):
+    secret = "token: abcdef.0123456789abcdef\n"
+    plain = tmp_path / "plain.yaml"
+    hidden = tmp_path / "join.yaml"
+    p = Plan()
+    p.write(str(plain), "visible\n", None, owner="root", group="root")
+    p.write(str(hidden), secret, None, mode=0o600, owner="root", group="root", secret=True)
+    script = p.script()
+    assert "0123456789abcdef" not in script
+    assert base64.b64encode(secret.encode()).decode() not in script
+    assert p.stdin() == base64.b64encode(secret.encode()).decode() + "\n"
+    subprocess.run(["sh", "-c", script], input=p.stdin(), text=True, check=True)
+    assert hidden.read_text() == secret and plain.read_text() == "visible\n"
+    assert oct(hidden.stat().st_mode & 0o777) == "0o600"
+    assert Plan().stdin() is None
 
 
 def test_write_script_is_atomic_with_backup(tmp_path):

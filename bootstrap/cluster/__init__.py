@@ -1,0 +1,1 @@
+"""Cluster lifecycle after prepare-nodes: init-master, join-workers, reset (kubeadm phases)."""

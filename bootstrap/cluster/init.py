@@ -1,0 +1,328 @@
+"""init-master: the master's phases, seed 004 steps 5-7 corrected by the field notes.
+
+preflight -> images -> kubeadm-config -> kubeadm-init -> kubeconfig -> flannel, then wait-ready.
+A master that is already initialised is left alone (ok); a failed init shows kubeadm's error
+lines, the kubelet's journal and the pods, and undoes a half-done init with ``kubeadm reset -f``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+
+from .. import facts as F
+from ..engine import CHANGED, FAILED, OK, SKIPPED, HostResult, Runner, StepResult
+from ..errors import BootstrapError
+from ..plan import Plan
+from ..ssh import Session
+from ..steps import Target
+from ..steps import images as images_step
+from . import flannel
+from .common import (
+    ADMIN_CONF,
+    KUBECTL,
+    Account,
+    K,
+    account,
+    error_lines,
+    evidence_script,
+    packages,
+    parse_nodes,
+    parse_pods,
+    present,
+    unprepared,
+    wait_script,
+)
+from .kubeadm_config import INIT_CONFIG, api_version, init_config
+from .phases import Phase, host_failure, run_phases, settle
+
+APISERVER = f"{K}/manifests/kube-apiserver.yaml"
+
+
+def initialised(found: set[str]) -> bool:
+    """A control plane exists: admin.conf and the API server's static pod manifest."""
+    return ADMIN_CONF in found and APISERVER in found
+
+
+# -- preflight -----------------------------------------------------------------------------------
+def _preflight_facts(t: Target) -> list[F.Fact]:
+    return [present(), packages(), F.unit("docker")]
+
+
+def _preflight_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    found = facts[present().name]
+    if initialised(found):
+        p.notes.append("already initialised")
+        return p
+    if found:
+        p.error = (
+            f"leftovers of an earlier kubeadm run ({', '.join(sorted(found))}): "
+            f"run invoke reset --limit {t.node.name} first"
+        )
+        return p
+    p.error = unprepared(t.inv, facts[packages().name], facts["unit:docker"])
+    return p
+
+
+PREFLIGHT = Phase("preflight", "prepared, not half-initialised", _preflight_facts, _preflight_plan)
+
+
+def _images_plan(t: Target, facts: F.Facts) -> Plan:
+    """kubeadm's images (with the pinned coredns fix for 1.21.0-1.21.1), once, before init."""
+    return Plan() if initialised(facts[present().name]) else images_step.plan(t, facts)
+
+
+IMAGES = Phase(
+    "images",
+    images_step.__doc__ or "",
+    lambda t: [*images_step.facts(t), present()],
+    _images_plan,
+)
+
+
+# -- kubeadm-config ------------------------------------------------------------------------------
+def _config_facts(t: Target) -> list[F.Fact]:
+    return [F.file(INIT_CONFIG), present()]
+
+
+def _config_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    want = init_config(t.inv)
+    before = facts[f"file:{INIT_CONFIG}"]
+    if initialised(facts[present().name]):
+        if before is None:
+            p.notes.append(f"initialised without this toolkit; {INIT_CONFIG} not written")
+        elif before.content != want:
+            p.notes.append(
+                f"WARNING: the inventory no longer matches {INIT_CONFIG}, which this cluster was "
+                "initialised with; kubeadm reads it at init only: to apply the change, "
+                "invoke reset then init-master"
+            )
+        return p
+    p.write(INIT_CONFIG, want, before, mode=0o600)
+    return p
+
+
+CONFIG = Phase(
+    "kubeadm-config", "the kubeadm config file (API version by release)", _config_facts,
+    _config_plan,
+)
+
+
+# -- kubeadm-init --------------------------------------------------------------------------------
+def init_command(ignore: list[str]) -> str:
+    """``kubeadm init --config`` (only flags kubeadm allows next to --config)."""
+    cmd = f"kubeadm init --config {INIT_CONFIG} --skip-token-print"
+    if ignore:
+        cmd += f" --ignore-preflight-errors={shlex.quote(','.join(ignore))}"
+    return cmd
+
+
+def _init_phase(ignore: list[str]) -> Phase:
+    def plan(t: Target, facts: F.Facts) -> Plan:
+        p = Plan()
+        if not initialised(facts[present().name]):
+            api = api_version(t.inv.cluster.version_tuple)
+            p.run(init_command(ignore), f"kubeadm config {api}")
+        return p
+
+    return Phase("kubeadm-init", "kubeadm init --config", lambda t: [present()], plan,
+                 on_failure=_init_failed)
+
+
+def _init_failed(t: Target, session: Session, stderr: str) -> str:
+    """kubeadm's error lines, the kubelet's journal, the pods; then undo a half-done init."""
+    script = evidence_script(kubectl=True) + (
+        f"if [ -e {ADMIN_CONF} ] || [ -e {APISERVER} ]; then\n"
+        "  echo '--- kubeadm init stopped half-way: kubeadm reset -f, so a re-run starts clean'\n"
+        "  kubeadm reset -f >/dev/null 2>&1 && echo 'reset: done' || echo 'reset: FAILED'\n"
+        "fi\n"
+    )
+    res = session.run(script, what="collect init evidence", timeout=300)
+    lines = error_lines(stderr, limit=20)
+    return "--- kubeadm\n" + "\n".join(lines) + "\n" + res.stdout
+
+
+# -- kubeconfig ----------------------------------------------------------------------------------
+def _user_config(t: Target) -> F.Fact:
+    user = shlex.quote(t.inv.ssh.user)
+    cmd = (
+        f'h=$(getent passwd {user} | cut -d: -f6); f="$h/.kube/config"; '
+        f'[ -n "$h" ] && [ -f "$f" ] || exit 1; '
+        f"stat -c '%a %u %g' \"$f\"; sha256sum < \"$f\" | cut -d' ' -f1"
+    )
+
+    def parse(out: str, rc: int) -> tuple[int, int, int, str] | None:
+        words = out.split()
+        if rc != 0 or len(words) != 4:
+            return None
+        return int(words[0], 8), int(words[1]), int(words[2]), words[3]
+
+    return F.Fact(f"user-kubeconfig:{t.inv.ssh.user}", cmd, parse)
+
+
+def _admin_sha() -> F.Fact:
+    return F.command("admin-sha", f"sha256sum < {ADMIN_CONF} | cut -d' ' -f1")
+
+
+def _kubeconfig_phase(stamp: str) -> Phase:
+    def facts(t: Target) -> list[F.Fact]:
+        return [account(t.inv), _admin_sha(), _user_config(t)]
+
+    def plan(t: Target, facts: F.Facts) -> Plan:
+        p = Plan()
+        acct: Account | None = facts[account(t.inv).name]
+        if acct is None:
+            p.error = f"no account {t.inv.ssh.user} on the node (getent passwd)"
+            return p
+        have = facts[_user_config(t).name]
+        sha = facts["admin-sha"]
+        if sha and have == (0o600, acct.uid, acct.gid, sha):
+            return p
+        d = shlex.quote(f"{acct.home}/.kube")
+        conf = shlex.quote(f"{acct.home}/.kube/config")
+        backup = shlex.quote(f"{acct.home}/.kube/config.k8s-bootstrap-{stamp}.bak")
+        owner = f"{acct.uid}:{acct.gid}"
+        p.run(
+            f"mkdir -p {d} && chown {owner} {d} && "
+            f"if [ -f {conf} ] && ! cmp -s {ADMIN_CONF} {conf}; then cp -p {conf} {backup}; fi && "
+            f"install -m 0600 -o {acct.uid} -g {acct.gid} {ADMIN_CONF} {conf}",
+            "seed 004: $HOME/.kube/config from admin.conf"
+            + ("; the old one (another cluster's CA: the x509 trap) is kept" if have else ""),
+            label=f"copy admin.conf to {acct.home}/.kube/config"
+            + (" (old one kept as .kube/config.k8s-bootstrap-*.bak)" if have else ""),
+        )
+        return p
+
+    return Phase("kubeconfig", "the SSH user's $HOME/.kube/config", facts, plan)
+
+
+# -- flannel -------------------------------------------------------------------------------------
+def _ds_fact(t: Target) -> F.Fact:
+    ns = flannel.release(t.inv.network.flannel_version).namespace
+    return F.command(
+        f"flannel-ds:{ns}", f"{KUBECTL} get pods -n {ns} --no-headers | grep '^kube-flannel-ds-'"
+    )
+
+
+def _flannel_facts(t: Target) -> list[F.Fact]:
+    return [F.file(flannel.MANIFEST), _ds_fact(t)]
+
+
+def _flannel_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    written = p.write(flannel.MANIFEST, flannel.manifest(t.inv), facts[f"file:{flannel.MANIFEST}"])
+    if written or not facts[_ds_fact(t).name]:
+        p.run(f"{KUBECTL} apply -f {flannel.MANIFEST}", "the pod network (flannel)")
+    return p
+
+
+FLANNEL = Phase("flannel", "flannel manifest applied", _flannel_facts, _flannel_plan)
+
+
+def init_phases(ignore: list[str], stamp: str | None = None) -> list[Phase]:
+    """The master's phases in order."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    return [PREFLIGHT, IMAGES, CONFIG, _init_phase(ignore), _kubeconfig_phase(stamp), FLANNEL]
+
+
+
+# -- the command ---------------------------------------------------------------------------------
+def init_master(
+    runner: Runner, ignore: list[str], fetch: str | None, timeout: int
+) -> dict[str, HostResult]:
+    """Run the master's phases, save the kubeconfig locally if asked, wait until Ready."""
+    inv, dry_run = runner.inv, runner.opts.dry_run
+    node = inv.master
+    t = Target(inv, node)
+    result = HostResult(node.name)
+    session = runner.session(node)
+    try:
+        run_phases(runner, session, t, init_phases(ignore), result, dry_run)
+        if not any(s.status == FAILED for s in result.steps):
+            if fetch:
+                _record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
+            _record(runner, result, wait_ready(runner, session, t, [node.name], timeout))
+    except BootstrapError as exc:
+        host_failure(result, exc)
+        runner.reporter.host_failed(result)
+    finally:
+        session.close()
+    return {node.name: settle(result)}
+
+
+def _record(runner: Runner, result: HostResult, res: StepResult) -> None:
+    result.steps.append(res)
+    runner.reporter.step(result.name, res)
+
+
+def fetch_kubeconfig(session: Session, path: Path, dry_run: bool) -> StepResult:
+    """``--fetch-kubeconfig PATH``: admin.conf saved locally, mode 0600 (it holds a key)."""
+    name = "fetch-kubeconfig"
+    if dry_run:
+        return StepResult(name, CHANGED, message=f"would: save {ADMIN_CONF} to {path} (0600)")
+    started = time.monotonic()
+    content = session.run(
+        f"cat {ADMIN_CONF}", what="read admin.conf", sensitive=True, check=True
+    ).stdout
+    try:
+        old = path.read_text() if path.exists() else None
+        if old == content and (path.stat().st_mode & 0o777) == 0o600:
+            return StepResult(name, OK, time.monotonic() - started, f"{path} is current")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(content)
+    except OSError as exc:
+        raise BootstrapError(f"--fetch-kubeconfig: cannot write {path}: {exc.strerror}") from None
+    return StepResult(name, CHANGED, time.monotonic() - started, f"saved to {path} (0600)")
+
+
+def _summary(out: str, nodes: list[str]) -> str:
+    status = parse_nodes(out)
+    parts = [f"{n} {status.get(n, 'missing')}" for n in nodes]
+    groups: dict[str, list[str]] = {}
+    for name, _ready, state in parse_pods(out):
+        prefix = "coredns" if name.startswith("coredns-") else "kube-flannel"
+        groups.setdefault(prefix, []).append(state)
+    for prefix, states in groups.items():
+        running = sum(s == "Running" for s in states)
+        parts.append(f"{prefix} {running}/{len(states)} Running")
+    return "; ".join(parts)
+
+
+def wait_ready(
+    runner: Runner, session: Session, t: Target, nodes: list[str], timeout: int
+) -> StepResult:
+    """Wait (on the master, one remote loop) until ``nodes`` are Ready and the flannel and
+    coredns pods Running; on timeout show the nodes' conditions, the pods and the journal."""
+    name = "wait-ready"
+    if runner.opts.dry_run:
+        return StepResult(name, SKIPPED, message="dry run")
+    ns = flannel.release(t.inv.network.flannel_version).namespace
+    started = time.monotonic()
+    script = wait_script(nodes, {"kube-flannel-ds-": ns, "coredns-": "kube-system"}, timeout)
+    res = session.run(script, what="wait until Ready", timeout=timeout + 60)
+    summary = _summary(res.stdout, nodes)
+    seconds = time.monotonic() - started
+    if res.ok:
+        return StepResult(name, OK, seconds, summary)
+    not_ready = [n for n, s in parse_nodes(res.stdout).items() if n in nodes and s != "Ready"]
+    more = session.run(
+        "".join(
+            f"echo '--- kubectl describe node {n} (conditions)'; {KUBECTL} describe node "
+            f"{shlex.quote(n)} 2>&1 | sed -n '/^Conditions:/,/^Addresses:/p';"
+            for n in not_ready
+        )
+        + evidence_script(kubectl=False),
+        what="collect wait evidence",
+    )
+    runner.reporter.print(
+        f"[{t.node.name}] {name} evidence:\n"
+        + "".join(f"    {ln}\n" for ln in (res.stdout + more.stdout).rstrip().splitlines())
+    )
+    return StepResult(name, FAILED, seconds, f"not ready after {timeout}s: {summary}")

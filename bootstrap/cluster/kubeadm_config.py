@@ -1,0 +1,65 @@
+"""The kubeadm config files: InitConfiguration + ClusterConfiguration + KubeletConfiguration +
+KubeProxyConfiguration for ``kubeadm init``, a JoinConfiguration for ``kubeadm join``."""
+
+from __future__ import annotations
+
+from ..models import Inventory, Node
+from ..templates import render
+
+INIT_CONFIG = "/etc/kubernetes/kubeadm-config.yaml"
+INIT_TOKEN_TTL = "1h0m0s"  # kubeadm init's own token; join-workers makes a fresh one per run
+JOIN_TOKEN_TTL = "15m"
+DISCOVERY_TIMEOUT = "2m0s"
+
+
+def api_version(version: tuple[int, int, int]) -> str:
+    """kubeadm config API for a release: v1beta2 below 1.22, v1beta3 from 1.22, v1beta4 from
+    1.31 (v1beta2 is gone in 1.27; kubernetes#114540)."""
+    if version[:2] >= (1, 31):
+        return "v1beta4"
+    if version[:2] >= (1, 22):
+        return "v1beta3"
+    return "v1beta2"
+
+
+def cri_socket(version: tuple[int, int, int]) -> str:
+    """dockershim's socket (docker is the runtime up to 1.23); a URL from v1beta3 on."""
+    path = "/var/run/dockershim.sock"
+    return f"unix://{path}" if version[:2] >= (1, 22) else path
+
+
+def _bind_port(inv: Inventory) -> int:
+    """The API server port: the endpoint's when it is the master's own address, else 6443."""
+    host, _, port = inv.control_plane_endpoint.rpartition(":")
+    return int(port) if host == inv.master.internal_address else 6443
+
+
+def init_config(inv: Inventory) -> str:
+    """The text of /etc/kubernetes/kubeadm-config.yaml for the master."""
+    version = inv.cluster.version_tuple
+    return render(
+        "kubeadm/kubeadm-config.yaml.j2",
+        api_version=api_version(version),
+        cri_socket=cri_socket(version),
+        init_token_ttl=INIT_TOKEN_TTL,
+        master=inv.master,
+        bind_port=_bind_port(inv),
+        cluster=inv.cluster,
+        control_plane_endpoint=inv.control_plane_endpoint,
+        docker=inv.docker,
+    )
+
+
+def join_config(inv: Inventory, node: Node, token: str, ca_hash: str) -> str:
+    """A worker's JoinConfiguration. It holds ``token``: upload it as a secret, never log it."""
+    version = inv.cluster.version_tuple
+    return render(
+        "kubeadm/join-config.yaml.j2",
+        api_version=api_version(version),
+        cri_socket=cri_socket(version),
+        endpoint=inv.control_plane_endpoint,
+        token=token,
+        ca_hash=ca_hash,
+        discovery_timeout=DISCOVERY_TIMEOUT,
+        node=node,
+    )

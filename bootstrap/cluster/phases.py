@@ -1,0 +1,166 @@
+"""Named phases on one host (kubeadm's style): facts gathered once, pure plans, applied in order.
+
+Like the prepare-nodes steps, with what the cluster commands need on top: secret files fed on
+stdin (a bootstrap token never appears in a command line), evidence collected when a phase fails,
+and a phase that stops the ones after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import facts as F
+from ..engine import CHANGED, FAILED, OK, SKIPPED, HostResult, Runner, StepResult
+from ..errors import BootstrapError, CommandError
+from ..models import Node
+from ..plan import Plan
+from ..ssh import Session, run_pool
+from ..steps import Target
+from .common import error_lines
+
+
+@dataclass(frozen=True)
+class Phase:
+    """``facts(t)`` and a pure ``plan(t, facts)``; ``on_failure(t, session, stderr)`` may run
+    read-only diagnostics (and undo a half-done change) and returns the evidence to show."""
+
+    name: str
+    doc: str
+    facts: Callable[[Target], list[F.Fact]]
+    plan: Callable[[Target, F.Facts], Plan]
+    on_failure: Callable[[Target, Session, str], str] | None = None
+
+
+def run_phases(
+    runner: Runner,
+    session: Session,
+    t: Target,
+    phases: list[Phase],
+    result: HostResult,
+    dry_run: bool,
+    facts: F.Facts | None = None,
+) -> F.Facts:
+    """Apply ``phases`` in order on an open session; record each in ``result``. A failed phase
+    skips the rest. Changed phases are re-checked at the end (they must have converged).
+    ``facts`` gathered earlier are used as they are. Returns the facts from before any change."""
+    reporter, secrets = runner.reporter, runner.secrets
+    if facts is None:
+        facts = gather(runner, session, t, phases)
+    applied: list[tuple[Phase, StepResult]] = []
+    for i, phase in enumerate(phases):
+        started = time.monotonic()
+        plan = phase.plan(t, facts)
+        res = _apply(session, phase, plan, dry_run, secrets.mask)
+        if res.status == FAILED and phase.on_failure is not None and not plan.error:
+            evidence = phase.on_failure(t, session, res.diff)
+            res.diff = ""
+            if evidence.strip():
+                reporter.print(
+                    f"[{t.node.name}] {phase.name} evidence:\n"
+                    + "".join(f"    {ln}\n" for ln in evidence.rstrip().splitlines())
+                )
+        elif res.status == FAILED:
+            res.diff = ""
+        res.seconds = time.monotonic() - started
+        result.steps.append(res)
+        reporter.step(t.node.name, res)
+        if res.status == CHANGED and not dry_run:
+            applied.append((phase, res))
+        if res.status == FAILED:
+            for rest in phases[i + 1 :]:
+                skipped = StepResult(rest.name, SKIPPED, message=f"not run: {phase.name} failed")
+                result.steps.append(skipped)
+                reporter.step(t.node.name, skipped)
+            break
+    if applied:
+        again = runner.gather(session, [f for p, _ in applied for f in p.facts(t)])
+        for phase, res in applied:
+            left = phase.plan(t, again)
+            if not left.empty:
+                res.status = FAILED
+                res.message = f"did not converge: still wants {left.summary() or left.error}"
+                reporter.step(t.node.name, res)
+    return facts
+
+
+def gather(runner: Runner, session: Session, t: Target, phases: list[Phase]) -> F.Facts:
+    """Every fact of ``phases`` in one round trip."""
+    return runner.gather(session, [f for p in phases for f in p.facts(t)])
+
+
+def run_hosts(
+    runner: Runner,
+    nodes: list[Node],
+    phases: Callable[[Node], list[Phase]],
+    dry_run: bool,
+    results: dict[str, HostResult],
+    facts: dict[str, F.Facts] | None = None,
+) -> None:
+    """``run_phases`` on many hosts in parallel (bounded), each on its own connection; one
+    host's failure never stops the others. Appends to ``results[name]`` (created if missing)."""
+    facts = facts or {}
+
+    def work(node: Node) -> None:
+        result = results.setdefault(node.name, HostResult(node.name))
+        session = runner.session(node)
+        try:
+            run_phases(
+                runner, session, Target(runner.inv, node), phases(node), result, dry_run,
+                facts.get(node.name),
+            )
+        except BootstrapError as exc:
+            host_failure(result, exc)
+            runner.reporter.host_failed(result)
+        finally:
+            session.close()
+
+    outcome = run_pool(nodes, work, runner.opts.parallel or runner.inv.ssh.parallel)
+    for node, exc in outcome.items():
+        if isinstance(exc, BaseException):
+            result = results.setdefault(node.name, HostResult(node.name))
+            host_failure(result, exc)
+            runner.reporter.host_failed(result)
+
+
+def _apply(
+    session: Session, phase: Phase, plan: Plan, dry_run: bool, mask: Callable[[str], str]
+) -> StepResult:
+    """Run one phase's plan. On failure ``diff`` carries the full stderr for ``on_failure``."""
+    notes = "; ".join(plan.notes)
+    if plan.error:
+        return StepResult(phase.name, FAILED, message=plan.error)
+    if plan.empty:
+        return StepResult(phase.name, OK, message=notes)
+    diff = mask(plan.render())
+    if dry_run:
+        return StepResult(phase.name, CHANGED, message=f"would: {plan.summary()}", diff=diff)
+    try:
+        session.run(plan.script(), what=f"phase {phase.name}", check=True, stdin=plan.stdin())
+    except CommandError as exc:
+        lines = error_lines(exc.stderr)
+        message = " | ".join(ln.strip() for ln in lines) or exc.message
+        return StepResult(phase.name, FAILED, message=mask(message), diff=exc.stderr)
+    message = "; ".join(filter(None, [plan.summary(), notes]))
+    return StepResult(phase.name, CHANGED, message=message, diff=diff)
+
+
+def host_failure(result: HostResult, exc: BaseException) -> None:
+    """Record a connection or internal error that ended a host's phases."""
+    result.status = FAILED
+    if isinstance(exc, BootstrapError):
+        result.message = exc.message
+    else:
+        result.message = f"internal error: {exc!r}"
+
+
+def settle(result: HostResult) -> HostResult:
+    """The host's overall status from its phases."""
+    if result.status != FAILED:
+        if any(s.status == FAILED for s in result.steps):
+            result.status = FAILED
+        else:
+            result.status = CHANGED if result.changed else OK
+    return result
+

@@ -1,0 +1,283 @@
+"""reset: take nodes out of the cluster and undo kubeadm, including what ``kubeadm reset`` leaves
+(kubeadm#1427): iptables chains, IPVS tables, CNI links and directories, the user's ~/.kube.
+
+Each phase plans from facts, so a second run (or a node never initialised) changes nothing.
+Node preparation (packages, sysctls, modules, docker) stays in place.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+
+from .. import facts as F
+from ..engine import CHANGED, FAILED, OK, HostResult, Runner, StepResult
+from ..errors import BootstrapError
+from ..models import Node
+from ..plan import Plan
+from ..steps import Target
+from .common import KUBECTL, account, present
+from .init import initialised
+from .phases import Phase, run_hosts, settle
+
+CNI_LINKS = ("cni0", "flannel.1", "kube-ipvs0")
+CNI_DIRS = ("/etc/cni/net.d", "/var/lib/cni", "/run/flannel")
+TABLES = ("filter", "nat", "mangle")
+_K8S = re.compile(r"KUBE-|FLANNEL|CNI-|cni0|flannel\.1")
+
+
+# -- kubeadm reset -------------------------------------------------------------------------------
+def _etcd() -> F.Fact:
+    return F.command("etcd-data", "ls -A /var/lib/etcd")
+
+
+def _kubeadm_facts(t: Target) -> list[F.Fact]:
+    return [present(), _etcd(), F.command("kubeadm-path", "command -v kubeadm")]
+
+
+def _kubeadm_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    found = sorted(facts[present().name])
+    if facts["etcd-data"]:
+        found.append("/var/lib/etcd/*")
+    if not found:
+        return p
+    if not facts["kubeadm-path"]:
+        p.error = f"kubeadm is not installed, yet {', '.join(found)} exist: remove them by hand"
+        return p
+    p.run("kubeadm reset -f", f"found {', '.join(found)}")
+    return p
+
+
+KUBEADM_RESET = Phase("kubeadm-reset", "kubeadm reset -f", _kubeadm_facts, _kubeadm_plan)
+
+
+# -- iptables ------------------------------------------------------------------------------------
+def _iptables() -> F.Fact:
+    def parse(out: str, rc: int) -> dict[str, list[str]] | None:
+        if rc != 0:
+            return None
+        tables: dict[str, list[str]] = {}
+        current = None
+        for ln in out.splitlines():
+            if ln.startswith("*"):
+                current = tables.setdefault(ln[1:].strip(), [])
+            elif current is not None and ln.startswith((":", "-A")):
+                current.append(ln.strip())
+        return tables
+
+    cmd = "; ".join(f"iptables-save -t {t}" for t in TABLES)
+    return F.Fact("iptables", cmd, parse)
+
+
+def iptables_leftovers(tables: dict[str, list[str]], pod_cidr: str) -> list[str]:
+    """Chains and rules Kubernetes, kube-proxy, flannel or CNI left, as ``table: line``."""
+    found = []
+    for table, lines in tables.items():
+        for ln in lines:
+            if _K8S.search(ln) or (ln.startswith("-A") and pod_cidr in ln):
+                found.append(f"{table}: {ln}")
+    return found
+
+
+def _iptables_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    tables = facts["iptables"]
+    if tables is None:
+        return p
+    left = iptables_leftovers(tables, t.inv.cluster.pod_network_cidr)
+    if not left:
+        return p
+    lines = [
+        # Policies to ACCEPT first: flushing with a DROP policy would cut this SSH session.
+        "iptables -P INPUT ACCEPT && iptables -P FORWARD ACCEPT && iptables -P OUTPUT ACCEPT",
+        *(f"iptables -t {tb} -F && iptables -t {tb} -X" for tb in TABLES),
+    ]
+    if t.inv.node_prep.firewall == "keep":
+        lines.append("if systemctl is-active -q firewalld; then firewall-cmd --reload; fi")
+    p.run(" && ".join(lines), f"{len(left)} Kubernetes chain(s)/rule(s), e.g. {left[0]}",
+          label="iptables: policies ACCEPT, then flush and delete chains (filter, nat, mangle)")
+    return p
+
+
+IPTABLES = Phase("iptables", "iptables rules kubeadm reset leaves", lambda t: [_iptables()],
+                 _iptables_plan)
+
+
+# -- IPVS ----------------------------------------------------------------------------------------
+def _ipvs() -> F.Fact:
+    return F.Fact(
+        "ipvs",
+        "ipvsadm -S -n",
+        lambda out, rc: [ln for ln in out.splitlines() if ln.startswith("-A")] if rc == 0 else [],
+    )
+
+
+def _ipvs_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    if facts["ipvs"]:
+        p.run("ipvsadm --clear", f"{len(facts['ipvs'])} virtual service(s) left by kube-proxy")
+    return p
+
+
+IPVS = Phase("ipvs", "IPVS tables kubeadm reset leaves", lambda t: [_ipvs()], _ipvs_plan)
+
+
+# -- CNI links and directories -------------------------------------------------------------------
+def _links() -> F.Fact:
+    def parse(out: str, rc: int) -> set[str]:
+        names = set()
+        for ln in out.splitlines():
+            parts = ln.split(":")
+            if len(parts) > 2:
+                names.add(parts[1].strip().split("@")[0])
+        return names
+
+    return F.Fact("links", "ip -o link show", parse)
+
+
+def _links_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    for name in CNI_LINKS:
+        if name in facts["links"]:
+            p.run(f"ip link del {name}")
+    return p
+
+
+LINKS = Phase("cni-links", "cni0, flannel.1, kube-ipvs0", lambda t: [_links()], _links_plan)
+
+
+def _dirs_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    found = [d for d in CNI_DIRS if d in facts[present(CNI_DIRS).name]]
+    if found:
+        p.run(f"rm -rf {' '.join(found)}", "CNI config and state: stale ones break the next init")
+    return p
+
+
+DIRS = Phase("cni-files", "/etc/cni/net.d, /var/lib/cni, /run/flannel",
+             lambda t: [present(CNI_DIRS)], _dirs_plan)
+
+
+# -- the user's ~/.kube --------------------------------------------------------------------------
+def _kube_dir(t: Target) -> F.Fact:
+    user = shlex.quote(t.inv.ssh.user)
+    return F.command(
+        f"kube-dir:{t.inv.ssh.user}",
+        f'h=$(getent passwd {user} | cut -d: -f6); [ -n "$h" ] && [ -e "$h/.kube" ] && echo yes',
+    )
+
+
+def _kubeconfig_phase(stamp: str) -> Phase:
+    def plan(t: Target, facts: F.Facts) -> Plan:
+        p = Plan()
+        acct = facts[account(t.inv).name]
+        if acct is None or not facts[_kube_dir(t).name]:
+            return p
+        src = shlex.quote(f"{acct.home}/.kube")
+        dst = shlex.quote(f"{acct.home}/.kube.k8s-bootstrap-{stamp}.bak")
+        p.run(f"mv {src} {dst}", "its config names a cluster that is gone (the seed's x509 trap)")
+        return p
+
+    return Phase("kubeconfig", "move the SSH user's ~/.kube to a backup",
+                 lambda t: [account(t.inv), _kube_dir(t)], plan)
+
+
+def reset_phases(stamp: str | None = None) -> list[Phase]:
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    return [KUBEADM_RESET, IPTABLES, IPVS, LINKS, DIRS, _kubeconfig_phase(stamp)]
+
+
+# -- drain and delete, on the master -------------------------------------------------------------
+def drain_command(node: str, version: tuple[int, int, int]) -> str:
+    """``kubectl drain`` then ``delete node``; --delete-emptydir-data replaced
+    --delete-local-data in 1.20."""
+    data = "--delete-emptydir-data" if version[:2] >= (1, 20) else "--delete-local-data"
+    q = shlex.quote(node)
+    return (
+        f"{KUBECTL} drain {q} --ignore-daemonsets {data} --force --timeout=120s && "
+        f"{KUBECTL} delete node {q}"
+    )
+
+
+def _registered(runner: Runner) -> tuple[set[str] | None, str]:
+    """Names of the nodes the cluster knows, or (None, why) when the master cannot tell."""
+    inv = runner.inv
+    session = runner.session(inv.master)
+    try:
+        facts = runner.gather(
+            session,
+            [present(), F.Fact("nodes", f"{KUBECTL} get nodes -o name",
+                               lambda out, rc: {ln.split("/", 1)[-1] for ln in out.split()}
+                               if rc == 0 else None)],
+        )
+    except BootstrapError as exc:
+        return None, f"master unreachable ({exc.message})"
+    finally:
+        session.close()
+    if not initialised(facts[present().name]):
+        return None, "the master is not initialised"
+    if facts["nodes"] is None:
+        return None, "the API server does not answer"
+    return facts["nodes"], ""
+
+
+def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) -> None:
+    """Drain and delete each targeted worker the cluster knows (the master goes last, by reset)."""
+    inv, reporter, dry_run = runner.inv, runner.reporter, runner.opts.dry_run
+    workers = [n for n in targets if not n.is_master]
+    if not workers:
+        return
+    known, why = _registered(runner)
+    session = None
+    try:
+        for node in workers:
+            res = results.setdefault(node.name, HostResult(node.name))
+            if known is None:
+                step = StepResult("drain", OK, message=f"not drained: {why}")
+            elif node.name not in known:
+                step = StepResult("drain", OK, message="not in the cluster")
+            elif dry_run:
+                step = StepResult(
+                    "drain", CHANGED, message=f"would: on {inv.master.name}: "
+                    f"{drain_command(node.name, inv.cluster.version_tuple)}",
+                )
+            else:
+                session = session or runner.session(inv.master)
+                started = time.monotonic()
+                out = session.run(drain_command(node.name, inv.cluster.version_tuple),
+                                  what=f"drain {node.name}", timeout=300)
+                seconds = time.monotonic() - started
+                step = (
+                    StepResult("drain", CHANGED, seconds, f"drained and deleted on "
+                               f"{inv.master.name}")
+                    if out.ok
+                    else StepResult("drain", FAILED, seconds,
+                                    f"kubectl drain/delete on {inv.master.name}: "
+                                    + _last_line(out.stderr or out.stdout))
+                )
+            res.steps.append(step)
+            reporter.step(node.name, step)
+    except BootstrapError as exc:
+        reporter.print(f"[{inv.master.name}] drain stopped: {exc.message}")
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "failed"
+
+
+def reset(runner: Runner, targets: list[Node]) -> dict[str, HostResult]:
+    """Drain/delete (when the master can), then reset every target in parallel."""
+    results: dict[str, HostResult] = {}
+    _drain(runner, targets, results)
+    # A worker whose drain failed is still reset: the user asked for it and kubeadm's
+    # own reset does not need the API server.
+    phases = reset_phases()
+    run_hosts(runner, targets, lambda n: phases, runner.opts.dry_run, results)
+    return {n.name: settle(results[n.name]) for n in targets}
+
