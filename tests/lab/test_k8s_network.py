@@ -99,6 +99,8 @@ def test_pods_leave_ipvs_iptables_links_and_flannel_files(lab):
                  "-j ACCEPT"):
         assert line in r.stdout, line
     assert "KUBE-SVC-" not in r.stdout  # ipvs mode: no per-service chains
+    forward = [line for line in r.stdout.splitlines() if line.startswith("-A FORWARD ")]
+    assert [f.rsplit(" ", 1)[1] for f in forward] == ["FLANNEL-FWD", "KUBE-FORWARD"], forward
     assert root(lab, node1, "ipset list -n").stdout.split() == ["KUBE-LOOP-BACK",
                                                                 "KUBE-CLUSTER-IP"]
     r = root(lab, node1, "cat /run/flannel/subnet.env; ls /etc/cni/net.d")
@@ -174,6 +176,9 @@ def test_stale_cni0_after_a_new_cluster_blocks_coredns_until_removed(lab):
             '"default/kubernetes:https cluster IP" -m tcp --dport 443 -j '
             "KUBE-SVC-NPX46M4PTMTKRN6Y") in r.stdout
     assert (f"-j DNAT --to-destination {master.address}:6443") in r.stdout
+    r = root(lab, master, "iptables -S INPUT")
+    assert [line.rsplit(" ", 1)[1] for line in r.stdout.splitlines()] == [
+        "ACCEPT", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL"], r.stdout
 
     r = root(lab, master, "kubectl get nodes; kubectl get pods -n kube-system -o wide")
     assert r.stdout.count(" Ready ") == 3, r.stdout

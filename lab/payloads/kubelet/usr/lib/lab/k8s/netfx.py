@@ -36,6 +36,7 @@ IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack_ipv4
 PROXY_MODE = lc.RUN / "kube-proxy.json"  # {cluster_id, mode}: the mode kube-proxy started in
 
 Rules = dict[str, dict[str, list[list[str]]]]  # table -> chain -> [argv]
+Part = tuple[Rules, Rules, Rules]  # (owned chains, jumps prepended, jumps appended)
 
 
 def comment(text: str) -> list[str]:
@@ -75,8 +76,8 @@ def services(data: dict, pods: list[dict]) -> list[dict]:
 
 # ---- iptables content ----------------------------------------------------------------------
 
-def kubelet_rules() -> tuple[Rules, Rules]:
-    """(chains, jumps) the kubelet keeps (kubelet_network_linux.go, 1.20)."""
+def kubelet_rules() -> Part:
+    """What the kubelet keeps (kubelet_network_linux.go, 1.20; it appends its jumps)."""
     chains: Rules = {
         "filter": {"KUBE-FIREWALL": [
             [*comment("kubernetes firewall for dropping marked packets"), "-m", "mark", "--mark",
@@ -95,7 +96,7 @@ def kubelet_rules() -> tuple[Rules, Rules]:
                                "OUTPUT": [["-j", "KUBE-FIREWALL"]]},
                     "nat": {"POSTROUTING": [[*comment("kubernetes postrouting rules"),
                                              "-j", "KUBE-POSTROUTING"]]}}
-    return chains, jumps
+    return chains, {}, jumps
 
 
 def postrouting(hairpin: bool = False) -> list[list[str]]:
@@ -119,8 +120,9 @@ def forward_rules() -> list[list[str]]:
              "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]]
 
 
-def proxy_iptables(data: dict, svcs: list[dict]) -> tuple[Rules, Rules]:
-    """(chains, jumps) of kube-proxy in iptables mode (pkg/proxy/iptables/proxier.go)."""
+def proxy_iptables(data: dict, svcs: list[dict]) -> Part:
+    """kube-proxy in iptables mode (pkg/proxy/iptables/proxier.go; each jump of
+    iptablesJumpChains is prepended in turn, so the last one listed ends up first)."""
     pod_net = data.get("config", {}).get("podSubnet") or ""
     new = ["-m", "conntrack", "--ctstate", "NEW"]
     nat: dict[str, list[list[str]]] = {"KUBE-SERVICES": [], "KUBE-NODEPORTS": [],
@@ -162,17 +164,19 @@ def proxy_iptables(data: dict, svcs: list[dict]) -> tuple[Rules, Rules]:
     jumps: Rules = {
         "filter": {"INPUT": [external, [*comment("kubernetes health check service ports"),
                                         "-j", "KUBE-NODEPORTS"]],
-                   "FORWARD": [[*comment("kubernetes forwarding rules"), "-j", "KUBE-FORWARD"],
-                               [*new, *portals, "-j", "KUBE-SERVICES"], external],
+                   "FORWARD": [external, [*new, *portals, "-j", "KUBE-SERVICES"],
+                               [*comment("kubernetes forwarding rules"), "-j", "KUBE-FORWARD"]],
                    "OUTPUT": [[*new, *portals, "-j", "KUBE-SERVICES"]]},
-        "nat": {"PREROUTING": [[*portals, "-j", "KUBE-SERVICES"]],
-                "OUTPUT": [[*portals, "-j", "KUBE-SERVICES"]]},
+        "nat": {"OUTPUT": [[*portals, "-j", "KUBE-SERVICES"]],
+                "PREROUTING": [[*portals, "-j", "KUBE-SERVICES"]],
+                "POSTROUTING": [[*comment("kubernetes postrouting rules"), "-j",
+                                 "KUBE-POSTROUTING"]]},
     }
-    return {"filter": filt, "nat": nat, "mangle": {"KUBE-PROXY-CANARY": []}}, jumps
+    return {"filter": filt, "nat": nat, "mangle": {"KUBE-PROXY-CANARY": []}}, jumps, {}
 
 
-def proxy_ipvs(data: dict) -> tuple[Rules, Rules]:
-    """(chains, jumps) of kube-proxy in ipvs mode (pkg/proxy/ipvs/proxier.go)."""
+def proxy_ipvs(data: dict) -> Part:
+    """kube-proxy in ipvs mode (pkg/proxy/ipvs/proxier.go; jumps prepended in turn)."""
     pod_net = data.get("config", {}).get("podSubnet") or ""
     cluster_ip = ["-m", "set", "--match-set", "KUBE-CLUSTER-IP", "dst,dst"]
     services_rules = [["-m", "addrtype", "--dst-type", "LOCAL", "-j", "KUBE-NODE-PORT"],
@@ -185,15 +189,17 @@ def proxy_ipvs(data: dict) -> tuple[Rules, Rules]:
            "KUBE-FIREWALL": [["-j", "KUBE-MARK-DROP"]], "KUBE-NODE-PORT": [],
            "KUBE-LOAD-BALANCER": [["-j", "KUBE-MARK-MASQ"]]}
     portals = comment("kubernetes service portals")
-    jumps: Rules = {"nat": {"PREROUTING": [[*portals, "-j", "KUBE-SERVICES"]],
-                            "OUTPUT": [[*portals, "-j", "KUBE-SERVICES"]]},
+    jumps: Rules = {"nat": {"OUTPUT": [[*portals, "-j", "KUBE-SERVICES"]],
+                            "PREROUTING": [[*portals, "-j", "KUBE-SERVICES"]],
+                            "POSTROUTING": [[*comment("kubernetes postrouting rules"), "-j",
+                                             "KUBE-POSTROUTING"]]},
                     "filter": {"FORWARD": [[*comment("kubernetes forwarding rules"), "-j",
                                             "KUBE-FORWARD"]]}}
-    return {"nat": nat, "filter": {"KUBE-FORWARD": forward_rules()}}, jumps
+    return {"nat": nat, "filter": {"KUBE-FORWARD": forward_rules()}}, jumps, {}
 
 
-def flannel_rules(network: str, subnet: str) -> tuple[Rules, Rules]:
-    """(chains, jumps) of flanneld (network/iptables.go MasqRules, ForwardRules; iptables
+def flannel_rules(network: str, subnet: str) -> Part:
+    """flanneld's rules (network/iptables.go MasqRules, ForwardRules: `-I` jumps; iptables
     1.4.21 has no --random-fully)."""
     masq, fwd = comment("flanneld masq"), comment("flanneld forward")
     chains: Rules = {
@@ -208,10 +214,10 @@ def flannel_rules(network: str, subnet: str) -> tuple[Rules, Rules]:
     }
     jumps: Rules = {"nat": {"POSTROUTING": [[*masq, "-j", "FLANNEL-POSTRTG"]]},
                     "filter": {"FORWARD": [[*fwd, "-j", "FLANNEL-FWD"]]}}
-    return chains, jumps
+    return chains, jumps, {}
 
 
-def merge(into: tuple[Rules, Rules], more: tuple[Rules, Rules]) -> None:
+def merge(into: Part, more: Part) -> None:
     """Add MORE's chains and jumps; a chain MORE extends takes MORE's order."""
     for part, add in zip(into, more, strict=True):
         for table, chains in add.items():
@@ -223,15 +229,15 @@ def merge(into: tuple[Rules, Rules], more: tuple[Rules, Rules]) -> None:
                     have += [r for r in rules if r not in have]
 
 
-def apply_iptables(chains: Rules, jumps: Rules) -> None:
-    """Make the owned chains exactly CHAINS (and drop stale KUBE-SVC/SEP chains), and put
-    each jump rule at the top of its built-in chain when missing (what kube-proxy's
-    iptables-restore --noflush and flannel's bootstrap do)."""
+def apply_iptables(chains: Rules, prepend: Rules, append: Rules) -> None:
+    """Make the owned chains exactly CHAINS (and drop stale KUBE-SVC/SEP chains), like
+    kube-proxy's iptables-restore --noflush; add each missing jump rule (EnsureRule): APPEND
+    ones at the end, then PREPEND ones at the top, one after the other."""
     with lc.locked("iptables"):
         tables = lc.read_json(lc.IPTABLES_FILE, None)
         tables = tables if isinstance(tables, dict) else {}
         before = json.dumps(tables, sort_keys=True)
-        for tname in set(chains) | set(jumps):
+        for tname in set(chains) | set(prepend) | set(append):
             t = tables.setdefault(tname, {c: {"policy": "ACCEPT", "rules": []}
                                           for c in lc.IPTABLES_BUILTIN[tname]})
             want = chains.get(tname, {})
@@ -241,12 +247,12 @@ def apply_iptables(chains: Rules, jumps: Rules) -> None:
             for name, rules in want.items():
                 t.setdefault(name, {"policy": "-", "rules": []})["rules"] = [
                     lc.ipt_spec(r) for r in rules]
-            for chain, rules in jumps.get(tname, {}).items():
-                have = t.setdefault(chain, {"policy": "ACCEPT", "rules": []})["rules"]
-                for r in reversed(rules):
-                    spec = lc.ipt_spec(r)
-                    if spec not in have:
-                        have.insert(0, spec)
+            for where, jumps in ((len, append), (lambda have: 0, prepend)):
+                for chain, rules in jumps.get(tname, {}).items():
+                    have = t.setdefault(chain, {"policy": "ACCEPT", "rules": []})["rules"]
+                    for spec in map(lc.ipt_spec, rules):
+                        if spec not in have:
+                            have.insert(where(have), spec)
         if json.dumps(tables, sort_keys=True) != before:
             lc.write_json(lc.IPTABLES_FILE, tables, sort_keys=False)
 
