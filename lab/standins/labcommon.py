@@ -350,7 +350,8 @@ def ipt_spec(args: list[str]) -> str:
     1.4.21 does (xtables_save_string: quoted unless it is only [A-Za-z0-9_-])."""
     out = []
     for i, a in enumerate(args):
-        if i and args[i - 1] == "--comment" and (not a or not set(a) <= _XT_PLAIN):
+        comment = i and args[i - 1] == "--comment" and not set(a) <= _XT_PLAIN
+        if comment or not a or any(c.isspace() for c in a):  # e.g. --log-prefix "x: "
             a = '"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
         out.append(a)
     return " ".join(out)
