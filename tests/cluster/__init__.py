@@ -1,0 +1,94 @@
+"""Cluster lifecycle tests over the lab: helpers to run the commands in-process and capture all
+they write (console, per-run logs, JSON reports, exception texts)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from bootstrap import commands
+from bootstrap.commands import CommonOptions
+from bootstrap.errors import BootstrapError
+from bootstrap.report import Reporter
+from lab.cluster import Lab
+from lab.node import Node
+from tests.engine import Run, is_mutating
+
+COMMANDS: dict[str, Callable[..., int]] = {
+    "prepare-nodes": commands.prepare_nodes,
+    "init-master": commands.init_master,
+    "join-workers": commands.join_workers,
+    "reset": commands.reset,
+}
+
+
+class Recorder:
+    """Runs toolkit commands against one lab and keeps every text they produced."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.runs: list[Run] = []
+        self.errors: list[str] = []
+        self.tokens: set[str] = set()
+
+    def __call__(self, command: str, **opts: object) -> Run:
+        n = len(self.runs)
+        report = self.workdir / f"{n:02d}-{command}.json"
+        out = io.StringIO()
+        reporter = Reporter(out=out, log_dir=self.workdir / "logs", command=command,
+                            show_diff=bool(opts.get("dry_run")))
+        options = CommonOptions(inventory=str(self.lab.inventory_path), report=str(report),
+                                log_dir=None, timeout=int(opts.pop("timeout", 120)), **opts)
+        try:
+            rc = COMMANDS[command](options, reporter=reporter)
+        except BootstrapError as exc:
+            self.errors.append(str(exc))
+            out.write(f"ERROR: {exc}\n")
+            rc = exc.exit_code
+        run = Run(rc, out.getvalue(), reporter.log_dir, report)
+        self.runs.append(run)
+        self.collect_tokens()
+        return run
+
+    def collect_tokens(self) -> None:
+        """Every bootstrap token the lab's API server holds now (init's and join's)."""
+        try:
+            data = json.loads((self.lab.cluster_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return
+        self.tokens |= {t["token"] for t in data.get("tokens", [])}
+
+    def everything(self) -> str:
+        return "\n".join([*(r.all_text() for r in self.runs), *self.errors])
+
+
+_KUBEADM_MUTATING = {"init", "join", "reset", "create", "delete"}
+_KUBECTL_MUTATING = {"apply", "create", "delete", "drain", "cordon", "uncordon", "replace",
+                     "patch", "label", "taint"}
+
+
+def changes_cluster(call: dict) -> bool:
+    """A stand-in call that changes a node or the cluster (prepare's list plus kubeadm,
+    kubectl, ip link, iptables writes)."""
+    cmd, argv = call["cmd"], call["argv"]
+    words = {a for a in argv if not a.startswith("-")}
+    if cmd == "kubeadm":
+        return bool(_KUBEADM_MUTATING & words) and "list" not in words
+    if cmd == "kubectl":
+        return bool(_KUBECTL_MUTATING & words)
+    if cmd == "ip":
+        return bool({"del", "delete", "add", "set"} & words)
+    if cmd == "ipvsadm":  # -S / -L only read
+        return any(a in ("-C", "--clear", "-A", "-a", "-D", "-d", "-E", "-e", "-R", "--restore")
+                   for a in argv)
+    if cmd == "iptables":
+        return any(a in ("-F", "-X", "-P", "-A", "-D", "-I", "-N", "--flush") for a in argv)
+    return is_mutating(call)
+
+
+def cluster_changes(node: Node, since: int) -> list[str]:
+    return [f"{c['cmd']} {' '.join(c['argv'])}" for c in node.calls()[since:]
+            if changes_cluster(c)]

@@ -1,0 +1,247 @@
+"""The cluster lifecycle over a 3-node lab, in file order on one lab:
+
+prepare -> init refused by swap (nothing half-done) -> init -> init again (no change) ->
+join with one worker failing (the other joins) -> join again -> expired token -> reset ->
+reset again (no change) -> prepare -> init -> join, with a stale kubeconfig in the way ->
+the token never written anywhere. Node state is always checked from inside the nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bootstrap.cluster import join as join_mod
+from bootstrap.cluster.common import STATE_FILES
+from tests.engine import module_lab
+
+from . import Recorder, cluster_changes
+
+pytestmark = pytest.mark.lab
+
+HOME = "/home/lab"  # the lab inventory logs in as `lab` (passwordless sudo)
+
+
+@pytest.fixture(scope="module")
+def lab3m():
+    with module_lab(3) as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def rec(lab3m, tmp_path_factory):
+    return Recorder(lab3m, tmp_path_factory.mktemp("cluster"))
+
+
+def sh(node, cmd: str, user: str = "root"):
+    return node.run(cmd, user=user, timeout=120)
+
+
+def exists(node, path: str) -> bool:
+    return sh(node, f"test -e {path}").returncode == 0
+
+
+def node_status(master) -> dict[str, str]:
+    out = sh(master, "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
+    return {f[0]: f[1] for f in (ln.split() for ln in out.stdout.splitlines())
+            if len(f) > 1 and f[0] != "NAME"}
+
+
+def statuses(run, host: str) -> dict[str, str]:
+    return run.statuses(host)
+
+
+def message(run, host: str, step: str) -> str:
+    return next(s["message"] for s in run.report["hosts"][host]["steps"] if s["name"] == step)
+
+
+@pytest.mark.timeout(300)
+def test_01_prepare(rec):
+    run = rec("prepare-nodes")
+    assert run.rc == 0, run.console
+
+
+@pytest.mark.timeout(300)
+def test_02_init_refused_by_preflight_leaves_nothing_half_done(rec, lab3m):
+    master = lab3m.nodes[0]
+    # an admin turns swap back on (fstab line restored, swapon -a); prepare-nodes undoes it later
+    on = sh(master, "sed -i 's|^#\\(/dev/mapper/centos-swap\\)|\\1|' /etc/fstab && swapon -a && "
+                    "cat /proc/swaps")
+    assert on.returncode == 0 and "centos-swap" in on.stdout, on.stderr + on.stdout
+    run = rec("init-master")
+    assert run.rc == 1, run.console
+    assert statuses(run, "master1")["kubeadm-init"] == "failed"
+    assert "[ERROR Swap]: running with swap on is not supported" in message(
+        run, "master1", "kubeadm-init")
+    # the evidence: kubeadm's lines, the kubelet's journal, the services
+    assert "kubeadm-init evidence:" in run.console
+    assert "--- journalctl -u kubelet" in run.console
+    for path in STATE_FILES:
+        assert not exists(master, path), path
+    assert sh(master, "ls -A /etc/kubernetes/manifests").stdout.strip() == ""
+    assert not exists(master, f"{HOME}/.kube/config")
+    assert "kubelet.conf" not in sh(master, "ls /etc/kubernetes").stdout
+
+
+@pytest.mark.timeout(300)
+def test_03_init_then_a_second_init_changes_nothing(rec, lab3m):
+    master = lab3m.nodes[0]
+    assert rec("prepare-nodes").rc == 0  # swap off again
+    run = rec("init-master")
+    assert run.rc == 0, run.console
+    st = statuses(run, "master1")
+    assert st["kubeadm-init"] == "changed" and st["wait-ready"] == "ok", run.console
+    assert node_status(master) == {"master1": "Ready"}
+    # the config kubeadm read: API version, proxy mode and cgroup driver as rendered
+    conf = sh(master, "cat /etc/kubernetes/kubeadm-config.yaml").stdout
+    assert "apiVersion: kubeadm.k8s.io/v1beta2" in conf and "mode: ipvs" in conf
+    assert "cgroupDriver: systemd" in sh(master, "cat /var/lib/kubelet/config.yaml").stdout
+    state = json.loads((lab3m.cluster_dir / "state.json").read_text())
+    assert state["config"]["proxyMode"] == "ipvs"
+    assert state["config"]["podSubnet"] == "10.244.0.0/16"
+    # seed 004's kubeconfig for the SSH user, owned by it, 0600; kubectl works as that user
+    assert sh(master, f"stat -c '%a %U' {HOME}/.kube/config").stdout.split() == ["600", "lab"]
+    got = sh(master, "kubectl get nodes", user="lab")
+    assert got.returncode == 0 and "master1" in got.stdout, got.stderr
+
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    again = rec("init-master")
+    assert again.rc == 0, again.console
+    assert again.changed("master1") == 0, again.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+
+
+@pytest.mark.timeout(400)
+def test_04_a_failing_worker_does_not_stop_the_others(rec, lab3m):
+    master, node1, node2 = lab3m.nodes
+    node2.inject_fail("kubeadm", "error execution phase preflight: injected failure")
+    try:
+        run = rec("join-workers")
+    finally:
+        node2.clear_fail("kubeadm")
+    assert run.rc == 1, run.console
+    assert statuses(run, "node1")["kubeadm-join"] == "changed"
+    assert statuses(run, "node1")["wait-ready"] == "ok"
+    assert statuses(run, "node2")["kubeadm-join"] == "failed"
+    assert "injected failure" in message(run, "node2", "kubeadm-join")
+    assert node_status(master) == {"master1": "Ready", "node1": "Ready"}
+    assert not exists(node2, join_mod.JOIN_FILE) and not exists(node1, join_mod.JOIN_FILE)
+
+    run = rec("join-workers")
+    assert run.rc == 0, run.console
+    assert statuses(run, "node1")["kubeadm-join"] == "ok"
+    assert statuses(run, "node2")["kubeadm-join"] == "changed"
+    assert node_status(master) == {"master1": "Ready", "node1": "Ready", "node2": "Ready"}
+    assert "join-workers: joined node2; already in the cluster: node1" in run.console
+
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    again = rec("join-workers")
+    assert again.rc == 0, again.console
+    assert all(again.changed(n.name) == 0 for n in lab3m.nodes), again.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+
+
+@pytest.mark.timeout(400)
+def test_05_an_expired_token_says_to_re_run(rec, lab3m, monkeypatch):
+    master, _, node2 = lab3m.nodes
+    run = rec("reset", limit="node2", yes=True)
+    assert run.rc == 0, run.console
+    assert statuses(run, "node2")["drain"] == "changed"
+    assert "node2" not in node_status(master)
+
+    create = join_mod.Master.create_token
+
+    def create_then_expire(self):
+        token = create(self)
+        path = lab3m.cluster_dir / "state.json"
+        data = json.loads(path.read_text())
+        for t in data["tokens"]:
+            t["expires"] = time.time() - 1
+        path.write_text(json.dumps(data))
+        return token
+
+    monkeypatch.setattr(join_mod.Master, "create_token", create_then_expire)
+    run = rec("join-workers")
+    monkeypatch.undo()
+    assert run.rc == 1, run.console
+    msg = message(run, "node2", "kubeadm-join")
+    assert "join token was refused" in msg and "re-run invoke join-workers" in msg
+    assert not exists(node2, "/etc/kubernetes/kubelet.conf")
+    run = rec("join-workers", limit="node2")
+    assert run.rc == 0, run.console
+    assert node_status(master)["node2"] == "Ready"
+
+
+LEFT_BY_KUBEADM_RESET = ("cni0", "flannel.1", "kube-ipvs0")
+
+
+@pytest.mark.timeout(400)
+def test_06_reset_undoes_kubeadm_and_what_it_leaves(rec, lab3m):
+    before_links = {n.name: sh(n, "ip -o link show").stdout for n in lab3m.nodes}
+    run = rec("reset", yes=True)
+    assert run.rc == 0, run.console
+    for node in lab3m.nodes:
+        for path in STATE_FILES:
+            assert not exists(node, path), (node.name, path)
+        rules = sh(node, "iptables-save").stdout
+        assert "KUBE-" not in rules and "FLANNEL" not in rules and "10.244." not in rules
+        assert ":INPUT ACCEPT" in rules or "*filter" not in rules
+        assert sh(node, "ipvsadm -S -n").stdout.strip() == ""
+        links = sh(node, "ip -o link show").stdout
+        for name in LEFT_BY_KUBEADM_RESET:
+            assert f" {name}:" not in links and f" {name}@" not in links, (node.name, name)
+        for d in ("/etc/cni/net.d", "/var/lib/cni", "/run/flannel"):
+            assert not exists(node, d), (node.name, d)
+        assert not exists(node, f"{HOME}/.kube")
+        # node preparation stays
+        assert sh(node, "systemctl is-active docker").stdout.strip() == "active"
+        assert sh(node, "systemctl is-enabled kubelet").stdout.strip() == "enabled"
+        assert "br_netfilter" in sh(node, "lsmod").stdout
+        assert sh(node, "cat /proc/swaps").stdout.count("\n") <= 1
+    # what was there before, on the master at least: the cleanup really had work to do
+    assert "cni0" in before_links["master1"] or "flannel.1" in before_links["master1"]
+    assert sh(lab3m.nodes[0], f"ls -d {HOME}/.kube.k8s-bootstrap-*.bak").returncode == 0
+
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    again = rec("reset", yes=True)
+    assert again.rc == 0, again.console
+    assert all(again.changed(n.name) == 0 for n in lab3m.nodes), again.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+
+
+@pytest.mark.timeout(500)
+def test_07_a_new_cluster_after_reset_with_a_stale_kubeconfig_in_the_way(rec, lab3m):
+    master = lab3m.nodes[0]
+    # the seed's x509 trap: the old cluster's kubeconfig put back where kubectl looks
+    assert sh(master, f"cp -a $(ls -d {HOME}/.kube.k8s-bootstrap-*.bak | head -1) "
+                      f"{HOME}/.kube").returncode == 0
+    assert rec("prepare-nodes").rc == 0
+    run = rec("init-master")
+    assert run.rc == 0, run.console
+    assert statuses(run, "master1")["kubeconfig"] == "changed"
+    run = rec("join-workers")
+    assert run.rc == 0, run.console
+    got = sh(master, "kubectl get nodes --no-headers", user="lab")
+    assert "x509" not in got.stderr and got.returncode == 0, got.stderr
+    rows = [ln.split() for ln in got.stdout.splitlines() if not ln.startswith("NAME")]
+    assert sorted(r[1] for r in rows) == ["Ready"] * 3, got.stdout
+    assert sh(master, f"ls {HOME}/.kube/config.k8s-bootstrap-*.bak").returncode == 0
+
+
+def test_08_the_token_is_written_nowhere(rec, lab3m):
+    rec.collect_tokens()
+    assert len(rec.tokens) >= 3  # init's own tokens and a join token per join run
+    texts = rec.everything()
+    calls = "\n".join(json.dumps(c) for n in lab3m.nodes for c in n.calls())
+    assert "kubeadm" in calls and "join" in calls  # the call logs are really there
+    for token in rec.tokens:
+        assert token not in texts
+        assert token not in calls
+        assert token.split(".")[1] not in texts + calls  # not even the secret half
