@@ -26,9 +26,24 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs") -> int:
         if code == 0:
             print("\ndemo: a second run changes nothing:")
             code = commands.prepare_nodes(CommonOptions(inventory=inventory, log_dir=log_dir))
+        if code == 0:
+            print("\ndemo: invoke init-master (kubeadm init --config, kubeconfig, flannel)")
+            code = commands.init_master(CommonOptions(inventory=inventory, log_dir=log_dir))
+        if code == 0:
+            print("\ndemo: invoke join-workers (fresh 15-minute token, never on a command line)")
+            code = commands.join_workers(CommonOptions(inventory=inventory, log_dir=log_dir))
+        if code == 0:
+            master = lab.nodes[0]
+            print(f"\ndemo: kubectl get nodes -o wide (on {master.name}, as {lab.user})")
+            out = master.run("kubectl get nodes -o wide", user=lab.user)
+            print(out.stdout + out.stderr, end="")
+            ready = [ln for ln in out.stdout.splitlines()[1:] if ln.split()[1:2] == ["Ready"]]
+            if out.returncode != 0 or len(ready) != len(lab.nodes):
+                print(f"demo: expected {len(lab.nodes)} Ready nodes")
+                code = 1
     finally:
         if keep:
-            print(f"\ndemo: the lab keeps running (--keep). Try: invoke prepare-nodes -i "
+            print(f"\ndemo: the lab keeps running (--keep). Try: invoke reset -i "
                   f"{lab.inventory_path} --dry-run; stop it with: invoke lab.down")
         else:
             lab.down()
