@@ -34,7 +34,8 @@ class Recorder:
         self.errors: list[str] = []
         self.tokens: set[str] = set()
 
-    def __call__(self, command: str, **opts: object) -> Run:
+    def __call__(self, command: str, prompt: Callable[[str], str] | None = None,
+                 **opts: object) -> Run:
         n = len(self.runs)
         report = self.workdir / f"{n:02d}-{command}.json"
         out = io.StringIO()
@@ -43,7 +44,7 @@ class Recorder:
         options = CommonOptions(inventory=str(self.lab.inventory_path), report=str(report),
                                 log_dir=None, timeout=int(opts.pop("timeout", 120)), **opts)
         try:
-            rc = COMMANDS[command](options, reporter=reporter)
+            rc = COMMANDS[command](options, prompt=prompt, reporter=reporter)
         except BootstrapError as exc:
             self.errors.append(str(exc))
             out.write(f"ERROR: {exc}\n")

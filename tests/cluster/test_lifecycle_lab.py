@@ -59,6 +59,30 @@ def message(run, host: str, step: str) -> str:
     return next(s["message"] for s in run.report["hosts"][host]["steps"] if s["name"] == step)
 
 
+BAD_INPUT = [
+    ("init-master", {"limit": "node1"}, 2, "init-master takes no --limit"),
+    ("join-workers", {"limit": "master1"}, 2, "master1 is the master; join-workers joins workers"),
+    ("join-workers", {"limit": "node9"}, 2, "--limit: no node named 'node9'"),
+    ("join-workers", {"timeout": -1}, 2, "--timeout must be at least 1"),
+    ("reset", {}, 2, "reset needs a confirmation: run it at a terminal, or pass --yes"),
+    ("reset", {"prompt": lambda q: "k9s"}, 2, "reset: not confirmed; nothing was changed"),
+    ("join-workers", {}, 1, "the master is not initialised (/etc/kubernetes/admin.conf missing)"
+                            ": run invoke init-master first"),
+]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("command", "opts", "rc", "text"), BAD_INPUT,
+                         ids=[f"{c}-{'-'.join(o) or 'plain'}" for c, o, _, _ in BAD_INPUT])
+def test_00_bad_input_is_a_clear_error_and_changes_nothing(rec, lab3m, command, opts, rc, text):
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    run = rec(command, **dict(opts))
+    assert run.rc == rc, run.console
+    assert text in run.console and "Traceback" not in run.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+
+
 @pytest.mark.timeout(300)
 def test_01_prepare(rec):
     run = rec("prepare-nodes")
