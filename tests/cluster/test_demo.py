@@ -1,0 +1,34 @@
+"""`invoke demo`, the README's first command: a 3-node cluster with every node Ready."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from lab.cluster import Lab, LabError
+from tests.engine import INVOKE, ROOT
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.mark.timeout(600)
+def test_demo_shows_three_ready_nodes(tmp_path):
+    try:
+        if Lab.attach("default").alive():
+            pytest.skip("a default lab is running (invoke demo --keep?); not stopping it")
+    except LabError:
+        pass
+    res = subprocess.run([str(INVOKE), "-r", str(ROOT), "demo"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=540, env=dict(os.environ),
+                         stdin=subprocess.DEVNULL)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    table = out.split("kubectl get nodes -o wide", 1)[1]
+    rows = [ln.split() for ln in table.splitlines()[1:] if ln.startswith(("master", "node"))]
+    assert sorted((r[0], r[1]) for r in rows) == [
+        ("master1", "Ready"), ("node1", "Ready"), ("node2", "Ready")], out
+    assert "demo: lab stopped" in out
+    assert "Traceback" not in out
+    assert (tmp_path / "runs").is_dir()
