@@ -330,7 +330,9 @@ def sync(data: dict, facts: dict) -> dict:
     """Bring this node's network state to what its running pods keep; return the facts the
     kubelet reports about it ({'cni0': address or None})."""
     name = facts.get("name", "")
-    if os.geteuid() == 0 and name in data.get("nodes", {}):
+    # pods learn what to do from the API server: nothing new while it is down (e.g. the
+    # kubelet started by a new `kubeadm init` still sees the reset cluster's state)
+    if os.geteuid() == 0 and data.get("api_up") and name in data.get("nodes", {}):
         with contextlib.suppress(OSError):
             _sync(data, name)
     cni0 = next((ln for ln in lc.read_links() if ln["name"] == "cni0"), None)
