@@ -126,7 +126,7 @@ class SudoPassword:
 
 
 class Session:
-    """One node, one persistent SSH connection, for the whole run."""
+    """One node, one SSH connection at a time (opened on first use, reopened after close())."""
 
     def __init__(
         self,
