@@ -199,3 +199,18 @@ def test_stale_cni0_after_a_new_cluster_blocks_coredns_until_removed(lab):
     assert f"inet {new_gw} " in r.stdout, r.stdout + r.stderr
     r = root(lab, master, f"kubectl get pods -n kube-system -o wide | grep {stuck[0][0]}")
     assert " Running " in r.stdout and new_gw.replace(".1/24", ".") in r.stdout, r.stdout
+
+
+def test_a_cleaned_control_plane_gets_a_fresh_cni0_in_the_next_cluster(lab):
+    master = lab.nodes[0]
+    r = root(lab, master, "kubeadm reset -f >/dev/null && ip link del cni0 && ip link del "
+             "flannel.1 && kubeadm init --config /root/init-iptables.yaml >/dev/null && "
+             "cp /etc/kubernetes/admin.conf /root/.kube/config && "
+             "kubectl apply -f - >/dev/null && kubectl get pods -n kube-system -o wide",
+             stdin=FLANNEL)
+    assert r.returncode == 0, r.stderr
+    data = cluster(lab)
+    gw = f"{ipaddress.ip_network(data['nodes']['master1']['pod_cidr']).network_address + 1}/24"
+    assert data["generation"] == 3 and links(lab, master)["cni0"] == [gw]
+    r = root(lab, master, "kubectl get pods -n kube-system -o wide | grep coredns")
+    assert r.stdout.count(" Running ") == 2, r.stdout
