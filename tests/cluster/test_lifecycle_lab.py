@@ -34,7 +34,18 @@ def lab3m():
 
 @pytest.fixture(scope="module")
 def rec(lab3m, tmp_path_factory):
-    return Recorder(lab3m, tmp_path_factory.mktemp("cluster"))
+    recorder = Recorder(lab3m, tmp_path_factory.mktemp("cluster"))
+    # join tokens are deleted when join-workers ends: note each one as it is created
+    create = join_mod.Master.create_token
+
+    def create_and_note(self):
+        token = create(self)
+        recorder.tokens.add(token)
+        return token
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(join_mod.Master, "create_token", create_and_note)
+        yield recorder
 
 
 def sh(node, cmd: str, user: str = "root"):
@@ -261,7 +272,7 @@ def test_07_a_new_cluster_after_reset_with_a_stale_kubeconfig_in_the_way(rec, la
 
 def test_08_the_token_is_written_nowhere(rec, lab3m):
     rec.collect_tokens()
-    assert len(rec.tokens) >= 3  # init's own tokens and a join token per join run
+    assert len(rec.tokens) >= 6  # init's own tokens (2) and a join token per join run (5)
     texts = rec.everything()
     calls = "\n".join(json.dumps(c) for n in lab3m.nodes for c in n.calls())
     assert "kubeadm" in calls and "join" in calls  # the call logs are really there
