@@ -204,7 +204,7 @@ def _kubeconfig_phase(stamp: str) -> Phase:
 def _ds_fact(t: Target) -> F.Fact:
     ns = flannel.release(t.inv.network.flannel_version).namespace
     return F.command(
-        f"flannel-ds:{ns}", f"{KUBECTL} get pods -n {ns} --no-headers | grep '^kube-flannel-ds-'"
+        f"flannel-ds:{ns}", f"{KUBECTL} get daemonset -n {ns} kube-flannel-ds -o name"
     )
 
 

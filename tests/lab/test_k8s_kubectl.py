@@ -106,6 +106,13 @@ def test_not_ready_without_cni_then_ready(lab):
                         "daemonset.apps/kube-flannel-ds created\n"), r.stderr
     r = kubectl(lab, "apply -f -", stdin=FLANNEL)
     assert "daemonset.apps/kube-flannel-ds unchanged\n" in r.stdout
+    r = kubectl(lab, "get daemonset -n kube-flannel kube-flannel-ds -o name")
+    assert (r.returncode, r.stdout) == (0, "daemonset.apps/kube-flannel-ds\n"), r.stderr
+    r = kubectl(lab, "get ds -n kube-system kube-flannel-ds")
+    assert (r.returncode, r.stderr) == (1, 'Error from server (NotFound): daemonsets.apps '
+                                           '"kube-flannel-ds" not found\n')
+    r = kubectl(lab, "get daemonsets -A")
+    assert r.stdout.split("\n")[0].split()[:3] == ["NAMESPACE", "NAME", "DESIRED"], r.stdout
     r = kubectl(lab, "wait --for=condition=Ready nodes --all --timeout=60s")
     assert r.stdout == "".join(f"node/{n} condition met\n" for n in ("master1", "node1", "node2"))
     r = kubectl(lab, "get nodes -o wide")
@@ -116,6 +123,8 @@ def test_not_ready_without_cni_then_ready(lab):
     assert rows[1].split()[5:] == [lab.nodes[1].address, "<none>", "CentOS", "Linux", "7",
                                    "(Core)", "3.10.0-1160.el7.x86_64", "docker://19.3.15"]
     assert kubectl(lab, "get nodes -o name").stdout == "node/master1\nnode/node1\nnode/node2\n"
+    bare = kubectl(lab, "get nodes --no-headers").stdout.splitlines()
+    assert [ln.split()[:2] for ln in bare] == [[n, "Ready"] for n in ("master1", "node1", "node2")]
     one = json.loads(kubectl(lab, "get node node1 -o json").stdout)
     assert one["kind"] == "Node" and one["status"]["conditions"][0]["status"] == "True"
     every = json.loads(kubectl(lab, "get nodes -o json").stdout)
