@@ -101,6 +101,21 @@ def test_01_prepare(rec):
 
 
 @pytest.mark.timeout(300)
+def test_01b_init_dry_run_shows_the_config_and_changes_nothing(rec, lab3m):
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    run = rec("init-master", dry_run=True)
+    assert run.rc == 0, run.console
+    assert "+apiVersion: kubeadm.k8s.io/v1beta2" in run.console
+    assert "+mode: ipvs" in run.console and "+cgroupDriver: systemd" in run.console
+    assert '+      "Network": "10.244.0.0/16",' in run.console  # the flannel manifest's diff
+    assert "$ kubeadm init --config /etc/kubernetes/kubeadm-config.yaml" in run.console
+    assert statuses(run, "master1")["wait-ready"] == "skipped"
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+    assert not exists(lab3m.nodes[0], "/etc/kubernetes/kubeadm-config.yaml")
+
+
+@pytest.mark.timeout(300)
 def test_02_init_refused_by_preflight_leaves_nothing_half_done(rec, lab3m):
     master = lab3m.nodes[0]
     # an admin turns swap back on (fstab line restored, swapon -a); prepare-nodes undoes it later
@@ -147,6 +162,26 @@ def test_03_init_then_a_second_init_changes_nothing(rec, lab3m):
     again = rec("init-master")
     assert again.rc == 0, again.console
     assert again.changed("master1") == 0, again.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
+
+    local = rec.workdir / "kube" / "admin.conf"
+    run = rec("init-master", fetch_kubeconfig=str(local))
+    assert run.rc == 0 and statuses(run, "master1")["fetch-kubeconfig"] == "changed"
+    assert oct(local.stat().st_mode & 0o777) == "0o600"
+    assert local.read_text() == sh(master, "cat /etc/kubernetes/admin.conf").stdout
+    assert "client-key-data" not in run.all_text()  # its key went to the file only
+
+
+@pytest.mark.timeout(300)
+def test_03b_join_dry_run_creates_no_token_and_changes_nothing(rec, lab3m):
+    tokens = len(json.loads((lab3m.cluster_dir / "state.json").read_text())["tokens"])
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    run = rec("join-workers", dry_run=True)
+    assert run.rc == 0, run.console
+    assert f"token: {join_mod.PLACEHOLDER}" in run.console
+    assert "would: kubeadm token create --ttl 15m" in run.console
+    assert len(json.loads((lab3m.cluster_dir / "state.json").read_text())["tokens"]) == tokens
     for node in lab3m.nodes:
         assert cluster_changes(node, before[node.name]) == []
 
@@ -219,6 +254,12 @@ LEFT_BY_KUBEADM_RESET = ("cni0", "flannel.1", "kube-ipvs0")
 @pytest.mark.timeout(400)
 def test_06_reset_undoes_kubeadm_and_what_it_leaves(rec, lab3m):
     before_links = {n.name: sh(n, "ip -o link show").stdout for n in lab3m.nodes}
+    before = {n.name: len(n.calls()) for n in lab3m.nodes}
+    dry = rec("reset", dry_run=True)
+    assert dry.rc == 0, dry.console
+    assert "would: on master1: kubectl" in dry.console and "$ kubeadm reset -f" in dry.console
+    for node in lab3m.nodes:
+        assert cluster_changes(node, before[node.name]) == []
     run = rec("reset", yes=True)
     assert run.rc == 0, run.console
     for node in lab3m.nodes:
