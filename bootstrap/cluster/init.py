@@ -18,7 +18,6 @@ from ..errors import BootstrapError
 from ..plan import Plan
 from ..ssh import Session
 from ..steps import Target
-from ..steps import images as images_step
 from . import flannel
 from .common import (
     ADMIN_CONF,
@@ -28,15 +27,13 @@ from .common import (
     account,
     error_lines,
     evidence_script,
-    packages,
     parse_nodes,
     parse_pods,
     present,
-    unprepared,
     wait_script,
 )
 from .kubeadm_config import INIT_CONFIG, api_version, init_config
-from .phases import Phase, host_failure, run_phases, settle
+from .phases import Phase, host_failure, images_phase, preflight_phase, run_phases, settle
 
 APISERVER = f"{K}/manifests/kube-apiserver.yaml"
 
@@ -46,41 +43,8 @@ def initialised(found: set[str]) -> bool:
     return ADMIN_CONF in found and APISERVER in found
 
 
-# -- preflight -----------------------------------------------------------------------------------
-def _preflight_facts(t: Target) -> list[F.Fact]:
-    return [present(), packages(), F.unit("docker")]
-
-
-def _preflight_plan(t: Target, facts: F.Facts) -> Plan:
-    p = Plan()
-    found = facts[present().name]
-    if initialised(found):
-        p.notes.append("already initialised")
-        return p
-    if found:
-        p.error = (
-            f"leftovers of an earlier kubeadm run ({', '.join(sorted(found))}): "
-            f"run invoke reset --limit {t.node.name} first"
-        )
-        return p
-    p.error = unprepared(t.inv, facts[packages().name], facts["unit:docker"])
-    return p
-
-
-PREFLIGHT = Phase("preflight", "prepared, not half-initialised", _preflight_facts, _preflight_plan)
-
-
-def _images_plan(t: Target, facts: F.Facts) -> Plan:
-    """kubeadm's images (with the pinned coredns fix for 1.21.0-1.21.1), once, before init."""
-    return Plan() if initialised(facts[present().name]) else images_step.plan(t, facts)
-
-
-IMAGES = Phase(
-    "images",
-    images_step.__doc__ or "",
-    lambda t: [*images_step.facts(t), present()],
-    _images_plan,
-)
+PREFLIGHT = preflight_phase(initialised, "already initialised")
+IMAGES = images_phase(initialised)
 
 
 # -- kubeadm-config ------------------------------------------------------------------------------

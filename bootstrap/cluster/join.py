@@ -19,10 +19,18 @@ from ..plan import Plan
 from ..ssh import Session, run_pool
 from ..steps import Target
 from ..steps import images as images_step
-from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, packages, present, unprepared
+from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, present
 from .init import initialised, wait_ready
 from .kubeadm_config import JOIN_TOKEN_TTL, join_config
-from .phases import Phase, gather, host_failure, run_hosts, settle
+from .phases import (
+    Phase,
+    gather,
+    host_failure,
+    images_phase,
+    preflight_phase,
+    run_hosts,
+    settle,
+)
 
 JOIN_FILE = f"{K}/kubeadm-join.yaml"
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
@@ -40,37 +48,9 @@ def joined(found: set[str]) -> bool:
 
 
 # -- worker phases -------------------------------------------------------------------------------
-def _preflight_facts(t: Target) -> list[F.Fact]:
-    return [present(), packages(), F.unit("docker")]
-
-
-def _preflight_plan(t: Target, facts: F.Facts) -> Plan:
-    p = Plan()
-    found = facts[present().name]
-    if joined(found):
-        p.notes.append(f"already joined ({KUBELET_CONF} exists)")
-        return p
-    if found:
-        p.error = (
-            f"leftovers of an earlier kubeadm run ({', '.join(sorted(found))}): "
-            f"run invoke reset --limit {t.node.name} first"
-        )
-        return p
-    p.error = unprepared(t.inv, facts[packages().name], facts["unit:docker"])
-    return p
-
-
-PREFLIGHT = Phase("preflight", "prepared, not joined", _preflight_facts, _preflight_plan)
-
-
-def _images_plan(t: Target, facts: F.Facts) -> Plan:
-    return Plan() if joined(facts[present().name]) else images_step.plan(t, facts)
-
-
+PREFLIGHT = preflight_phase(joined, f"already joined ({KUBELET_CONF} exists)")
 # Only where kubelet would pull coredns under the wrong name (kubeadm#2501, 1.21.0-1.21.1).
-IMAGES = Phase(
-    "images", "coredns fix", lambda t: [*images_step.facts(t), present()], _images_plan
-)
+IMAGES = images_phase(joined)
 
 
 def join_command(ignore: list[str]) -> str:

@@ -18,7 +18,8 @@ from ..models import Node
 from ..plan import Plan
 from ..ssh import Session, run_pool
 from ..steps import Target
-from .common import error_lines
+from ..steps import images as images_step
+from .common import error_lines, packages, present, unprepared
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,37 @@ def settle(result: HostResult) -> HostResult:
             result.status = CHANGED if result.changed else OK
     return result
 
+
+
+def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:
+    """ok (with ``note``) when ``done(kubeadm files present)``; an error for leftovers of an
+    earlier kubeadm run or a node prepare-nodes has not prepared."""
+
+    def plan(t: Target, facts: F.Facts) -> Plan:
+        p = Plan()
+        found = facts[present().name]
+        if done(found):
+            p.notes.append(note)
+        elif found:
+            p.error = (
+                f"leftovers of an earlier kubeadm run ({', '.join(sorted(found))}): "
+                f"run invoke reset --limit {t.node.name} first"
+            )
+        else:
+            p.error = unprepared(t.inv, facts[packages().name], facts["unit:docker"])
+        return p
+
+    return Phase(
+        "preflight", "prepared, no leftovers", lambda t: [present(), packages(),
+                                                          F.unit("docker")], plan
+    )
+
+
+def images_phase(done: Callable[[set[str]], bool]) -> Phase:
+    """kubeadm's images (the pinned coredns fix for 1.21.0-1.21.1) unless ``done``."""
+
+    def plan(t: Target, facts: F.Facts) -> Plan:
+        return Plan() if done(facts[present().name]) else images_step.plan(t, facts)
+
+    return Phase("images", images_step.__doc__ or "",
+                 lambda t: [*images_step.facts(t), present()], plan)
