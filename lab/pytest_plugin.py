@@ -7,6 +7,7 @@ Under CI=true a lab that cannot start fails the test; otherwise the test is skip
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -31,6 +32,20 @@ def _unavailable(reason: str) -> None:
         pytest.fail(f"the lab cannot start (CI=true, so this is a failure): {reason}",
                     pytrace=False)
     pytest.skip(f"the lab cannot start here: {reason}")
+
+
+@contextlib.contextmanager
+def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
+    """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped."""
+    kwargs.setdefault("log", lambda msg: None)
+    try:
+        the_lab = Lab.up(n, user=user, **kwargs)
+    except (cluster.LabError, OSError, RuntimeError) as exc:
+        _unavailable(str(exc))
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ node's upper dirs, its stand-in call log, its sshd log), never at the toolkit's 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -14,17 +13,15 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from bootstrap.commands import CommonOptions, prepare_nodes
 from bootstrap.report import Reporter
-from lab import cluster
 from lab.cluster import Lab
 from lab.node import Node
+from lab.pytest_plugin import module_lab  # noqa: F401 (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
@@ -41,26 +38,6 @@ BACKUP = ".k8s-bootstrap.bak"
 
 
 # -- labs ----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
-    """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped.
-
-    Like the lab fixtures: under CI=true a lab that cannot start is a failure, else a skip.
-    """
-    kwargs.setdefault("log", lambda msg: None)
-    try:
-        the_lab = Lab.up(n, user=user, **kwargs)
-    except (cluster.LabError, OSError, RuntimeError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab cannot start (CI=true, so this is a failure): {exc}",
-                        pytrace=False)
-        pytest.skip(f"the lab cannot start here: {exc}")
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
-
-
 # -- running the toolkit -------------------------------------------------------------------------
 class Run:
     """One in-process prepare-nodes run: exit code, console text, per-host logs, report."""

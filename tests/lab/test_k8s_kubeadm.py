@@ -5,13 +5,12 @@ Texts are those of kubernetes release-1.20 (cmd/kubeadm/app/cmd/*.go, preflight/
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 from test_k8s_lab import prepare, root, ssh
 
-from lab.cluster import Lab, LabError
+from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 REPO = "registry.aliyuncs.com/google_containers"
@@ -26,19 +25,11 @@ INIT = f"kubeadm init --kubernetes-version v1.20.10 --image-repository {REPO} " 
 
 @pytest.fixture(scope="module")
 def lab():
-    try:
-        the_lab = Lab.up(1, log=lambda msg: None)
-    except (LabError, OSError, RuntimeError) as exc:  # lab/pytest_plugin.py's rule
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab cannot start (CI=true): {exc}", pytrace=False)
-        pytest.skip(f"the lab cannot start here: {exc}")
-    try:
+    with module_lab(1) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
         prepare(the_lab, the_lab.nodes[0])
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def fatal(*lines: str) -> str:

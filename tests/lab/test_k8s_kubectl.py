@@ -5,12 +5,11 @@ delete node, cluster-info, version. Texts of kubectl 1.20 (staging/src/k8s.io/ku
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from test_k8s_lab import FLANNEL, INIT, prepare, root, ssh
 
-from lab.cluster import Lab, LabError
+from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 REFUSED = ("The connection to the server {} was refused - did you specify the right host or "
@@ -22,13 +21,7 @@ CNI_DOWN = ("runtime network not ready: NetworkReady=false reason:NetworkPluginN
 
 @pytest.fixture(scope="module")
 def lab():
-    try:
-        the_lab = Lab.up(3, log=lambda msg: None)
-    except (LabError, OSError, RuntimeError) as exc:  # lab/pytest_plugin.py's rule
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab cannot start (CI=true): {exc}", pytrace=False)
-        pytest.skip(f"the lab cannot start here: {exc}")
-    try:
+    with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
         master = the_lab.nodes[0]
@@ -43,8 +36,6 @@ def lab():
             assert r.returncode == 0, r.stderr
         root(the_lab, master, "cat > /root/flannel.yaml", stdin=FLANNEL)
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def kubectl(lab, args: str, stdin: str | None = None):

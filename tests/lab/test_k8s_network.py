@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 
 import pytest
 from test_k8s_lab import FLANNEL, INIT, prepare, root
 
-from lab.cluster import Lab, LabError
+from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 IPVS_MODULES = "ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack_ipv4"
@@ -19,13 +18,7 @@ INIT_IPTABLES = INIT.split("---\napiVersion: kubeproxy")[0]  # no KubeProxyConfi
 
 @pytest.fixture(scope="module")
 def lab():
-    try:
-        the_lab = Lab.up(3, log=lambda msg: None)
-    except (LabError, OSError, RuntimeError) as exc:  # lab/pytest_plugin.py's rule
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab cannot start (CI=true): {exc}", pytrace=False)
-        pytest.skip(f"the lab cannot start here: {exc}")
-    try:
+    with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
         master = the_lab.nodes[0]
@@ -43,8 +36,6 @@ def lab():
         r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL)
         assert r.returncode == 0, r.stderr
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def join(lab, nodes) -> None:
