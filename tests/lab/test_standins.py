@@ -206,6 +206,9 @@ def test_swap_selinux_uname_hostname():
             "swapoff /dev/mapper/centos-swap",
             "swapon /dev/sdz9",
             "swapon -a; swapon -s | wc -l; swapon /dev/mapper/centos-swap",
+            "sed -i 's|^/dev/mapper/centos-swap|#&|' /etc/fstab; swapoff -a; "
+            "swapon /dev/mapper/centos-swap && cat /proc/swaps | wc -l; swapoff -a; "
+            "sed -i 's|^#/dev/mapper/centos-swap|/dev/mapper/centos-swap|' /etc/fstab",
             "getenforce",
             NOBODY + "setenforce 0",
             "setenforce 0; getenforce",
@@ -226,6 +229,8 @@ def test_swap_selinux_uname_hostname():
         "swapon: cannot open /dev/sdz9: No such file or directory\n",
     )
     assert r[5].out == "2\n" and "Device or resource busy" in r[5].err
+    assert (r[6].rc, r[6].out) == (0, "2\n"), r[6].err  # the LV outlives its fstab line
+    r = r[:6] + r[7:]
     assert r[6].out == "Enforcing\n"
     assert (r[7].rc, r[7].err) == (1, "setenforce:  setenforce() failed\n")
     assert r[8].out == "Permissive\n"
