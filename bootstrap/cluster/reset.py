@@ -16,6 +16,7 @@ from ..engine import CHANGED, FAILED, OK, HostResult, Runner, StepResult
 from ..errors import BootstrapError
 from ..models import Node
 from ..plan import Plan
+from ..ssh import Session
 from ..steps import Target
 from .common import KUBECTL, account, present
 from .init import initialised
@@ -201,10 +202,8 @@ def drain_command(node: str, version: tuple[int, int, int]) -> str:
     )
 
 
-def _registered(runner: Runner) -> tuple[set[str] | None, str]:
+def _registered(runner: Runner, session: Session) -> tuple[set[str] | None, str]:
     """Names of the nodes the cluster knows, or (None, why) when the master cannot tell."""
-    inv = runner.inv
-    session = runner.session(inv.master)
     try:
         facts = runner.gather(
             session,
@@ -214,8 +213,6 @@ def _registered(runner: Runner) -> tuple[set[str] | None, str]:
         )
     except BootstrapError as exc:
         return None, f"master unreachable ({exc.message})"
-    finally:
-        session.close()
     if not initialised(facts[present().name]):
         return None, "the master is not initialised"
     if facts["nodes"] is None:
@@ -229,9 +226,9 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
     workers = [n for n in targets if not n.is_master]
     if not workers:
         return
-    known, why = _registered(runner)
-    session = None
+    session = runner.session(inv.master)  # one connection: the lookup and every drain
     try:
+        known, why = _registered(runner, session)
         for node in workers:
             res = results.setdefault(node.name, HostResult(node.name))
             if known is None:
@@ -244,7 +241,6 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
                     f"{drain_command(node.name, inv.cluster.version_tuple)}",
                 )
             else:
-                session = session or runner.session(inv.master)
                 started = time.monotonic()
                 out = session.run(drain_command(node.name, inv.cluster.version_tuple),
                                   what=f"drain {node.name}", timeout=300)
@@ -262,8 +258,7 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
     except BootstrapError as exc:
         reporter.print(f"[{inv.master.name}] drain stopped: {exc.message}")
     finally:
-        if session is not None:
-            session.close()
+        session.close()
 
 
 def _last_line(text: str) -> str:
