@@ -32,6 +32,7 @@ class SSH:
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_policy: str = "strict"
     connect_timeout: float = 10
+    command_timeout: float = 1800  # bounds every remote command (image pulls take minutes)
     parallel: int = 20
     sudo_password_env: str | None = None
 

@@ -274,6 +274,7 @@ SSH_SPEC: Spec = {
     "known_hosts": _path,
     "host_key_policy": _enum("strict", "accept-new"),
     "connect_timeout": _positive_number,
+    "command_timeout": _positive_number,
     "parallel": _int_range(1, 1000),
     "sudo_password_env": _optional(_env_name),
 }
