@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from pathlib import Path
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import UsageError
+from .interrupt import EXIT_CODE, Interrupt
 from .inventory import load
 from .models import Inventory, Node
 from .report import Reporter
+from .runinfo import RunInfo
 from .steps import prepare_steps
 
 
@@ -30,6 +33,7 @@ class CommonOptions:
     fetch_kubeconfig: str | None = None
     timeout: int | None = None
     yes: bool = False
+    break_lease: bool = False
 
 
 DEFAULT_TIMEOUT = 300  # seconds to wait for nodes to become Ready
@@ -50,18 +54,57 @@ def select_nodes(inv: Inventory, limit: str | None) -> list[Node]:
 
 
 def _finish(
-    reporter: Reporter, results: dict[str, HostResult], opts: CommonOptions, title: str
+    reporter: Reporter, results: dict[str, HostResult], opts: CommonOptions, title: str,
+    runner: Runner,
 ) -> int:
-    reporter.recap(results, title)
+    """Recap and report; the exit code (130 after Ctrl-C, 1 when a node failed)."""
+    interrupted = runner.interrupted
+    if interrupted:
+        reporter.print("interrupted")
+        title = "RECAP (interrupted: no step or phase started after Ctrl-C)"
+    reporter.recap(results, title, interrupted=interrupted)
     if opts.report:
-        reporter.write_json(Path(opts.report), results)
+        info = runner.run_info
+        run = {"id": info.run_id, "command": info.command, "interrupted": interrupted}
+        reporter.write_json(Path(opts.report), results, run)
+    if interrupted:
+        return EXIT_CODE
     return 1 if any(r.status == FAILED for r in results.values()) else 0
 
 
+def _runner(
+    inv: Inventory, reporter: Reporter, opts: CommonOptions, command: str,
+    prompt: Callable[[str], str] | None, interrupt: Interrupt, changes: bool = True,
+) -> Runner:
+    info = RunInfo.new(command, changes=changes and not opts.dry_run,
+                       break_lease=opts.break_lease)
+    return Runner(inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel),
+                  prompt=prompt, run_info=info, interrupt=interrupt)
+
+
+def _interruptible(command: Callable[..., int]) -> Callable[..., int]:
+    """Run ``command(opts, prompt, reporter, interrupt)`` with SIGINT taken as Ctrl-C."""
+
+    @functools.wraps(command)
+    def wrapper(
+        opts: CommonOptions,
+        prompt: Callable[[str], str] | None = None,
+        reporter: Reporter | None = None,
+        interrupt: Interrupt | None = None,
+    ) -> int:
+        interrupt = interrupt or Interrupt()
+        with interrupt.handling():
+            return command(opts, prompt, reporter, interrupt)
+
+    return wrapper
+
+
+@_interruptible
 def prepare_nodes(
     opts: CommonOptions,
-    prompt: Callable[[str], str] | None = None,
-    reporter: Reporter | None = None,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
 ) -> int:
     """Bring every selected node to the prepared state (or show the plan with dry_run)."""
     if opts.parallel is not None and opts.parallel < 1:
@@ -73,19 +116,18 @@ def prepare_nodes(
         command="prepare-nodes",
         show_diff=opts.dry_run,
     )
-    runner = Runner(
-        inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel), prompt=prompt
-    )
+    runner = _runner(inv, reporter, opts, "prepare-nodes", prompt, interrupt)
     preflight = Preflight(parse_ignore(opts.ignore))
     results = runner.run(nodes, prepare_steps(opts.pull_images), preflight)
-    title = "RECAP (dry run: nothing was changed)" if opts.dry_run else "RECAP"
-    return _finish(reporter, results, opts, title)
+    return _finish(reporter, results, opts, _title(opts), runner)
 
 
+@_interruptible
 def check(
     opts: CommonOptions,
-    prompt: Callable[[str], str] | None = None,
-    reporter: Reporter | None = None,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
 ) -> int:
     """Run the preflight checks only: connect, gather, judge; change nothing."""
     inv = load(opts.inventory)
@@ -94,14 +136,14 @@ def check(
     reporter = reporter or Reporter(
         log_dir=Path(opts.log_dir) if opts.log_dir else None, command="check"
     )
-    runner = Runner(inv, reporter, RunOptions(parallel=opts.parallel), prompt=prompt)
+    runner = _runner(inv, reporter, opts, "check", prompt, interrupt, changes=False)
     results = runner.run(nodes, [], preflight)
-    return _finish(reporter, results, opts, "RECAP (check: nothing was changed)")
+    return _finish(reporter, results, opts, "RECAP (check: nothing was changed)", runner)
 
 
 def _cluster_setup(
     opts: CommonOptions, command: str, prompt: Callable[[str], str] | None,
-    reporter: Reporter | None,
+    reporter: Reporter | None, interrupt: Interrupt,
 ) -> tuple[Inventory, Runner, Reporter]:
     if opts.parallel is not None and opts.parallel < 1:
         raise UsageError("--parallel must be at least 1")
@@ -113,10 +155,7 @@ def _cluster_setup(
         command=command,
         show_diff=opts.dry_run,
     )
-    runner = Runner(
-        inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel), prompt=prompt
-    )
-    return inv, runner, reporter
+    return inv, _runner(inv, reporter, opts, command, prompt, interrupt), reporter
 
 
 def _kubeadm_ignore(opts: CommonOptions) -> list[str]:
@@ -128,32 +167,36 @@ def _title(opts: CommonOptions) -> str:
     return "RECAP (dry run: nothing was changed)" if opts.dry_run else "RECAP"
 
 
+@_interruptible
 def init_master(
     opts: CommonOptions,
-    prompt: Callable[[str], str] | None = None,
-    reporter: Reporter | None = None,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
 ) -> int:
     """kubeadm init on the master from a rendered config, kubeconfig, flannel, wait Ready."""
     from .cluster.init import init_master as run
 
     if opts.limit:
         raise UsageError("init-master takes no --limit: it works on the inventory's master only")
-    _, runner, reporter = _cluster_setup(opts, "init-master", prompt, reporter)
+    _, runner, reporter = _cluster_setup(opts, "init-master", prompt, reporter, interrupt)
     results = run(
         runner, _kubeadm_ignore(opts), opts.fetch_kubeconfig, opts.timeout or DEFAULT_TIMEOUT
     )
-    return _finish(reporter, results, opts, _title(opts))
+    return _finish(reporter, results, opts, _title(opts), runner)
 
 
+@_interruptible
 def join_workers(
     opts: CommonOptions,
-    prompt: Callable[[str], str] | None = None,
-    reporter: Reporter | None = None,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
 ) -> int:
     """Join every worker not yet joined (``--limit``: only these), then wait until Ready."""
     from .cluster.join import join_workers as run
 
-    inv, runner, reporter = _cluster_setup(opts, "join-workers", prompt, reporter)
+    inv, runner, reporter = _cluster_setup(opts, "join-workers", prompt, reporter, interrupt)
     workers = [n for n in select_nodes(inv, opts.limit) if not n.is_master]
     if opts.limit and inv.master.name in [x.strip() for x in opts.limit.split(",")]:
         raise UsageError(
@@ -163,18 +206,20 @@ def join_workers(
     if not workers:
         raise UsageError(f"no workers in {inv.path}: nothing to join")
     results = run(runner, workers, _kubeadm_ignore(opts), opts.timeout or DEFAULT_TIMEOUT)
-    return _finish(reporter, results, opts, _title(opts))
+    return _finish(reporter, results, opts, _title(opts), runner)
 
 
+@_interruptible
 def reset(
     opts: CommonOptions,
-    prompt: Callable[[str], str] | None = None,
-    reporter: Reporter | None = None,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
 ) -> int:
     """Drain, delete and reset the selected nodes (all by default) after typing cluster.name."""
     from .cluster.reset import reset as run
 
-    inv, runner, reporter = _cluster_setup(opts, "reset", prompt, reporter)
+    inv, runner, reporter = _cluster_setup(opts, "reset", prompt, reporter, interrupt)
     targets = select_nodes(inv, opts.limit)
     if not opts.dry_run and not opts.yes:
         names = ", ".join(n.name for n in targets)
@@ -191,4 +236,4 @@ def reset(
         if prompt(question).strip() != inv.cluster.name:
             raise UsageError("reset: not confirmed; nothing was changed")
     results = run(runner, targets)
-    return _finish(reporter, results, opts, _title(opts))
+    return _finish(reporter, results, opts, _title(opts), runner)

@@ -6,23 +6,27 @@ and phase 2 reconnects only the hosts with something to apply.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checks
+from . import checks, lease
 from . import facts as F
 from .errors import (
     BootstrapError,
     CommandError,
+    CommandTimeout,
     ConnectError,
     HostError,
     SudoError,
     stderr_excerpt,
 )
+from .interrupt import Interrupt, Interrupted
 from .models import Inventory, Node
-from .plan import Plan
+from .plan import BACKUP_SUFFIX, Action, Plan, WriteFile
 from .report import Reporter
+from .runinfo import RunInfo
 from .secrets import Secrets
 from .ssh import Session, SudoPassword, run_pool
 from .steps import Step, Target
@@ -30,6 +34,10 @@ from .steps import Step, Target
 MAX_SCRIPT = 100_000  # one argument to `sh -c` may not exceed 128 KiB (MAX_ARG_STRLEN)
 
 OK, CHANGED, FAILED, SKIPPED = "ok", "changed", "failed", "skipped"
+# After Ctrl-C: a step whose script was still running when the run stopped waiting for it,
+# and a step that never started.
+RUNNING, NOT_STARTED = "running", "not-started"
+INTERRUPTED = "interrupted"  # a host's status when Ctrl-C stopped its work
 
 
 @dataclass
@@ -39,6 +47,7 @@ class StepResult:
     seconds: float = 0.0
     message: str = ""
     diff: str = ""
+    changes: list[str] = field(default_factory=list)  # what was changed, as the journal says
 
 
 @dataclass
@@ -136,6 +145,8 @@ class Runner:
         opts: RunOptions,
         secrets: Secrets | None = None,
         prompt: Callable[[str], str] | None = None,
+        run_info: RunInfo | None = None,
+        interrupt: Interrupt | None = None,
     ) -> None:
         self.inv = inv
         self.reporter = reporter
@@ -143,11 +154,36 @@ class Runner:
         self.secrets = secrets or Secrets()
         self.password = SudoPassword(inv.ssh.sudo_password_env, self.secrets, prompt)
         self.reporter.secrets = self.secrets
+        self.run_info = run_info or RunInfo.new("run", changes=not opts.dry_run)
+        self.interrupt = interrupt or Interrupt()
+        # A run that changes nodes takes a lease on each node it changes (not dry runs).
+        self.leasing = self.run_info.changes and not opts.dry_run
+        self.leases: dict[str, lease.NodeLease] = {}
+        self._leases_lock = threading.Lock()
 
     def session(self, node: Node) -> Session:
+        node_lease = None
+        if self.leasing:
+            with self._leases_lock:
+                node_lease = self.leases.setdefault(node.name, lease.NodeLease())
         return Session(
-            node, self.inv.ssh, self.secrets, self.password, log=self.reporter.host_log(node.name)
+            node, self.inv.ssh, self.secrets, self.password,
+            log=self.reporter.host_log(node.name), run_info=self.run_info,
+            interrupt=self.interrupt, node_lease=node_lease,
         )
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupt.requested
+
+    def journal(self, session: Session, step: str) -> Callable[[Action], str]:
+        """The journal entry of each action of ``step`` (nothing in a dry run)."""
+
+        def entry(a: Action) -> str:
+            backup = a.path + BACKUP_SUFFIX if isinstance(a, WriteFile) else None
+            return session.journal_entry(step, a.describe(), backup)
+
+        return entry
 
     def run(
         self, nodes: list[Node], steps: list[Step], preflight: Preflight | None = None
@@ -168,6 +204,9 @@ class Runner:
             if isinstance(got, _Gathered):
                 ready[node.name] = got
                 continue
+            if isinstance(got, Interrupted):
+                results[node.name] = not_started(node.name, steps)
+                continue
             res = HostResult(node.name, FAILED, message=_reason(got))
             results[node.name] = res
             if preflight is not None and isinstance(got, (ConnectError, SudoError)):
@@ -175,6 +214,10 @@ class Runner:
                 findings.append(checks.Finding(check, checks.ERROR, node.name, res.message))
             else:
                 self.reporter.host_failed(res)
+        if self.interrupted:
+            for name in ready:
+                results[name] = not_started(name, steps)
+            return {n.name: results[n.name] for n in nodes}
         if preflight is not None:
             findings += checks.evaluate(
                 self.inv,
@@ -208,6 +251,7 @@ class Runner:
     def _gather(
         self, node: Node, steps: list[Step], preflight: Preflight | None, mirror_node: bool
     ) -> _Gathered:
+        self.interrupt.check()
         t = Target(self.inv, node)
         session = self.session(node)
         try:
@@ -230,25 +274,43 @@ class Runner:
             result.status = FAILED
             result.message = self.secrets.mask(exc.message)
             self.reporter.host_failed(result)
+        except Interrupted:  # during the read-only convergence check
+            result.status, result.message = INTERRUPTED, "convergence not checked"
         finally:
             g.session.close()
-        if result.status != FAILED and any(s.status == FAILED for s in result.steps):
-            result.status = FAILED
-        elif result.status != FAILED:
-            result.status = CHANGED if result.changed else OK
-        return result
+        return settle(result)
 
-    def gather(self, session: Session, facts: list[F.Fact]) -> F.Facts:
-        """All facts in one round trip (read-only)."""
+    def gather(self, session: Session, facts: list[F.Fact], last: bool = False) -> F.Facts:
+        """All facts in one round trip (read-only). A run that changes nodes also reads the
+        node's lease: another live run's lease fails the node here, before any change.
+        ``last``: the run is done with the node, so the same round trip releases its lease."""
+        if self.leasing:
+            facts = [*facts, lease.fact()]
         unique = list({f.name: f for f in facts}.values())
         script, nonce = F.script(unique)
-        res = session.run(script, what="gather facts")
+        release = last and session.lease is not None and session.lease.taken
+        if release:
+            script += lease.release_script(self.run_info) + "\n"
+        res = session.run(script, what="gather facts", readonly=True)
+        if release:
+            session.lease.taken = False
         try:
-            return F.parse_output(unique, res.stdout, nonce)
+            got = F.parse_output(unique, res.stdout, nonce)
         except (ValueError, IndexError) as exc:
             raise CommandError(
                 session.name, "gather facts", res.rc, res.stderr or str(exc)
             ) from None
+        if self.leasing and session.lease is not None:
+            state = got.pop(lease.fact().name)
+            if state is None:
+                raise CommandError(session.name, "read the lease", res.rc, res.stderr)
+            verdict = lease.judge(state, self.run_info, session.name)
+            if session.lease.seen is None:
+                session.lease.seen = state.generation
+            if verdict.take_over and verdict.take_over != session.lease.take_over:
+                session.lease.take_over = verdict.take_over
+                self.reporter.print(f"[{session.name}] lease: {verdict.note}")
+        return got
 
     def _steps(self, g: _Gathered, steps: list[Step], result: HostResult) -> None:
         t, session, facts = g.target, g.session, g.facts
@@ -260,14 +322,23 @@ class Runner:
             else:
                 active.append(step)
         plans = [(step, step.plan(t, facts)) for step in active]
-        if not self.opts.dry_run and _needs_session(plans):
+        if not self.opts.dry_run and _needs_session(plans) and not self.interrupted:
             session.connect()
         applied: list[tuple[Step, StepResult]] = []
         for i, (step, plan) in enumerate(plans):
+            if self.interrupted:
+                for rest, _ in plans[i:]:
+                    self._done(result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
+                return
             started = time.monotonic()
-            res = self._apply(session, step, plan)
+            with self.reporter.running(t.node.name, step.name) as progress:
+                res = self._apply(session, step, plan, progress)
             res.seconds = time.monotonic() - started
             self._done(result, res)
+            if res.status == RUNNING:
+                for rest, _ in plans[i + 1 :]:
+                    self._done(result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
+                return
             if res.status == CHANGED and not self.opts.dry_run:
                 applied.append((step, res))
             if res.status == FAILED:
@@ -277,10 +348,12 @@ class Runner:
                         StepResult(rest.name, SKIPPED, message=f"not run: {step.name} failed"),
                     )
                 return
-        if applied:
+        if applied and not self.interrupted:
             self._converge(session, t, applied, result)
 
-    def _apply(self, session: Session, step: Step, plan: Plan) -> StepResult:
+    def _apply(
+        self, session: Session, step: Step, plan: Plan, progress: Callable[[str], None]
+    ) -> StepResult:
         notes = "; ".join(plan.notes)
         if plan.error:
             return StepResult(step.name, FAILED, message=plan.error)
@@ -289,19 +362,23 @@ class Runner:
         diff = self.secrets.mask(plan.render())
         if self.opts.dry_run:
             return StepResult(step.name, CHANGED, message=f"would: {plan.summary()}", diff=diff)
-        script = plan.script()
+        script = plan.script(self.journal(session, step.name))
         if len(script) > MAX_SCRIPT:
             return StepResult(step.name, FAILED, message="plan too large to send as one script")
         try:
-            session.run(script, what=f"step {step.name}", check=True, stdin=plan.stdin())
+            session.run(script, what=f"step {step.name} ({plan.summary()})", check=True,
+                        stdin=plan.stdin(), progress=progress)
         except CommandError as exc:
             return StepResult(
                 step.name, FAILED, message=stderr_excerpt(exc.stderr) or exc.message, diff=diff
             )
-        except ConnectError:
-            raise
+        except CommandTimeout as exc:
+            return StepResult(step.name, FAILED, message=exc.detail, diff=diff)
+        except Interrupted:
+            return StepResult(step.name, RUNNING, message=ABANDONED, diff=diff)
         message = "; ".join(filter(None, [plan.summary(), notes]))
-        return StepResult(step.name, CHANGED, message=message, diff=diff)
+        return StepResult(step.name, CHANGED, message=message, diff=diff,
+                          changes=plan.changes())
 
     def _converge(
         self,
@@ -311,7 +388,7 @@ class Runner:
         result: HostResult,
     ) -> None:
         """Re-gather facts; a step that still wants changes did not converge."""
-        facts = self.gather(session, [f for s, _ in applied for f in s.facts(t)])
+        facts = self.gather(session, [f for s, _ in applied for f in s.facts(t)], last=True)
         for step, res in applied:
             again = step.plan(t, facts)
             if not again.empty:
@@ -322,3 +399,26 @@ class Runner:
     def _done(self, result: HostResult, res: StepResult) -> None:
         result.steps.append(res)
         self.reporter.step(result.name, res)
+
+
+ABANDONED = ("still running when Ctrl-C was pressed twice: its outcome on the node is "
+             "unknown; run again to converge")
+
+
+def not_started(name: str, steps: list[Step]) -> HostResult:
+    """A host that Ctrl-C stopped before its first step."""
+    return HostResult(name, INTERRUPTED, [StepResult(s.name, NOT_STARTED, message="interrupted")
+                                          for s in steps])
+
+
+def settle(result: HostResult) -> HostResult:
+    """The host's overall status from its steps (interrupted when Ctrl-C stopped any)."""
+    if result.status in (FAILED, INTERRUPTED):
+        return result
+    if any(s.status in (RUNNING, NOT_STARTED) for s in result.steps):
+        result.status = INTERRUPTED
+    elif any(s.status == FAILED for s in result.steps):
+        result.status = FAILED
+    else:
+        result.status = CHANGED if result.changed else OK
+    return result

@@ -73,3 +73,11 @@ def stderr_excerpt(text: str, lines: int = 3, width: int = 300) -> str:
     kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
     out = " | ".join(kept)
     return out if len(out) <= width else "..." + out[-width:]
+
+
+class LeaseError(HostError):
+    """Another run holds the node's lease (or changed the node since this run read it)."""
+
+
+class CommandTimeout(HostError):
+    """A remote command ran out of time (it was stopped on the node)."""

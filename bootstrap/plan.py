@@ -6,7 +6,10 @@ import base64
 import difflib
 import posixpath
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .journal import one_line
 
 BACKUP_SUFFIX = ".k8s-bootstrap.bak"
 
@@ -166,10 +169,20 @@ class Plan:
         lines = [f.encoded + "\n" for f in self.files() if f.secret]
         return "".join(lines) if lines else None
 
-    def script(self) -> str:
-        """One shell script applying every action in order, stopping at the first failure."""
-        body = "\n".join(a.script() for a in self.actions)
-        return "set -e\numask 022\n" + body + "\n"
+    def changes(self) -> list[str]:
+        """Each action as the one line the report and the node's journal show."""
+        return [one_line(a.describe()) for a in self.actions]
+
+    def script(self, journal: Callable[[Action], str] | None = None) -> str:
+        """One shell script applying every action in order, stopping at the first failure;
+        ``journal(action)`` gives the shell that records an action once it is done."""
+        parts = []
+        for a in self.actions:
+            parts.append(a.script())
+            entry = journal(a) if journal else ""
+            if entry:
+                parts.append(entry)
+        return "set -e\numask 022\n" + "\n".join(parts) + "\n"
 
     def render(self) -> str:
         """The dry-run view: unified diffs of files and the commands, in order."""

@@ -9,9 +9,9 @@ command), ``sudo("a && b")`` elevates only ``a`` (we run whole scripts under one
 from __future__ import annotations
 
 import getpass
-import io
 import math
 import os
+import select
 import shlex
 import socket
 import sys
@@ -25,16 +25,19 @@ from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
-from .errors import BootstrapError, CommandError, ConnectError, SudoError
+from . import journal, lease
+from .errors import BootstrapError, CommandError, CommandTimeout, ConnectError, SudoError
+from .interrupt import CLEANUP_TIMEOUT, Interrupt, Interrupted
 from .models import SSH, Node
+from .runinfo import RunInfo
 from .secrets import Secrets
 
 T = TypeVar("T")
 
 _PASSWORD_NEEDED = ("a password is required", "a terminal is required", "no tty present")
 _PASSWORD_WRONG = ("incorrect password", "Sorry, try again")
+KILL_AFTER = 10  # seconds between timeout's TERM and its KILL on the node
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,14 @@ class Session:
         secrets: Secrets,
         password: SudoPassword,
         log: Callable[[str], None] | None = None,
+        run_info: RunInfo | None = None,
+        interrupt: Interrupt | None = None,
+        node_lease: lease.NodeLease | None = None,
     ) -> None:
         self.node = node
+        self.run_info = run_info
+        self.interrupt = interrupt
+        self.lease = node_lease
         self.cfg = cfg
         self.secrets = secrets
         self.password = password
@@ -255,17 +264,41 @@ class Session:
         self.conn = conn
 
     def close(self) -> None:
+        """Release the node's lease if this run took it, then disconnect."""
+        if self.conn is not None and self.lease is not None and self.lease.taken:
+            self._release()
+        self._drop()
+
+    def _drop(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
 
-    def _command(self, script: str, privileged: bool) -> str:
-        inner = f"sh -c {shlex.quote(script)}"
+    def _release(self) -> None:
+        assert self.lease is not None and self.run_info is not None
+        if self.lease.abandoned:  # a script of ours may still run there: let the lease expire
+            return
+        try:
+            self.run(lease.release_script(self.run_info), what="release the lease",
+                     cleanup=True, timeout=CLEANUP_TIMEOUT)
+            self.lease.taken = False
+        except BootstrapError as exc:
+            self.log(f"could not release the lease: {exc}")
+
+    def _command(self, script: str, privileged: bool, limit: float) -> str:
+        inner = f"timeout -k {KILL_AFTER} {limit:g} sh -c {shlex.quote(script)}"
         if not privileged or self.cfg.user == "root":
             return inner
         if self._use_password:
             return f"sudo -S -p '' {inner}"
         return f"sudo -n {inner}"
+
+    def journal_entry(self, step: str, change: str, backup: str | None = None) -> str:
+        """Shell that records one change in the node's journal ('' when the run changes
+        nothing, e.g. a dry run)."""
+        if self.run_info is None or not self.run_info.changes:
+            return ""
+        return journal.entry(self.run_info, step, change, backup)
 
     def run(
         self,
@@ -273,18 +306,37 @@ class Session:
         *,
         privileged: bool = True,
         what: str = "command",
-        timeout: float | None = 900,
+        timeout: float | None = None,
         check: bool = False,
         stdin: str | None = None,
         sensitive: bool = False,
+        readonly: bool = False,
+        cleanup: bool = False,
+        journal: tuple[str, str] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> Result:
-        """Run a shell script as one remote command (as root when privileged).
+        """Run a shell script as one remote command (as root when privileged), under
+        ``timeout --kill-after`` (``timeout`` seconds, default ``ssh.command_timeout``).
 
         ``stdin`` is fed to the script (a secret file's content never goes on a command line);
         ``sensitive`` keeps stdout out of the logs (the caller registers the secret it holds).
+        A script that is not ``readonly`` changes the node: it first takes (or renews) the
+        node's lease, and ``journal`` (step, change) is recorded on success. Ctrl-C gives up a
+        read-only script at once, any other only at the second press; a ``cleanup`` runs to
+        its end regardless. ``progress`` gets each line the script prints.
         """
         self.connect()
         assert self.conn is not None
+        if journal is not None and self.journal_entry(*journal):
+            script = f"{script}\n_rc=$?; [ $_rc != 0 ] || {self.journal_entry(*journal)}; " \
+                     "exit $_rc"
+        changes = privileged and not readonly and not cleanup
+        if changes and self.lease is not None and self.run_info is not None:
+            script = (
+                lease.acquire_script(self.run_info, self.lease.seen, self.lease.take_over,
+                                     self.cfg.command_timeout)
+                + script
+            )
         if stdin is not None:
             # sudo -S reads the password line first; a marker makes the script skip to its data
             # whether or not sudo consumed that line.
@@ -293,7 +345,11 @@ class Session:
                 f'while IFS= read -r _l; do [ "$_l" = {marker} ] && break; done\n{script}'
             )
             stdin = f"{marker}\n{stdin}"
-        result = self._exec(script, privileged, timeout, what, stdin, sensitive)
+        limit = self.cfg.command_timeout if timeout is None else timeout
+        source = "ssh.command_timeout" if timeout is None else "the limit for this command"
+        call = _Call(what, limit, source, readonly, cleanup, sensitive,
+                     None if sensitive else progress)
+        result = self._exec(script, privileged, call, stdin)
         if (
             privileged
             and not self._use_password
@@ -303,7 +359,7 @@ class Session:
         ):
             self.password.get(self.name, self.cfg.user)
             self._use_password = True
-            result = self._exec(script, privileged, timeout, what, stdin, sensitive)
+            result = self._exec(script, privileged, call, stdin)
         if privileged and self._use_password and any(s in result.stderr for s in _PASSWORD_WRONG):
             raise SudoError(self.name, f"sudo rejected the password for {self.cfg.user}")
         if privileged and "is not in the sudoers file" in result.stderr:
@@ -312,50 +368,121 @@ class Session:
                 f"{self.cfg.user} may not use sudo there: add it to "
                 "sudoers (or log in as root with ssh.user: root)",
             )
+        if result.rc == lease.EXIT:
+            refused = lease.refusal(self.name, result.stderr)
+            if refused is not None:
+                raise refused
+        if changes and self.lease is not None and self.run_info is not None:
+            self.lease.taken = True
         if check and not result.ok:
             raise CommandError(self.name, what, result.rc, self.secrets.mask(result.stderr))
         return result
 
-    def _exec(
-        self,
-        script: str,
-        privileged: bool,
-        timeout: float | None,
-        what: str,
-        data: str | None = None,
-        sensitive: bool = False,
-    ) -> Result:
+    def _exec(self, script: str, privileged: bool, call: _Call, data: str | None) -> Result:
+        """One exec channel: feed stdin, read both streams until the exit status, giving up
+        on Ctrl-C (see ``run``) or when the node outlives the timeout."""
         assert self.conn is not None
-        command = self._command(script, privileged)
+        command = self._command(script, privileged, call.limit)
         feed = ""
         if privileged and self._use_password:
             feed = self.password.get(self.name, self.cfg.user) + "\n"
         if data is not None:
             feed += data
-        stdin: io.StringIO | bool = io.StringIO(feed) if feed else False
         started = time.monotonic()
-        self.log(f"$ {what}\n{self.secrets.mask(script)}")
+        self.log(f"$ {call.what}\n{self.secrets.mask(script)}")
+        transport = self.conn.client.get_transport()
         try:
-            res = self.conn.run(
-                command, hide=True, warn=True, in_stream=stdin, timeout=timeout, echo_stdin=False
-            )
-        except CommandTimedOut:
-            raise BootstrapError(f"{self.name}: {what} timed out after {timeout}s") from None
+            if transport is None or not transport.is_active():
+                raise EOFError("the SSH connection is closed")
+            chan = transport.open_session(timeout=self.cfg.connect_timeout)
+            chan.exec_command(command)
+            if feed:
+                chan.sendall(feed.encode())
+            chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            self.close()
+            self._drop()
             raise ConnectError(
-                self.name, f"connection lost during {what}: {exc or type(exc).__name__}"
+                self.name, f"connection lost during {call.what}: {exc or type(exc).__name__}"
             ) from None
-        if res.exited is None or res.exited < 0:
-            self.close()
-            raise ConnectError(self.name, f"connection lost during {what}")
-        out = Result(res.exited, res.stdout, res.stderr, time.monotonic() - started)
-        shown = "[stdout withheld: sensitive]" if sensitive else self.secrets.mask(out.stdout)
+        try:
+            rc, out, err = self._collect(chan, call, started)
+        finally:
+            chan.close()
+        seconds = time.monotonic() - started
+        if rc < 0:
+            self._drop()
+            raise ConnectError(self.name, f"connection lost during {call.what}")
+        if rc in (124, 128 + 9) and seconds >= call.limit - 0.5:
+            raise CommandTimeout(
+                self.name,
+                f"{call.what} ran out of time after {call.limit:g} s ({call.source}); "
+                "it was stopped on the node",
+            )
+        result = Result(rc, out, err, seconds)
+        shown = "[stdout withheld: sensitive]" if call.sensitive else self.secrets.mask(out)
         self.log(
-            f"[rc={out.rc} {out.seconds:.2f}s]\n{shown}"
-            + (f"\n[stderr]\n{self.secrets.mask(out.stderr)}" if out.stderr else "")
+            f"[rc={rc} {seconds:.2f}s]\n{shown}"
+            + (f"\n[stderr]\n{self.secrets.mask(err)}" if err else "")
         )
-        return out
+        return result
+
+    def _collect(self, chan: paramiko.Channel, call: _Call, started: float
+                 ) -> tuple[int, str, str]:
+        out, err, line = bytearray(), bytearray(), bytearray()
+        deadline = started + call.limit + KILL_AFTER + 15
+        while True:
+            while chan.recv_ready():
+                chunk = chan.recv(65536)
+                out += chunk
+                if call.progress is not None:
+                    line = _progress(line + chunk, call.progress)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if not call.cleanup and self.interrupt is not None and self.interrupt.aborts(
+                call.readonly
+            ):
+                if not call.readonly and self.lease is not None:
+                    self.lease.abandoned = True
+                raise Interrupted(f"{self.name}: {call.what}: given up (Ctrl-C)")
+            if time.monotonic() > deadline:
+                self._drop()
+                raise CommandTimeout(
+                    self.name,
+                    f"{call.what}: no answer after {call.limit:g} s ({call.source}); "
+                    "connection closed",
+                )
+            if chan.eof_received:
+                chan.status_event.wait(0.2)
+            else:
+                select.select([chan], [], [], 0.2)
+        rc = chan.recv_exit_status()
+        return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """How one remote command is run and reported."""
+
+    what: str
+    limit: float
+    source: str
+    readonly: bool
+    cleanup: bool
+    sensitive: bool
+    progress: Callable[[str], None] | None
+
+
+def _progress(buf: bytearray, note: Callable[[str], None]) -> bytearray:
+    """Pass the last complete non-empty line of ``buf`` to ``note``; return the rest."""
+    *complete, rest = bytes(buf).split(b"\n")
+    for raw in reversed(complete):
+        text = raw.decode("utf-8", "replace").strip()
+        if text:
+            note(text)
+            break
+    return bytearray(rest[-4096:])
 
 
 def run_pool(items: Iterable[T], work: Callable[[T], object], parallel: int) -> dict[T, object]:

@@ -112,7 +112,9 @@ def evidence_script(kubectl: bool) -> str:
 def wait_script(nodes: list[str], namespaces: dict[str, str], timeout: int, interval: int = 2
                 ) -> str:
     """Poll until every node is Ready and each pod prefix in ``namespaces`` {prefix: ns} has all
-    its pods Running; print the last state either way. Exit 0 when ready, 1 on timeout."""
+    its pods Running; print the last state either way. Exit 0 when ready, 1 on timeout.
+    Each poll prints a ``waiting:`` line: progress for the user, and the write that ends the
+    loop on the node once the toolkit has stopped reading (Ctrl-C)."""
     names = " ".join(shlex.quote(n) for n in nodes)
     checks = []
     for prefix, ns in namespaces.items():
@@ -133,6 +135,7 @@ while :; do
   printf '%s\\n' "$out" | awk '$1 != "NAME" && $2 !~ /^Ready/ {{bad=1}} END {{exit bad}}' || ok=0
   [ $ok = 1 ] && {{ {pods}; }}
   if [ $ok = 1 ] || [ $(date +%s) -ge $end ]; then break; fi
+  printf 'waiting: %s\n' "$(printf '%s\n' "$out" | awk '{{printf "%s %s ", $1, $2}}')"
   sleep {interval}
 done
 echo '--- nodes'; printf '%s\\n' "$out"

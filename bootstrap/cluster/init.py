@@ -13,8 +13,20 @@ import time
 from pathlib import Path
 
 from .. import facts as F
-from ..engine import CHANGED, FAILED, OK, SKIPPED, HostResult, Runner, StepResult
+from ..engine import (
+    CHANGED,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    RUNNING,
+    SKIPPED,
+    HostResult,
+    Runner,
+    StepResult,
+    settle,
+)
 from ..errors import BootstrapError
+from ..interrupt import Interrupted
 from ..plan import Plan
 from ..ssh import Session
 from ..steps import Target
@@ -33,7 +45,7 @@ from .common import (
     wait_script,
 )
 from .kubeadm_config import INIT_CONFIG, api_version, init_config
-from .phases import Phase, host_failure, images_phase, preflight_phase, run_phases, settle
+from .phases import Phase, host_failure, images_phase, preflight_phase, record, run_phases
 
 APISERVER = f"{K}/manifests/kube-apiserver.yaml"
 
@@ -206,21 +218,18 @@ def init_master(
     session = runner.session(node)
     try:
         run_phases(runner, session, t, init_phases(ignore), result, dry_run)
-        if not any(s.status == FAILED for s in result.steps):
+        if not any(s.status == FAILED for s in result.steps) and not runner.interrupted:
             if fetch:
-                _record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
-            _record(runner, result, wait_ready(runner, session, t, [node.name], timeout))
+                record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
+            record(runner, result, wait_ready(runner, session, t, [node.name], timeout))
     except BootstrapError as exc:
         host_failure(result, exc)
         runner.reporter.host_failed(result)
+    except Interrupted:  # during a read-only gather
+        result.status = INTERRUPTED
     finally:
         session.close()
     return {node.name: settle(result)}
-
-
-def _record(runner: Runner, result: HostResult, res: StepResult) -> None:
-    result.steps.append(res)
-    runner.reporter.step(result.name, res)
 
 
 def fetch_kubeconfig(session: Session, path: Path, dry_run: bool) -> StepResult:
@@ -230,7 +239,7 @@ def fetch_kubeconfig(session: Session, path: Path, dry_run: bool) -> StepResult:
         return StepResult(name, CHANGED, message=f"would: save {ADMIN_CONF} to {path} (0600)")
     started = time.monotonic()
     content = session.run(
-        f"cat {ADMIN_CONF}", what="read admin.conf", sensitive=True, check=True
+        f"cat {ADMIN_CONF}", what="read admin.conf", sensitive=True, check=True, readonly=True
     ).stdout
     try:
         old = path.read_text() if path.exists() else None
@@ -270,7 +279,13 @@ def wait_ready(
     ns = flannel.release(t.inv.network.flannel_version).namespace
     started = time.monotonic()
     script = wait_script(nodes, {"kube-flannel-ds-": ns, "coredns-": "kube-system"}, timeout)
-    res = session.run(script, what="wait until Ready", timeout=timeout + 60)
+    try:
+        with runner.reporter.running(t.node.name, name) as progress:
+            res = session.run(script, what="wait until Ready", timeout=timeout + 60,
+                              readonly=True, progress=progress)
+    except Interrupted:
+        return StepResult(name, RUNNING, time.monotonic() - started,
+                          "stopped waiting (Ctrl-C); the wait changes nothing on the node")
     summary = _summary(res.stdout, nodes)
     seconds = time.monotonic() - started
     if res.ok:
@@ -283,7 +298,7 @@ def wait_ready(
             for n in not_ready
         )
         + evidence_script(kubectl=False),
-        what="collect wait evidence",
+        what="collect wait evidence", readonly=True,
     )
     runner.reporter.print(
         f"[{t.node.name}] {name} evidence:\n"

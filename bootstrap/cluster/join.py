@@ -12,8 +12,20 @@ import shlex
 import threading
 
 from .. import facts as F
-from ..engine import CHANGED, FAILED, OK, HostResult, Runner, StepResult
+from ..engine import (
+    CHANGED,
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    OK,
+    RUNNING,
+    HostResult,
+    Runner,
+    StepResult,
+    settle,
+)
 from ..errors import BootstrapError, CommandError
+from ..interrupt import CLEANUP_TIMEOUT, Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session, run_pool
@@ -28,8 +40,8 @@ from .phases import (
     host_failure,
     images_phase,
     preflight_phase,
+    record,
     run_hosts,
-    settle,
 )
 
 JOIN_FILE = f"{K}/kubeadm-join.yaml"
@@ -113,9 +125,7 @@ class Master:
         self._lock = threading.Lock()
 
     def record(self, res: StepResult) -> StepResult:
-        self.result.steps.append(res)
-        self.runner.reporter.step(self.node.name, res)
-        return res
+        return record(self.runner, self.result, res)
 
     def facts(self) -> F.Facts:
         return self.runner.gather(self.session, [present(), CA_HASH])
@@ -127,6 +137,7 @@ class Master:
             "--description 'k8s-bootstrap join-workers'",
             what="create a join token",
             sensitive=True,
+            journal=("join-token", f"create a join token (ttl {JOIN_TOKEN_TTL})"),
         )
         token = res.stdout.strip()
         if not res.ok or not TOKEN.match(token):
@@ -136,10 +147,19 @@ class Master:
         return token
 
     def delete_token(self) -> None:
+        """A cleanup: runs even after Ctrl-C, with a short timeout."""
         if self.token is None:
             return
         tid = self.token.split(".")[0]
-        res = self.session.run(f"kubeadm token delete {tid}", what="delete the join token")
+        try:
+            res = self.session.run(f"kubeadm token delete {tid}", what="delete the join token",
+                                   cleanup=True, timeout=CLEANUP_TIMEOUT,
+                                   journal=("token-delete", f"delete join token {tid}"))
+        except BootstrapError as exc:
+            self.record(StepResult("token-delete", FAILED,
+                                   message=f"could not delete token {tid} ({exc.message}); "
+                                   f"it expires within {JOIN_TOKEN_TTL}"))
+            return
         msg = f"deleted token {tid}" if res.ok else f"could not delete token {tid}; it expires"
         self.record(StepResult("token-delete", OK if res.ok else FAILED, message=msg))
 
@@ -173,13 +193,16 @@ def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout
         facts: dict[str, F.Facts] = {}
         for node, got in pre.items():
             res = results.setdefault(node.name, HostResult(node.name))
-            if isinstance(got, BaseException):
+            if isinstance(got, Interrupted):
+                res.status = INTERRUPTED
+            elif isinstance(got, BaseException):
                 host_failure(res, got)
                 reporter.host_failed(res)
             else:
                 facts[node.name] = got
         todo = [n for n in workers if n.name in facts and not joined(facts[n.name][present().name])]
         token = PLACEHOLDER
+        runner.interrupt.check()
         if todo and dry_run:
             master.record(StepResult(
                 "join-token", CHANGED,
@@ -199,8 +222,9 @@ def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout
         )
         for node in todo:
             _explain_token(results[node.name], reporter)
+        _remove_join_files(runner, [n for n in todo if _abandoned(results[n.name])])
         ready = [n.name for n in workers if n.name in facts and _joined_now(results[n.name])]
-        if ready:
+        if ready and not runner.interrupted:
             wait = wait_ready(runner, master.session, Target(inv, master.node), ready, timeout)
             for name in ready:
                 res = StepResult(wait.name, wait.status, wait.seconds, wait.message)
@@ -219,9 +243,14 @@ def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout
             res = results.setdefault(node.name, HostResult(node.name))
             if not res.steps and res.status != FAILED:
                 res.status, res.message = FAILED, f"not run: {exc.message}"
+    except Interrupted:
+        for node in workers:
+            res = results.setdefault(node.name, HostResult(node.name))
+            if not res.steps:
+                res.steps.append(StepResult("kubeadm-join", NOT_STARTED, message="interrupted"))
     finally:
         try:
-            if master.session.conn is not None and not dry_run:
+            if not dry_run:
                 master.delete_token()
         finally:
             master.session.close()
@@ -239,6 +268,29 @@ def _gather(runner: Runner, node: Node, phases: list[Phase]) -> F.Facts:
         return gather(runner, session, Target(runner.inv, node), phases)
     finally:
         session.close()
+
+
+def _abandoned(res: HostResult) -> bool:
+    return any(s.name == "kubeadm-join" and s.status == RUNNING for s in res.steps)
+
+
+def _remove_join_files(runner: Runner, nodes: list[Node]) -> None:
+    """After Ctrl-C gave up a join: its JoinConfiguration (it holds the token) goes, with a
+    short timeout, whatever else happens."""
+
+    def remove(node: Node) -> None:
+        session = runner.session(node)
+        try:
+            session.run(f"rm -f {shlex.quote(JOIN_FILE)}", what=f"remove {JOIN_FILE}",
+                        cleanup=True, timeout=CLEANUP_TIMEOUT)
+            runner.reporter.print(f"[{node.name}] cleanup: removed {JOIN_FILE}")
+        except BootstrapError as exc:
+            runner.reporter.print(f"[{node.name}] cleanup: could not remove {JOIN_FILE}: "
+                                  f"{exc.message}")
+        finally:
+            session.close()
+
+    run_pool(nodes, remove, _parallel(runner))
 
 
 def _joined_now(res: HostResult) -> bool:

@@ -12,8 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import facts as F
-from ..engine import CHANGED, FAILED, OK, SKIPPED, HostResult, Runner, StepResult
-from ..errors import BootstrapError, CommandError
+from ..engine import (
+    ABANDONED,
+    CHANGED,
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    OK,
+    RUNNING,
+    SKIPPED,
+    HostResult,
+    Runner,
+    StepResult,
+)
+from ..errors import BootstrapError, CommandError, CommandTimeout
+from ..interrupt import Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session, run_pool
@@ -42,18 +55,25 @@ def run_phases(
     result: HostResult,
     dry_run: bool,
     facts: F.Facts | None = None,
+    last: bool = True,
 ) -> F.Facts:
     """Apply ``phases`` in order on an open session; record each in ``result``. A failed phase
-    skips the rest. Changed phases are re-checked at the end (they must have converged).
-    ``facts`` gathered earlier are used as they are. Returns the facts from before any change."""
-    reporter, secrets = runner.reporter, runner.secrets
+    skips the rest. Changed phases are re-checked at the end (they must have converged), in the
+    round trip that releases the node's lease when ``last``. ``facts`` gathered earlier are used
+    as they are. Returns the facts from before any change."""
+    reporter = runner.reporter
     if facts is None:
         facts = gather(runner, session, t, phases)
     applied: list[tuple[Phase, StepResult]] = []
     for i, phase in enumerate(phases):
+        if runner.interrupted:
+            for rest in phases[i:]:
+                record(runner, result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
+            break
         started = time.monotonic()
         plan = phase.plan(t, facts)
-        res = _apply(session, phase, plan, dry_run, secrets.mask)
+        with reporter.running(t.node.name, phase.name) as progress:
+            res = _apply(runner, session, phase, plan, dry_run, progress)
         if res.status == FAILED and phase.on_failure is not None and not plan.error:
             evidence = phase.on_failure(t, session, res.diff)
             res.diff = ""
@@ -65,18 +85,18 @@ def run_phases(
         elif res.status == FAILED:
             res.diff = ""
         res.seconds = time.monotonic() - started
-        result.steps.append(res)
-        reporter.step(t.node.name, res)
+        record(runner, result, res)
         if res.status == CHANGED and not dry_run:
             applied.append((phase, res))
-        if res.status == FAILED:
+        if res.status in (FAILED, RUNNING):
+            status, why = ((SKIPPED, f"not run: {phase.name} failed") if res.status == FAILED
+                           else (NOT_STARTED, "interrupted"))
             for rest in phases[i + 1 :]:
-                skipped = StepResult(rest.name, SKIPPED, message=f"not run: {phase.name} failed")
-                result.steps.append(skipped)
-                reporter.step(t.node.name, skipped)
+                record(runner, result, StepResult(rest.name, status, message=why))
             break
-    if applied:
-        again = runner.gather(session, [f for p, _ in applied for f in p.facts(t)])
+    if applied and not runner.interrupted:
+        again = runner.gather(session, [f for p, _ in applied for f in p.facts(t)],
+                              last=last)
         for phase, res in applied:
             left = phase.plan(t, again)
             if not left.empty:
@@ -84,6 +104,13 @@ def run_phases(
                 res.message = f"did not converge: still wants {left.summary() or left.error}"
                 reporter.step(t.node.name, res)
     return facts
+
+
+def record(runner: Runner, result: HostResult, res: StepResult) -> StepResult:
+    """Add a phase's result to its host's and show it."""
+    result.steps.append(res)
+    runner.reporter.step(result.name, res)
+    return res
 
 
 def gather(runner: Runner, session: Session, t: Target, phases: list[Phase]) -> F.Facts:
@@ -114,6 +141,11 @@ def run_hosts(
         except BootstrapError as exc:
             host_failure(result, exc)
             runner.reporter.host_failed(result)
+        except Interrupted:
+            if not result.steps:
+                result.steps += [StepResult(p.name, NOT_STARTED, message="interrupted")
+                                 for p in phases(node)]
+            result.status = INTERRUPTED
         finally:
             session.close()
 
@@ -126,9 +158,11 @@ def run_hosts(
 
 
 def _apply(
-    session: Session, phase: Phase, plan: Plan, dry_run: bool, mask: Callable[[str], str]
+    runner: Runner, session: Session, phase: Phase, plan: Plan, dry_run: bool,
+    progress: Callable[[str], None],
 ) -> StepResult:
     """Run one phase's plan. On failure ``diff`` carries the full stderr for ``on_failure``."""
+    mask = runner.secrets.mask
     notes = "; ".join(plan.notes)
     if plan.error:
         return StepResult(phase.name, FAILED, message=plan.error)
@@ -138,13 +172,19 @@ def _apply(
     if dry_run:
         return StepResult(phase.name, CHANGED, message=f"would: {plan.summary()}", diff=diff)
     try:
-        session.run(plan.script(), what=f"phase {phase.name}", check=True, stdin=plan.stdin())
+        session.run(plan.script(runner.journal(session, phase.name)),
+                    what=f"phase {phase.name} ({plan.summary()})", check=True,
+                    stdin=plan.stdin(), progress=progress)
     except CommandError as exc:
         lines = error_lines(exc.stderr)
         message = " | ".join(ln.strip() for ln in lines) or exc.message
         return StepResult(phase.name, FAILED, message=mask(message), diff=exc.stderr)
+    except CommandTimeout as exc:
+        return StepResult(phase.name, FAILED, message=mask(exc.detail))
+    except Interrupted:
+        return StepResult(phase.name, RUNNING, message=ABANDONED)
     message = "; ".join(filter(None, [plan.summary(), notes]))
-    return StepResult(phase.name, CHANGED, message=message, diff=diff)
+    return StepResult(phase.name, CHANGED, message=message, diff=diff, changes=plan.changes())
 
 
 def host_failure(result: HostResult, exc: BaseException) -> None:
@@ -154,17 +194,6 @@ def host_failure(result: HostResult, exc: BaseException) -> None:
         result.message = exc.message
     else:
         result.message = f"internal error: {exc!r}"
-
-
-def settle(result: HostResult) -> HostResult:
-    """The host's overall status from its phases."""
-    if result.status != FAILED:
-        if any(s.status == FAILED for s in result.steps):
-            result.status = FAILED
-        else:
-            result.status = CHANGED if result.changed else OK
-    return result
-
 
 
 def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:

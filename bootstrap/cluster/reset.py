@@ -12,15 +12,16 @@ import shlex
 import time
 
 from .. import facts as F
-from ..engine import CHANGED, FAILED, OK, HostResult, Runner, StepResult
+from ..engine import CHANGED, FAILED, NOT_STARTED, OK, HostResult, Runner, StepResult, settle
 from ..errors import BootstrapError
+from ..interrupt import Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session
 from ..steps import Target
 from .common import KUBECTL, account, present
 from .init import initialised
-from .phases import Phase, run_hosts, settle
+from .phases import Phase, run_hosts
 
 CNI_LINKS = ("cni0", "flannel.1", "kube-ipvs0")
 CNI_DIRS = ("/etc/cni/net.d", "/var/lib/cni", "/run/flannel")
@@ -231,7 +232,9 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
         known, why = _registered(runner, session)
         for node in workers:
             res = results.setdefault(node.name, HostResult(node.name))
-            if known is None:
+            if runner.interrupted:
+                step = StepResult("drain", NOT_STARTED, message="interrupted")
+            elif known is None:
                 step = StepResult("drain", OK, message=f"not drained: {why}")
             elif node.name not in known:
                 step = StepResult("drain", OK, message="not in the cluster")
@@ -243,7 +246,8 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
             else:
                 started = time.monotonic()
                 out = session.run(drain_command(node.name, inv.cluster.version_tuple),
-                                  what=f"drain {node.name}", timeout=300)
+                                  what=f"drain {node.name}", timeout=300,
+                                  journal=("drain", f"drain and delete node {node.name}"))
                 seconds = time.monotonic() - started
                 step = (
                     StepResult("drain", CHANGED, seconds, f"drained and deleted on "
@@ -255,8 +259,8 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
                 )
             res.steps.append(step)
             reporter.step(node.name, step)
-    except BootstrapError as exc:
-        reporter.print(f"[{inv.master.name}] drain stopped: {exc.message}")
+    except (BootstrapError, Interrupted) as exc:
+        reporter.print(f"[{inv.master.name}] drain stopped: {exc}")
     finally:
         session.close()
 
