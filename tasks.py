@@ -38,10 +38,15 @@ COMMON_HELP = {
 
 
 IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
+BREAK_LEASE_HELP = (
+    "take over a lease another run holds on a node. Only when that run is dead: if it still "
+    "runs, both change the node at once and may undo each other's changes"
+)
 
 
 def _run(command, **flags) -> None:
-    """Call a library command with the task's flags (empty means default); errors become Exit."""
+    """Call a library command with the task's flags (empty means default); errors become Exit.
+    The command takes Ctrl-C itself (Invoke's own answer is exit 1): after it, exit 130."""
     opts = CommonOptions(**{k: (v if v or isinstance(v, bool) else None) for k, v in flags.items()})
     try:
         code = command(opts)
@@ -61,14 +66,16 @@ def check(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 @task(help={**COMMON_HELP, "ignore": IGNORE_HELP,
             "dry_run": "show every file diff and command; change nothing",
-            "pull_images": "also pull kubeadm's images from cluster.image_repository"})
+            "pull_images": "also pull kubeadm's images from cluster.image_repository",
+            "break_lease": BREAK_LEASE_HELP})
 def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
                   parallel: int = 0, dry_run: bool = False, ignore: str = "", report: str = "",
-                  log_dir: str = "runs", pull_images: bool = False) -> None:
+                  log_dir: str = "runs", pull_images: bool = False,
+                  break_lease: bool = False) -> None:
     """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
     _run(commands.prepare_nodes, inventory=inventory, limit=limit, parallel=parallel,
          dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir,
-         pull_images=pull_images)
+         pull_images=pull_images, break_lease=break_lease)
 
 
 KUBEADM_IGNORE_HELP = ("kubeadm preflight errors to skip, by kubeadm's check name "
@@ -82,34 +89,39 @@ TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
             "dry_run": "show the kubeadm config, the flannel manifest and every command; "
                        "change nothing",
             "fetch_kubeconfig": "also save the cluster's admin kubeconfig to this local path "
-                                "(mode 0600)"})
+                                "(mode 0600)",
+            "break_lease": BREAK_LEASE_HELP})
 def init_master(c: Context, inventory: str = "inventory.yaml", dry_run: bool = False,
                 ignore: str = "", fetch_kubeconfig: str = "", timeout: int = 0,
-                report: str = "", log_dir: str = "runs") -> None:
+                report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
     """kubeadm init on the master (rendered config), $HOME/.kube/config, flannel; wait Ready."""
     _run(commands.init_master, inventory=inventory, dry_run=dry_run, ignore=ignore,
-         fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir)
+         fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir,
+         break_lease=break_lease)
 
 
 @task(help={**COMMON_HELP, "ignore": KUBEADM_IGNORE_HELP, "timeout": TIMEOUT_HELP,
             "limit": "only these workers (comma-separated names); also how to add a new one",
-            "dry_run": "show each JoinConfiguration (token hidden) and command; change nothing"})
+            "dry_run": "show each JoinConfiguration (token hidden) and command; change nothing",
+            "break_lease": BREAK_LEASE_HELP})
 def join_workers(c: Context, inventory: str = "inventory.yaml", limit: str = "",
                  parallel: int = 0, dry_run: bool = False, ignore: str = "", timeout: int = 0,
-                 report: str = "", log_dir: str = "runs") -> None:
+                 report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
     """Join every worker not yet joined (fresh short-lived token, kept off command lines)."""
     _run(commands.join_workers, inventory=inventory, limit=limit, parallel=parallel,
-         dry_run=dry_run, ignore=ignore, timeout=timeout, report=report, log_dir=log_dir)
+         dry_run=dry_run, ignore=ignore, timeout=timeout, report=report, log_dir=log_dir,
+         break_lease=break_lease)
 
 
 @task(help={**COMMON_HELP, "yes": "do not ask for the cluster name (for scripts)",
-            "dry_run": "show what would be drained, reset and removed; change nothing"})
+            "dry_run": "show what would be drained, reset and removed; change nothing",
+            "break_lease": BREAK_LEASE_HELP})
 def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
           dry_run: bool = False, yes: bool = False, report: str = "",
-          log_dir: str = "runs") -> None:
+          log_dir: str = "runs", break_lease: bool = False) -> None:
     """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind."""
     _run(commands.reset, inventory=inventory, limit=limit, parallel=parallel, dry_run=dry_run,
-         yes=yes, report=report, log_dir=log_dir)
+         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease)
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",
