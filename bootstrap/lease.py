@@ -144,15 +144,17 @@ def judge(state: State, info: RunInfo, host: str, alive=pid_alive) -> Verdict:
     if h is None or h.run_id == info.run_id:
         return Verdict()
     if h.expires <= state.now:
-        return Verdict(h.run_id, f"took over the expired lease of {h.command} run {h.run_id}")
+        return Verdict(h.run_id, f"the lease of {h.command} run {h.run_id} expired: this run "
+                                 "takes it over if it changes the node")
     if h.client == info.client and not alive(h.pid):
         return Verdict(
             h.run_id,
-            f"took over the stale lease of {h.command} run {h.run_id} "
-            f"(its process {h.pid} on this machine is gone)",
+            f"the lease of {h.command} run {h.run_id} is stale (its process {h.pid} on this "
+            "machine is gone): this run takes it over if it changes the node",
         )
     if info.break_lease:
-        return Verdict(h.run_id, f"broke the lease of {h.command} run {h.run_id} (--break-lease)")
+        return Verdict(h.run_id, f"--break-lease: this run takes over the lease of {h.command} "
+                                 f"run {h.run_id} if it changes the node")
     raise LeaseError(host, held_message(h, state.now))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,15 +22,17 @@ from .models import (
     Repos,
 )
 
-_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-_PKG_VERSION = re.compile(r"^\d+(\.\d+){1,3}([.~+-][A-Za-z0-9.~+]+)?$")
-_FLANNEL_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
-_URL = re.compile(r"^(https?|file)://[^\s]+$")
-_IMAGE_REPO = re.compile(r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$")
+# \Z, not $ (which also matches before a final newline); ASCII: \d is 0-9, not any digit.
+_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_K8S_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)\Z", re.ASCII)
+_PKG_VERSION = re.compile(r"^\d+(\.\d+){1,3}([.~+-][A-Za-z0-9.~+]+)?\Z", re.ASCII)
+_FLANNEL_VERSION = re.compile(r"^v\d+\.\d+\.\d+\Z", re.ASCII)
+_URL = re.compile(r"^(https?|file)://[^\s]+\Z")
+_IMAGE_REPO = re.compile(r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 # kubeadm with the docker runtime: v1beta2 configs exist from 1.15; dockershim is gone in 1.24.
 MIN_K8S, MAX_K8S = (1, 15), (1, 23)
@@ -47,16 +50,29 @@ class _Ctx:
         self.problems.append((path, message))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _dotted(path: tuple) -> str:
+    """A field path as the user reads it: ``nodes[1].address``; odd keys quoted (``['a b']``)."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{_show(part)}]"
     return out
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, width: int = 60) -> str:
+    """The value as the user wrote it, on one line, shortened if long."""
     text = getattr(value, "text", None)
-    return repr(text if text is not None else value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**width:
+        return f"{str(value)[:20]}... ({len(str(abs(value)))} digits)"
+    shown = repr(text if text is not None else value)
+    return shown if len(shown) <= width else shown[: width - 4] + "...'"
 
 
 # ---- field checkers: each returns the normalised value or raises ValueError(message) ----
@@ -65,7 +81,10 @@ def _show(value: Any) -> str:
 def _str(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("must be a string")
-    return str(getattr(value, "text", value))
+    text = str(getattr(value, "text", value))
+    if _CONTROL.search(text):
+        raise ValueError("contains a control character (a newline, tab, ...): remove it")
+    return text
 
 
 def _enum(*choices: str) -> Callable[[Any], str]:
@@ -95,9 +114,13 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
 
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError("must be a number of seconds greater than 0")
-    return float(value)
+    try:
+        seconds = float(value) if isinstance(value, (int, float)) else math.nan
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a number of seconds greater than 0 (and not .inf or .nan)")
+    return seconds
 
 
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -134,7 +157,7 @@ def is_hostname(text: str, lowercase: bool = False) -> bool:
 
 
 def _looks_numeric(text: str) -> bool:
-    return bool(re.fullmatch(r"[\d.]+", text))
+    return bool(re.fullmatch(r"[0-9.]+", text))
 
 
 def _ipv4(value: Any) -> str:
@@ -178,7 +201,7 @@ def _endpoint(value: Any) -> str:
     host, _, port = text.partition(":")
     if not (_looks_numeric(host) and _ipv4(host)) and not is_hostname(host):
         raise ValueError("must be host[:port] with a DNS name or IPv4 address")
-    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+    if port and not (re.fullmatch("[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
         raise ValueError("has a port that is not from 1 to 65535")
     return text
 

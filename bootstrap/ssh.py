@@ -345,6 +345,9 @@ class Session:
                 f'while IFS= read -r _l; do [ "$_l" = {marker} ] && break; done\n{script}'
             )
             stdin = f"{marker}\n{stdin}"
+        taking = changes and self.lease is not None and self.run_info is not None
+        if taking:  # from here on the node may hold our lease, even if the script never ends
+            self.lease.taken = True
         limit = self.cfg.command_timeout if timeout is None else timeout
         source = "ssh.command_timeout" if timeout is None else "the limit for this command"
         call = _Call(what, limit, source, readonly, cleanup, sensitive,
@@ -372,8 +375,6 @@ class Session:
             refused = lease.refusal(self.name, result.stderr)
             if refused is not None:
                 raise refused
-        if changes and self.lease is not None and self.run_info is not None:
-            self.lease.taken = True
         if check and not result.ok:
             raise CommandError(self.name, what, result.rc, self.secrets.mask(result.stderr))
         return result

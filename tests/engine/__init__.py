@@ -77,7 +77,8 @@ class Run:
 
 
 def prepare(inventory: Path | str, workdir: Path, *, dry_run: bool = False,
-            limit: str | None = None, parallel: int | None = None) -> Run:
+            limit: str | None = None, parallel: int | None = None,
+            break_lease: bool = False) -> Run:
     """``prepare_nodes`` in-process, console captured, logs and a JSON report under workdir."""
     workdir.mkdir(parents=True, exist_ok=True)
     n = len(list(workdir.glob("report-*.json")))
@@ -86,7 +87,8 @@ def prepare(inventory: Path | str, workdir: Path, *, dry_run: bool = False,
     reporter = Reporter(out=out, log_dir=workdir / "logs", command="prepare-nodes",
                         show_diff=dry_run)
     opts = CommonOptions(inventory=str(inventory), limit=limit, parallel=parallel,
-                         report=str(report), log_dir=None, dry_run=dry_run)
+                         report=str(report), log_dir=None, dry_run=dry_run,
+                         break_lease=break_lease)
     rc = prepare_nodes(opts, reporter=reporter)
     return Run(rc, out.getvalue(), reporter.log_dir, report)
 

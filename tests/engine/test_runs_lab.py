@@ -1,0 +1,303 @@
+"""Runs an operator can stop and trust, over one 3-node lab in file order: Ctrl-C in the middle
+of prepare-nodes (real SIGINT to `invoke`), the journal of what each run changed, two runs at
+once, a lease left by a killed run and by other clients, and a remote command that hangs.
+
+Runs are interrupted at a known point (a stand-in blocked by a hang injection), never on a timer.
+Every check of a node looks from inside it (its call log, files, processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bootstrap import facts as F
+from bootstrap import journal, lease
+from bootstrap.engine import Runner, RunOptions
+from bootstrap.errors import LeaseError
+from bootstrap.inventory import load
+from bootstrap.report import Reporter
+from bootstrap.runinfo import RunInfo
+
+from . import (
+    INVOKE,
+    ROOT,
+    Run,
+    assert_noop_rerun,
+    is_mutating,
+    module_lab,
+    prepare,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.lab
+
+NOT_STARTED_AFTER_BRIDGE = ("ipvs", "docker", "kubernetes-packages", "kubelet")
+LEASE_FILE = lease.LEASE
+
+
+@pytest.fixture(scope="module")
+def lab3r():
+    with module_lab(3) as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def memo() -> dict:
+    """What one test leaves for the next (the tests run in file order on one lab)."""
+    return {}
+
+
+def sh(node, cmd: str):
+    return node.run(cmd, timeout=60)
+
+
+def journal_rows(node) -> list[dict[str, str]]:
+    return journal.parse(sh(node, f"cat {journal.PATH} 2>/dev/null; true").stdout)
+
+
+def reported_changes(run: Run, host: str) -> list[tuple[str, str]]:
+    return [(s["name"], c) for s in run.report["hosts"][host]["steps"] for c in s["changes"]]
+
+
+def leftovers(node) -> list[str]:
+    """Temporary files of the toolkit's writes (mktemp's 6-character suffix), its lease's temp
+    file, and any JoinConfiguration."""
+    out = sh(node, "find /etc /usr /var /root /home /tmp /run -xdev "
+                   r"\( -name '.*.k8s-bootstrap.??????' -o -name 'lease.tmp' "
+                   r"-o -name kubeadm-join.yaml \) 2>/dev/null; true").stdout
+    return out.split()
+
+
+def invoke(*args: str) -> subprocess.Popen:
+    """`invoke ARGS` from the repository, as a user runs it (its own process, real signals)."""
+    return subprocess.Popen([str(INVOKE), *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def wrong_hostname(node) -> None:
+    """Give the node work in exactly one step (hostname), made without the toolkit."""
+    sh(node, f"hostnamectl set-hostname {node.name}-renamed")
+
+
+def hostname_calls(node, since: float) -> list[list[str]]:
+    return [c["argv"] for c in node.calls()
+            if c["cmd"] == "hostnamectl" and c["t"] > since and "set-hostname" in c["argv"]]
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+@pytest.mark.timeout(400)
+def test_01_ctrl_c_in_the_middle_of_prepare_nodes_stops_every_node(lab3r, tmp_path, memo):
+    """SIGINT while every node is in bridge-netfilter (its modprobe held by a hang injection):
+    the running scripts finish, no step starts after it, `interrupted`, the recap, exit 130."""
+    report = tmp_path / "report.json"
+    for node in lab3r.nodes:
+        node.inject_hang("modprobe")
+    try:
+        proc = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--report", str(report),
+                      "--log-dir", str(tmp_path / "logs"))
+        for node in lab3r.nodes:
+            node.wait_reached("modprobe", timeout=240)
+        pressed = time.time()
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(1.0)  # the run sees the interrupt while the scripts still hang
+    finally:
+        for node in lab3r.nodes:
+            node.release_hang("modprobe")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "\ninterrupted\n" in out and "RECAP (interrupted" in out, out
+    assert "Traceback" not in out
+    data = json.loads(report.read_text())
+    assert data["run"]["interrupted"] is True
+    for node in lab3r.nodes:
+        host = data["hosts"][node.name]
+        steps = {s["name"]: s["status"] for s in host["steps"]}
+        assert host["status"] == "interrupted", host
+        assert steps["bridge-netfilter"] == "changed", steps  # it was running: it finished
+        assert all(steps[s] == "not-started" for s in NOT_STARTED_AFTER_BRIDGE), steps
+        # inside the node: after the interrupt only the running step's own commands ran
+        after = {c["cmd"] for c in node.calls() if c["t"] > pressed and is_mutating(c)}
+        assert after <= {"modprobe", "sysctl"}, (node.name, after)
+        assert not [c for c in node.calls() if c["t"] > pressed and c["cmd"] == "yum"]
+        assert leftovers(node) == [], node.name
+        assert sh(node, f"test -e {LEASE_FILE}").returncode == 1, "the lease is released"
+    memo["interrupted"] = Run(130, out, None, report)
+
+
+@pytest.mark.timeout(400)
+def test_02_a_re_run_converges_and_the_journal_lists_exactly_what_was_reported(
+        lab3r, tmp_path, memo):
+    rerun = prepare(lab3r.inventory_path, tmp_path)
+    assert rerun.rc == 0, rerun.console
+    first = memo["interrupted"]
+    for node in lab3r.nodes:
+        assert rerun.statuses(node.name)["docker"] == "changed"
+        rows = journal_rows(node)
+        got = [(r["step"], r["change"]) for r in rows]
+        assert got == reported_changes(first, node.name) + reported_changes(rerun, node.name)
+        assert [r["run_id"] for r in rows if r["step"] == "docker"] == \
+            [rerun.report["run"]["id"]] * len([1 for s, _ in got if s == "docker"])
+        assert {r["command"] for r in rows} == {"prepare-nodes"}
+        # a replaced file names the original it kept
+        hosts = next(r for r in rows if r["change"] == "write /etc/hosts")
+        assert hosts["backup"] == "/etc/hosts.k8s-bootstrap.bak"
+        memo.setdefault("journal", {})[node.name] = len(rows)
+    assert_noop_rerun(lab3r, tmp_path)
+    for node in lab3r.nodes:
+        assert len(journal_rows(node)) == memo["journal"][node.name], "a no-op run adds nothing"
+
+
+# -- one run per node at a time ----------------------------------------------------------------
+@pytest.mark.timeout(400)
+def test_03_a_second_run_at_the_same_time_is_refused_per_node(lab3r, tmp_path):
+    started = time.time()
+    for node in lab3r.nodes:
+        wrong_hostname(node)
+        node.inject_hang("hostnamectl")
+    try:
+        first = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--log-dir",
+                       str(tmp_path / "logs"))
+        for node in lab3r.nodes:
+            node.wait_reached("hostnamectl", timeout=120)
+        calls = {n.name: len(n.calls()) for n in lab3r.nodes}
+        second = prepare(lab3r.inventory_path, tmp_path)
+        for node in lab3r.nodes:  # the second run changed nothing anywhere
+            assert [c for c in node.calls()[calls[node.name]:] if is_mutating(c)] == []
+    finally:
+        for node in lab3r.nodes:
+            node.release_hang("hostnamectl")
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, out
+    assert second.rc == 1, second.console
+    for node in lab3r.nodes:
+        host = second.report["hosts"][node.name]
+        assert host["status"] == "failed"
+        assert host["message"].startswith("another run is changing this node: prepare-nodes "
+                                          "(run "), host
+        assert f"pid {first.pid} on " in host["message"] and " since " in host["message"]
+        assert "--break-lease" in host["message"]
+        # nothing changed twice: one set-hostname after ours, by the first run
+        assert hostname_calls(node, started)[1:] == [["set-hostname", node.name]]
+        assert sh(node, "hostname").stdout.strip() == node.name
+
+
+@pytest.mark.timeout(300)
+def test_04_a_run_whose_facts_went_stale_changes_nothing(lab3r, tmp_path):
+    """Two runs that both read a node before either changed it: the later change is refused
+    (the node's generation moved), so no change is applied twice."""
+    node = lab3r.nodes[1]
+    inv = load(str(lab3r.inventory_path))
+    runner = Runner(inv, Reporter(log_dir=None), RunOptions(),
+                    run_info=RunInfo.new("prepare-nodes"))
+    session = runner.session(inv.node(node.name))
+    try:
+        runner.gather(session, [F.hostname()])  # this run has read the node
+        wrong_hostname(node)
+        other = prepare(lab3r.inventory_path, tmp_path, limit=node.name)
+        assert other.rc == 0 and other.statuses(node.name)["hostname"] == "changed"
+        with pytest.raises(LeaseError) as err:
+            session.run("touch /tmp/stale-run-was-here", what="a late change")
+        assert f"run {other.report['run']['id']} changed this node after this run read " \
+               "its state" in str(err.value)
+    finally:
+        session.close()
+    assert sh(node, "test -e /tmp/stale-run-was-here").returncode == 1
+
+
+def write_lease(node, **fields: object) -> None:
+    text = "".join(f"{k}={v}\\n" for k, v in fields.items())
+    sh(node, f"mkdir -p {lease.DIR} && printf '{text}' > {LEASE_FILE}")
+
+
+@pytest.mark.timeout(400)
+def test_05_a_lease_left_by_a_killed_run_does_not_block(lab3r, tmp_path):
+    master = lab3r.nodes[0]
+    wrong_hostname(master)
+    master.inject_hang("hostnamectl")
+    try:
+        dead = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--limit", "master1",
+                      "--log-dir", str(tmp_path / "logs"))
+        master.wait_reached("hostnamectl", timeout=120)
+        os.killpg(dead.pid, signal.SIGKILL)  # no cleanup of any kind
+        dead.communicate(timeout=30)
+    finally:
+        master.release_hang("hostnamectl")
+    held = lease.parse_holder(sh(master, f"cat {LEASE_FILE}").stdout)
+    assert held is not None and held.pid == dead.pid
+    wrong_hostname(master)  # work to do, so the next run takes the lease over
+    run = prepare(lab3r.inventory_path, tmp_path, limit="master1")
+    assert run.rc == 0, run.console
+    assert (f"[master1] lease: the lease of prepare-nodes run {held.run_id} is stale (its "
+            f"process {dead.pid} on this machine is gone)") in run.console
+    assert run.statuses("master1")["hostname"] == "changed"
+    assert sh(master, f"test -e {LEASE_FILE}").returncode == 1
+
+
+FOREIGN = dict(run_id="20261130-000000-ffffff", command="reset", client="ops-laptop",
+               pid=4321, started=1)
+
+
+@pytest.mark.timeout(400)
+def test_06_another_clients_lease_blocks_until_it_expires_or_is_broken(lab3r, tmp_path):
+    node = lab3r.nodes[2]
+    now = int(sh(node, "date +%s").stdout)
+    wrong_hostname(node)
+    write_lease(node, **FOREIGN, renewed=now, expires=now + 3600)
+    calls = len(node.calls())
+    run = prepare(lab3r.inventory_path, tmp_path)
+    assert run.rc == 1
+    msg = run.report["hosts"][node.name]["message"]
+    assert msg.startswith("another run is changing this node: reset (run 20261130-000000-ffffff, "
+                          "pid 4321 on ops-laptop) since 1970-01-01 00:00:01 UTC"), msg
+    assert [c for c in node.calls()[calls:] if is_mutating(c)] == []
+    assert run.report["hosts"]["master1"]["status"] == "ok", "the other nodes go on"
+
+    broken = prepare(lab3r.inventory_path, tmp_path, break_lease=True)
+    assert broken.rc == 0, broken.console
+    assert f"[{node.name}] lease: --break-lease: this run takes over the lease of reset run " \
+           f"{FOREIGN['run_id']}" in broken.console
+    assert broken.statuses(node.name)["hostname"] == "changed"
+
+    wrong_hostname(node)
+    write_lease(node, **FOREIGN, renewed=now - 7200, expires=now - 1)
+    expired = prepare(lab3r.inventory_path, tmp_path)
+    assert expired.rc == 0, expired.console
+    assert f"lease: the lease of reset run {FOREIGN['run_id']} expired" in expired.console
+    assert expired.statuses(node.name)["hostname"] == "changed"
+    assert sh(node, f"test -e {LEASE_FILE}").returncode == 1
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+@pytest.mark.timeout(300)
+def test_07_a_hanging_command_fails_its_node_at_the_timeout_and_is_stopped_there(
+        lab3r, tmp_path):
+    inv = write_inventory(lab3r.inventory_path, tmp_path / "inventory.yaml", command_timeout=5)
+    master, node1, node2 = lab3r.nodes
+    for node in (master, node1, node2):
+        wrong_hostname(node)
+    node1.inject_hang("hostnamectl")
+    try:
+        run = prepare(inv, tmp_path)
+        left = [cmd for _, cmd in node1.processes() if "hostnamectl" in cmd]
+    finally:
+        node1.release_hang("hostnamectl")
+    assert run.rc == 1, run.console
+    step = next(s for s in run.report["hosts"]["node1"]["steps"] if s["name"] == "hostname")
+    assert step["status"] == "failed"
+    assert step["message"] == ("step hostname (hostnamectl set-hostname node1) ran out of time "
+                               "after 5 s (ssh.command_timeout); it was stopped on the node")
+    assert set(run.statuses("node1").values()) - {"failed"} == {"skipped"}
+    assert left == [], "nothing of the command keeps running on the node"
+    for other in (master, node2):
+        assert run.statuses(other.name)["hostname"] == "changed"
+        assert run.report["hosts"][other.name]["status"] == "changed"
+    assert prepare(lab3r.inventory_path, tmp_path).rc == 0  # and it converges afterwards
