@@ -11,6 +11,7 @@ from pathlib import Path
 from bootstrap import commands
 from bootstrap.commands import CommonOptions
 from bootstrap.errors import BootstrapError
+from bootstrap.interrupt import Interrupt
 from bootstrap.report import Reporter
 from lab.cluster import Lab
 from lab.node import Node
@@ -35,7 +36,7 @@ class Recorder:
         self.tokens: set[str] = set()
 
     def __call__(self, command: str, prompt: Callable[[str], str] | None = None,
-                 **opts: object) -> Run:
+                 interrupt: Interrupt | None = None, **opts: object) -> Run:
         n = len(self.runs)
         report = self.workdir / f"{n:02d}-{command}.json"
         out = io.StringIO()
@@ -44,7 +45,8 @@ class Recorder:
         options = CommonOptions(inventory=str(self.lab.inventory_path), report=str(report),
                                 log_dir=None, timeout=int(opts.pop("timeout", 120)), **opts)
         try:
-            rc = COMMANDS[command](options, prompt=prompt, reporter=reporter)
+            rc = COMMANDS[command](options, prompt=prompt, reporter=reporter,
+                                   interrupt=interrupt)
         except BootstrapError as exc:
             self.errors.append(str(exc))
             out.write(f"ERROR: {exc}\n")

@@ -8,13 +8,22 @@ the token never written anywhere. Node state is always checked from inside the n
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 import time
 
 import pytest
 
 from bootstrap.cluster import join as join_mod
 from bootstrap.cluster.common import STATE_FILES
+from bootstrap.cluster.init import wait_ready
+from bootstrap.engine import Runner, RunOptions
+from bootstrap.interrupt import Interrupt
+from bootstrap.inventory import load
+from bootstrap.report import Reporter
+from bootstrap.runinfo import RunInfo
+from bootstrap.steps import Target
 from tests.engine import module_lab
 
 from . import Recorder, cluster_changes
@@ -172,6 +181,46 @@ def test_03_init_then_a_second_init_changes_nothing(rec, lab3m):
     assert "client-key-data" not in run.all_text()  # its key went to the file only
 
 
+@pytest.mark.timeout(120)
+def test_03c_ctrl_c_during_wait_ready_returns_within_seconds(rec, lab3m):
+    """wait-ready only reads: the first Ctrl-C stops it at once, and its loop ends on the node."""
+    master = lab3m.nodes[0]
+    inv = load(str(lab3m.inventory_path))
+    intr = Interrupt(say=lambda text: None)
+    runner = Runner(inv, Reporter(out=io.StringIO(), log_dir=None), RunOptions(),
+                    run_info=RunInfo.new("init-master"), interrupt=intr)
+    session = runner.session(inv.master)
+    box: dict = {}
+    polls = len(master.calls())
+
+    def ghost_polls() -> int:
+        return sum(c["cmd"] == "kubectl" and "ghost" in c["argv"]
+                   for c in master.calls()[polls:])
+
+    waiter = threading.Thread(target=lambda: box.update(res=wait_ready(
+        runner, session, Target(inv, inv.master), ["ghost"], 300)))
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 60
+        while ghost_polls() < 2:  # the remote loop is polling for a node that never comes
+            assert time.monotonic() < deadline, "the wait never polled"
+            time.sleep(0.1)
+        pressed = time.monotonic()
+        intr.press()
+        waiter.join(30)
+        stopped_after = time.monotonic() - pressed
+    finally:
+        session.close()
+    assert not waiter.is_alive()
+    assert stopped_after < 3, f"wait-ready took {stopped_after:.1f}s to stop"
+    assert box["res"].status == "running", box["res"]
+    assert "stopped waiting (Ctrl-C)" in box["res"].message
+    deadline = time.monotonic() + 15
+    while [cmd for _, cmd in master.processes() if "ghost" in cmd]:
+        assert time.monotonic() < deadline, master.processes()
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(300)
 def test_03b_join_dry_run_creates_no_token_and_changes_nothing(rec, lab3m):
     tokens = len(json.loads((lab3m.cluster_dir / "state.json").read_text())["tokens"])
@@ -244,6 +293,52 @@ def test_05_an_expired_token_says_to_re_run(rec, lab3m, monkeypatch):
     assert not exists(node2, "/etc/kubernetes/kubelet.conf")
     run = rec("join-workers", limit="node2")
     assert run.rc == 0, run.console
+    assert node_status(master)["node2"] == "Ready"
+
+
+@pytest.mark.timeout(400)
+def test_05b_ctrl_c_twice_during_join_deletes_the_token_and_the_join_file(rec, lab3m):
+    """The join's kubeadm hangs on node2; Ctrl-C twice gives it up: the JoinConfiguration is
+    removed from node2 and the token from the master all the same, and the run exits 130."""
+    master, _, node2 = lab3m.nodes
+    assert rec("reset", limit="node2", yes=True).rc == 0
+    tokens = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
+              ["tokens"]}
+    intr = Interrupt(say=lambda text: None)
+    box: dict = {}
+    node2.inject_hang("kubeadm")
+    try:
+        runner = threading.Thread(target=lambda: box.update(run=rec("join-workers",
+                                                                    interrupt=intr)))
+        runner.start()
+        node2.wait_reached("kubeadm", timeout=120)
+        assert exists(node2, join_mod.JOIN_FILE)  # the join is under way
+        intr.press()
+        intr.press()
+        runner.join(60)
+        assert not runner.is_alive()
+        assert not exists(node2, join_mod.JOIN_FILE), "removed although kubeadm still runs"
+    finally:
+        node2.release_hang("kubeadm")
+    run = box["run"]
+    assert run.rc == 130, run.console
+    assert "interrupted" in run.console and "RECAP (interrupted" in run.console
+    assert statuses(run, "node2")["kubeadm-join"] == "running"
+    assert statuses(run, "master1")["token-delete"] == "ok"
+    left = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
+            ["tokens"]}
+    assert left == tokens, "the join token is gone from the master"
+    deadline = time.monotonic() + 20  # the released kubeadm finds no config and ends
+    while [cmd for _, cmd in node2.processes() if "kubeadm" in cmd]:
+        assert time.monotonic() < deadline, node2.processes()
+        time.sleep(0.2)
+    # a script of that run may still have been running: its lease on node2 stays until it
+    # expires or its process is gone (here the process is this test's own) or is broken
+    again = rec("join-workers", limit="node2")
+    assert again.rc == 1
+    assert "another run is changing this node" in again.report["hosts"]["node2"]["message"]
+    again = rec("join-workers", limit="node2", break_lease=True)
+    assert again.rc == 0, again.console
     assert node_status(master)["node2"] == "Ready"
 
 
