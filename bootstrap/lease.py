@@ -94,7 +94,11 @@ def parse_holder(text: str) -> Holder | None:
 
 def _parse(out: str, rc: int) -> State | None:
     lines = out.splitlines()
-    if rc != 0 or not lines or not lines[0].strip().isdigit():
+    try:
+        now = int(float(lines[0])) if rc == 0 and lines else None
+    except ValueError:
+        now = None
+    if now is None:
         return None
     generation = ""
     rest = []
@@ -103,7 +107,7 @@ def _parse(out: str, rc: int) -> State | None:
             generation = ln.split("=", 1)[1].strip()
         else:
             rest.append(ln)
-    return State(int(lines[0]), parse_holder("\n".join(rest)), generation)
+    return State(now, parse_holder("\n".join(rest)), generation)
 
 
 def fact() -> F.Fact:
@@ -176,7 +180,7 @@ def acquire_script(info: RunInfo, seen: str | None, take_over: str, ttl: float) 
         f"mkdir -p {DIR} && exec 8>>{LOCK} || exit {EXIT}",
         f"flock -w 30 8 || {{ echo '{MARK} busy: {LOCK} stayed locked for 30 s' >&2; "
         f"exit {EXIT}; }}",
-        "_now=$(date +%s)",
+        "_now=$(date +%s); _now=${_now%%.*}",
         f"_held=$(sed -n 's/^run_id=//p' {LEASE} 2>/dev/null)",
         f'if [ -n "$_held" ] && [ "$_held" != {run} ] && [ "$_held" != {q(take_over or "-")} ]'
         f' && [ "$(sed -n \'s/^expires=//p\' {LEASE})" -gt "$_now" ] 2>/dev/null; then',

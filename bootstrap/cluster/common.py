@@ -109,6 +109,19 @@ def evidence_script(kubectl: bool) -> str:
     return "\n".join(parts) + "\ntrue\n"
 
 
+def undo_script(what: str, paths: tuple[str, ...], journal_entry: str) -> str:
+    """After a failed init or join: ``kubeadm reset -f`` when any of ``paths`` shows it got
+    past preflight, so a re-run starts clean; ``journal_entry`` records the reset."""
+    cond = " || ".join(f"[ -e {shlex.quote(p)} ]" for p in paths)
+    return (
+        f"if {cond}; then\n"
+        f"  echo '--- {what} stopped half-way: kubeadm reset -f, so a re-run starts clean'\n"
+        f"  if kubeadm reset -f >/dev/null 2>&1; then echo 'reset: done'; {journal_entry or ':'}"
+        "; else echo 'reset: FAILED'; fi\n"
+        "fi\n"
+    )
+
+
 def wait_script(nodes: list[str], namespaces: dict[str, str], timeout: int, interval: int = 2
                 ) -> str:
     """Poll until every node is Ready and each pod prefix in ``namespaces`` {prefix: ns} has all

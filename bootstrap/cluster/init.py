@@ -42,6 +42,7 @@ from .common import (
     parse_nodes,
     parse_pods,
     present,
+    undo_script,
     wait_script,
 )
 from .kubeadm_config import INIT_CONFIG, api_version, init_config
@@ -111,11 +112,9 @@ def _init_phase(ignore: list[str]) -> Phase:
 
 def _init_failed(t: Target, session: Session, stderr: str) -> str:
     """kubeadm's error lines, the kubelet's journal, the pods; then undo a half-done init."""
-    script = evidence_script(kubectl=True) + (
-        f"if [ -e {ADMIN_CONF} ] || [ -e {APISERVER} ]; then\n"
-        "  echo '--- kubeadm init stopped half-way: kubeadm reset -f, so a re-run starts clean'\n"
-        "  kubeadm reset -f >/dev/null 2>&1 && echo 'reset: done' || echo 'reset: FAILED'\n"
-        "fi\n"
+    script = evidence_script(kubectl=True) + undo_script(
+        "kubeadm init", (ADMIN_CONF, APISERVER),
+        session.journal_entry("kubeadm-init", "kubeadm reset -f (undo a half-done init)"),
     )
     res = session.run(script, what="collect init evidence", timeout=300)
     lines = error_lines(stderr, limit=20)

@@ -31,7 +31,7 @@ from ..plan import Plan
 from ..ssh import Session, run_pool
 from ..steps import Target
 from ..steps import images as images_step
-from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, present
+from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, present, undo_script
 from .init import initialised, wait_ready
 from .kubeadm_config import JOIN_TOKEN_TTL, join_config
 from .phases import (
@@ -72,20 +72,13 @@ def join_command(ignore: list[str]) -> str:
     return cmd
 
 
-def _undo_script() -> str:
-    """After a failed join: evidence, then ``kubeadm reset -f`` if it got past preflight."""
-    return evidence_script(kubectl=False) + (
-        f"if [ -e {KUBELET_CONF} ] || [ -e {K}/bootstrap-kubelet.conf ] || "
-        f"[ -e {K}/pki/ca.crt ]; then\n"
-        "  echo '--- kubeadm join stopped half-way: kubeadm reset -f, so a re-run starts clean'\n"
-        "  kubeadm reset -f >/dev/null 2>&1 && echo 'reset: done' || echo 'reset: FAILED'\n"
-        "fi\n"
-    )
-
-
 def _join_failed(t: Target, session: Session, stderr: str) -> str:
-    res = session.run(_undo_script(), what="collect join evidence", timeout=300)
-    return res.stdout
+    """After a failed join: evidence, then ``kubeadm reset -f`` if it got past preflight."""
+    script = evidence_script(kubectl=False) + undo_script(
+        "kubeadm join", (KUBELET_CONF, f"{K}/bootstrap-kubelet.conf", f"{K}/pki/ca.crt"),
+        session.journal_entry("kubeadm-join", "kubeadm reset -f (undo a half-done join)"),
+    )
+    return session.run(script, what="collect join evidence", timeout=300).stdout
 
 
 def join_phase(token: str, ca_hash: str, ignore: list[str], dry_run: bool) -> Phase:
