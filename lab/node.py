@@ -306,6 +306,80 @@ class Node:
         """Undo `inject_fail(cmd)`."""
         self.run(f"rm -f /var/lib/lab/fail/{shlex.quote(cmd)}", check=True)
 
+    def inject_slow(self, cmd: str, seconds: float) -> None:
+        """Make stand-in `cmd` sleep `seconds` (after recording its call), then run normally."""
+        seconds = float(seconds)
+        if not 0 <= seconds < float("inf"):
+            raise ValueError(f"inject_slow({cmd!r}): seconds must be >= 0, not {seconds}")
+        self.run(f"mkdir -p /var/lib/lab/slow && cat > /var/lib/lab/slow/{shlex.quote(cmd)}",
+                 input=f"{seconds!r}\n", check=True)
+
+    def clear_slow(self, cmd: str) -> None:
+        """Undo `inject_slow(cmd)`."""
+        self.run(f"rm -f /var/lib/lab/slow/{shlex.quote(cmd)}", check=True)
+
+    def inject_hang(self, cmd: str) -> None:
+        """Make every later call of stand-in `cmd` report itself in /var/lib/lab/reached/<cmd>
+        (see `wait_reached`) and then block until `release_hang(cmd)`. Forgets the calls that
+        an earlier injection saw reached."""
+        q = shlex.quote(cmd)
+        self.run("mkdir -p /var/lib/lab/hang /var/lib/lab/reached && "
+                 f"chmod 0777 /var/lib/lab/reached && rm -f /var/lib/lab/reached/{q} && "
+                 f"touch /var/lib/lab/hang/{q}", check=True)
+
+    def release_hang(self, cmd: str) -> None:
+        """Undo `inject_hang(cmd)`: blocked calls go on normally (within 0.1 s)."""
+        self.run(f"rm -f /var/lib/lab/hang/{shlex.quote(cmd)}", check=True)
+
+    def reached(self, cmd: str) -> list[dict]:
+        """Calls of `cmd` that reached its hang injection so far: [{"pid", "argv", "t"}]
+        (pid as the node sees it)."""
+        try:
+            text = self.path(f"/var/lib/lab/reached/{cmd}").read_text()
+        except OSError:
+            return []
+        # a line is complete once its newline is written (one O_APPEND write per line)
+        return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+
+    def wait_reached(self, cmd: str, timeout: float = 30.0) -> list[dict]:
+        """Wait until at least one call of `cmd` is blocked by `inject_hang(cmd)`; return
+        `reached(cmd)`. Raises TimeoutError if none arrives within `timeout` seconds."""
+        if not self.running():
+            raise NodeError(f"{self.name} is not running")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.reached(cmd)
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                hung = self.path(f"/var/lib/lab/hang/{cmd}").exists()
+                raise TimeoutError(
+                    f"{self.name}: no call of {cmd!r} reached its hang injection within "
+                    f"{timeout:g} s (/var/lib/lab/reached/{cmd} is empty; "
+                    + ("the hang is injected: was it called?)" if hung else
+                       f"/var/lib/lab/hang/{cmd} does not exist: call inject_hang first)"))
+            time.sleep(0.02)
+
+    def processes(self) -> list[tuple[int, str]]:
+        """Processes running in the node's PID namespace, like `ps -e` inside it: (pid as the
+        node sees it, command line), sorted by pid; `[comm]` when argv is empty (as ps shows)."""
+        out = []
+        for pid in self.namespace_pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    nspid = next(line for line in f if line.startswith("NSpid:"))
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if raw:
+                    cmdline = " ".join(a.decode(errors="replace")
+                                       for a in raw.rstrip(b"\0").split(b"\0"))
+                else:
+                    cmdline = "[" + Path(f"/proc/{pid}/comm").read_text().strip() + "]"
+            except (OSError, StopIteration):
+                continue  # it ended meanwhile
+            if _alive(pid):
+                out.append((int(nspid.split()[-1]), cmdline))
+        return sorted(out)
+
     def swap_on(self) -> subprocess.CompletedProcess:
         """Turn swap back on, as a sneaky admin would (through the node's swapon)."""
         return self.run("swapon /dev/mapper/centos-swap")

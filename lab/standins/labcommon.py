@@ -20,6 +20,10 @@ RUN = Path("/run/lab")
 VAR = Path("/var/lib/lab")
 CALLS = VAR / "calls.log"
 FAIL = VAR / "fail"
+SLOW = VAR / "slow"
+HANG = VAR / "hang"
+REACHED = VAR / "reached"
+HANG_POLL = 0.05
 JOURNAL = VAR / "journal"
 HOOKS = Path("/usr/lib/lab/hooks")
 KERNEL = "3.10.0-1160.el7.x86_64"
@@ -40,19 +44,70 @@ def record(cmd: str, argv: list[str]) -> None:
 
 
 def start(cmd: str | None = None) -> list[str]:
-    """Record the call and honour failure injection; return argv without argv[0]."""
+    """Record the call and honour the fault injections; return argv without argv[0].
+
+    Every stand-in (and every payload command) calls this first, with its basename."""
     name = cmd or os.path.basename(sys.argv[0])
     argv = sys.argv[1:]
     record(name, argv)
-    inject = FAIL / name
-    if inject.exists():
+    inject(name, argv)
+    return argv
+
+
+def inject(name: str, argv: list[str]) -> None:
+    """Honour /var/lib/lab/{slow,hang,fail}/<name>, in that order (see lab/CONTRACT.md).
+
+    slow: sleep its content (seconds, a float), then go on. hang: append a line to
+    /var/lib/lab/reached/<name>, then block until the hang file is removed, then go on. fail:
+    print its content to stderr and exit 1. No signal is caught: SIGTERM/SIGKILL (e.g. from
+    `timeout`) end a slow or hung call like any process."""
+    slow = SLOW / name
+    try:
+        text = slow.read_text()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        die(f"lab: {slow}: {exc.strerror}")
+    else:
         try:
-            text = inject.read_text()
+            seconds = float(text.strip())
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < float("inf"):
+            die(f"lab: {slow}: not a number of seconds: {text.strip()!r}")
+        time.sleep(seconds)
+    hang = HANG / name
+    if hang.exists():
+        reached(name, argv)
+        while hang.exists():
+            time.sleep(HANG_POLL)
+    fail = FAIL / name
+    if fail.exists():
+        try:
+            text = fail.read_text()
         except OSError:
             text = f"{name}: injected failure\n"
         sys.stderr.write(text if text.endswith("\n") or not text else text + "\n")
         sys.exit(1)
-    return argv
+
+
+def reached(name: str, argv: list[str]) -> None:
+    """Append {"pid", "argv", "t"} to /var/lib/lab/reached/<name> (any user may write it)."""
+    line = json.dumps({"pid": os.getpid(), "argv": argv, "t": time.time()}) + "\n"
+    path = REACHED / name
+    try:
+        if not REACHED.is_dir():
+            REACHED.mkdir(parents=True, exist_ok=True)
+            os.chmod(REACHED, 0o777)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        die(f"lab: cannot report {name} as reached in {path}: {exc.strerror}")
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666)
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def die(msg: str, rc: int = 1) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
 
-CALLS = "/var/lib/lab/calls.log"
-FAIL_DIR = "/var/lib/lab/fail"
+if "/usr/lib/lab" not in sys.path:
+    sys.path.insert(0, "/usr/lib/lab")
+import labcommon as lc
+
 JOURNAL_DIR = "/var/lib/lab/journal"
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
 
@@ -29,19 +30,8 @@ def __getattr__(name: str):
 
 
 def record(cmd: str) -> None:
-    """Log this call (contract format) and honour /var/lib/lab/fail/<cmd>."""
-    entry = {"t": time.time(), "uid": os.getuid(), "cmd": cmd, "argv": sys.argv[1:]}
-    try:
-        os.makedirs(os.path.dirname(CALLS), exist_ok=True)
-        with open(CALLS, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-    except OSError:
-        pass
-    fail = os.path.join(FAIL_DIR, cmd)
-    if os.path.exists(fail):
-        with open(fail) as fh:
-            sys.stderr.write(fh.read())
-        sys.exit(1)
+    """Log this call and honour the lab's slow/hang/fail injections (`labcommon.start`)."""
+    lc.start(cmd)
 
 
 def die(msg: str, code: int = 1) -> None:
