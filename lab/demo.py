@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bootstrap import commands
+from bootstrap import commands, journal
 from bootstrap.commands import CommonOptions
 from lab.cluster import Lab, LabError
 
@@ -41,6 +41,10 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs") -> int:
             if out.returncode != 0 or len(ready) != len(lab.nodes):
                 print(f"demo: expected {len(lab.nodes)} Ready nodes")
                 code = 1
+            print(f"\ndemo: what the toolkit changed on {master.name}, from its journal "
+                  f"({journal.PATH}), last 8 of "
+                  f"{master.run(f'wc -l < {journal.PATH}').stdout.strip()} lines")
+            print(master.run(f"tail -n 8 {journal.PATH} | cut -c1-150").stdout, end="")
     finally:
         if keep:
             print(f"\ndemo: the lab keeps running (--keep). Try: invoke reset -i "

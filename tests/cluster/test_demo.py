@@ -29,6 +29,8 @@ def test_demo_shows_three_ready_nodes(tmp_path):
     rows = [ln.split() for ln in table.splitlines()[1:] if ln.startswith(("master", "node"))]
     assert sorted((r[0], r[1]) for r in rows) == [
         ("master1", "Ready"), ("node1", "Ready"), ("node2", "Ready")], out
+    assert "\tinit-master\tkubeadm-init\tkubeadm init --config" in out  # the master's journal
+    assert "\tjoin-workers\ttoken-delete\tdelete join token " in out
     assert "demo: lab stopped" in out
     assert "Traceback" not in out
     assert (tmp_path / "runs").is_dir()
