@@ -1,14 +1,20 @@
 """Load an inventory: render it with Jinja2, parse the YAML, validate it into typed objects.
 
 Every error points at a line of the user's file, also when a Jinja loop produced the YAML: the
-template is rendered with invisible line markers at the end of each source line, which are
+template is rendered with invisible line markers at the start of each source line, which are
 stripped after recording which source line produced which rendered line.
+
+Whatever the input, the outcome is an Inventory or an InventoryError naming file:line: nesting
+depth, alias expansion and merge keys are bounded, YAML tags other than the plain types are
+refused, and values YAML cannot construct (2020-13-45, !!int abc) are reported like any other
+invalid field. tests/test_inventory_fuzz.py checks this.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +27,6 @@ from .errors import InventoryError
 from .models import Inventory
 from .schema import _dotted, _show, validate
 
-_MARK = re.compile(r"\x1e([0-9]{1,9})\x1f")
 _NEWLINE = re.compile(r"(\r\n|\r|\n)")  # what Jinja counts (and turns into \n) as a line break
 _YAML_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # what YAML counts as a line break
 
@@ -54,11 +59,13 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _instrument(env: jinja2.Environment, source: str) -> str | None:
-    """The source with a marker after every newline that is template data, or None.
+def _instrument(env: jinja2.Environment, source: str) -> tuple[str, re.Pattern] | None:
+    """The source with a marker after every newline that is template data, and the markers'
+    pattern; or None.
 
     ``source`` has \\n newlines only. Whitespace control (``{%-``) drops the whitespace before
-    a tag from the data token: that gap is copied unmarked, so rendering strips it again.
+    a tag from the data token: that gap is copied unmarked, so rendering strips it again. A
+    random tag in the markers keeps an expression's output from ever passing for one.
     """
     if "\x1e" in source or "\x1f" in source:
         return None  # the markers' own characters: leave them for YAML to refuse, with a line
@@ -66,6 +73,7 @@ def _instrument(env: jinja2.Environment, source: str) -> str | None:
         tokens = list(env.lex(source))
     except Exception:  # a syntax error, or e.g. a number literal too long for int()
         return None  # compiling reports it with its line
+    tag = secrets.token_hex(6)
     out, pos = [], 0
     for lineno, kind, value in tokens:
         if not source.startswith(value, pos):
@@ -77,15 +85,17 @@ def _instrument(env: jinja2.Environment, source: str) -> str | None:
         pos += len(value)
         if kind == "data" and "\n" in value:
             first, *rest = value.split("\n")
-            value = first + "".join(f"\n\x1e{lineno + i}\x1f{p}" for i, p in enumerate(rest, 1))
+            value = first + "".join(
+                f"\n\x1e{tag}{lineno + i}\x1f{p}" for i, p in enumerate(rest, 1)
+            )
         out.append(value)
     if source[pos:].strip(" \t\n"):
         return None
     out.append(source[pos:])
-    return "".join(out)
+    return "".join(out), re.compile(f"\x1e{tag}([0-9]{{1,9}})\x1f")
 
 
-def _line_map(marked: str, source_lines: int) -> tuple[str, list[int]]:
+def _line_map(marked: str, mark: re.Pattern, source_lines: int) -> tuple[str, list[int]]:
     """Strip markers; return the text and, per rendered line, its source line (1-based).
 
     A rendered line that starts with a marker comes from that source line; one that starts
@@ -93,22 +103,22 @@ def _line_map(marked: str, source_lines: int) -> tuple[str, list[int]]:
     """
     sources, line = [], 1
     for text in marked.split("\n"):
-        m = _MARK.match(text)
+        m = mark.match(text)
         if m:
             line = min(max(int(m.group(1)), 1), source_lines)
         sources.append(line)
-    return _MARK.sub("", marked), sources
+    return mark.sub("", marked), sources
 
 
 def render(path: Path, environ: Mapping[str, str] | None = None) -> tuple[str, list[int]]:
     """Render the inventory template; return the YAML text and its rendered->source line map."""
     name = str(path)
     source = _NEWLINE.sub("\n", _read(path))  # as Jinja counts lines: \r\n, \r, \n
-    source_lines = source.count("\n") + 1
+    source_lines = max(source.count("\n") + (not source.endswith("\n")), 1)  # as editors count
     env = _environment()
-    marked = _instrument(env, source)
+    instrumented = _instrument(env, source)
     try:
-        code = env.compile(marked if marked is not None else source, name=path.name, filename=name)
+        code = env.compile(instrumented[0] if instrumented else source, path.name, name)
     except jinja2.TemplateSyntaxError as exc:
         raise InventoryError(
             name, [f"{name}:{exc.lineno or 1}: template syntax: {exc.message or exc}"]
@@ -141,9 +151,9 @@ def render(path: Path, environ: Mapping[str, str] | None = None) -> tuple[str, l
     except Exception as exc:  # any error raised while rendering: report the template line
         line = _template_line(exc, name) or 1
         raise InventoryError(name, [f"{name}:{line}: template: {_one_line(exc)}"]) from None
-    if marked is None:
+    if instrumented is None:
         return out, [min(i, source_lines) for i in range(1, out.count("\n") + 2)]
-    return _line_map(out, source_lines)
+    return _line_map(out, instrumented[1], source_lines)
 
 
 def _read(path: Path) -> str:
@@ -191,7 +201,7 @@ def _deepest_line(env: jinja2.Environment, source: str) -> int:
                 after_block_begin = kind == "block_begin"
             if depth > deepest:
                 deepest, line = depth, lineno
-    except jinja2.TemplateSyntaxError:
+    except Exception:  # the lexer's own error: the deepest line so far
         pass
     return line
 
@@ -282,6 +292,10 @@ class Located:
         rendered = yaml_line0
         if self._yaml_to_nl is not None and 0 <= yaml_line0 < len(self._yaml_to_nl):
             rendered = self._yaml_to_nl[yaml_line0]
+        return self.rendered_line(rendered)
+
+    def rendered_line(self, rendered: int) -> int:
+        """The source line (1-based) of a line (0-based) of the rendered text split at \\n."""
         if 0 <= rendered < len(self._map):
             return self._map[rendered]
         return self._map[-1] if self._map else 1
@@ -397,7 +411,7 @@ class _Builder:
             return _FAILED
         try:
             value = self.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        except Exception:  # PyYAML's scalar constructors raise ValueError, KeyError, IndexError...
             self.problem(node, path, self.unreadable(node))
             return _FAILED
         if isinstance(value, float) and "." in node.value:
@@ -448,7 +462,7 @@ def parse(text: str, line_map: list[int], name: str) -> tuple[Any, Located]:
         finally:
             loader.dispose()
     except yaml.reader.ReaderError as exc:
-        line = loc.source_line(text.count("\n", 0, max(exc.position, 0)))
+        line = loc.rendered_line(text.count("\n", 0, max(exc.position, 0)))
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise InventoryError(
             name,

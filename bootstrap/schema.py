@@ -72,7 +72,9 @@ def _show(value: Any, width: int = 60) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**width:
         return f"{str(value)[:20]}... ({len(str(abs(value)))} digits)"
     shown = repr(text if text is not None else value)
-    return shown if len(shown) <= width else shown[: width - 4] + "...'"
+    if len(shown) <= width:
+        return shown
+    return shown[: width - 4] + "...'" if shown[-1] in "'\"" else shown[: width - 3] + "..."
 
 
 # ---- field checkers: each returns the normalised value or raises ValueError(message) ----
