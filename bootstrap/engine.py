@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checks, lease
+from . import checks, lease, packages
 from . import facts as F
 from .errors import (
     BootstrapError,
@@ -322,34 +322,52 @@ class Runner:
             else:
                 active.append(step)
         plans = [(step, step.plan(t, facts)) for step in active]
-        if not self.opts.dry_run and _needs_session(plans) and not self.interrupted:
+        batch, rest = packages.batch([(step.name, plan) for step, plan in plans])
+        plans = [(step, plan) for (step, _), plan in zip(plans, rest, strict=True)]
+        needed = batch is not None or _needs_session(plans)
+        if not self.opts.dry_run and needed and not self.interrupted:
             session.connect()
         applied: list[tuple[Step, StepResult]] = []
         for i, (step, plan) in enumerate(plans):
             if self.interrupted:
-                for rest, _ in plans[i:]:
-                    self._done(result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
+                for later, _ in plans[i:]:
+                    self._done(result, StepResult(later.name, NOT_STARTED, message="interrupted"))
                 return
-            started = time.monotonic()
-            with self.reporter.running(t.node.name, step.name) as progress:
-                res = self._apply(session, step, plan, progress)
-            res.seconds = time.monotonic() - started
+            if batch is not None and i == batch.at:
+                res = self._timed(session, t, TRANSACTION, batch.plan)
+                self._done(result, res)
+                if res.status != CHANGED:  # failed, or given up after Ctrl-C
+                    for later, _ in plans[i:]:
+                        self._done(result, _after_transaction(later.name, res, batch))
+                    return
+            res = self._timed(session, t, step, plan)
+            if batch is not None and step.name in batch.steps and res.status == OK:
+                res = StepResult(step.name, CHANGED, res.seconds,
+                                 "; ".join(filter(None, [f"in the {packages.NAME} transaction",
+                                                         res.message])))
             self._done(result, res)
             if res.status == RUNNING:
-                for rest, _ in plans[i + 1 :]:
-                    self._done(result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
+                for later, _ in plans[i + 1 :]:
+                    self._done(result, StepResult(later.name, NOT_STARTED, message="interrupted"))
                 return
             if res.status == CHANGED and not self.opts.dry_run:
                 applied.append((step, res))
             if res.status == FAILED:
-                for rest, _ in plans[i + 1 :]:
+                for later, _ in plans[i + 1 :]:
                     self._done(
                         result,
-                        StepResult(rest.name, SKIPPED, message=f"not run: {step.name} failed"),
+                        StepResult(later.name, SKIPPED, message=f"not run: {step.name} failed"),
                     )
                 return
         if applied and not self.interrupted:
             self._converge(session, t, applied, result)
+
+    def _timed(self, session: Session, t: Target, step: Step, plan: Plan) -> StepResult:
+        started = time.monotonic()
+        with self.reporter.running(t.node.name, step.name) as progress:
+            res = self._apply(session, step, plan, progress)
+        res.seconds = time.monotonic() - started
+        return res
 
     def _apply(
         self, session: Session, step: Step, plan: Plan, progress: Callable[[str], None]
@@ -399,6 +417,20 @@ class Runner:
     def _done(self, result: HostResult, res: StepResult) -> None:
         result.steps.append(res)
         self.reporter.step(result.name, res)
+
+
+# The node's one package transaction, shown and journalled like a step (bootstrap.packages).
+TRANSACTION = Step(packages.NAME, packages.__doc__ or "", lambda t: [], lambda t, f: Plan())
+
+
+def _after_transaction(name: str, res: StepResult, batch: packages.Batch) -> StepResult:
+    """A step after a package transaction that did not complete: failed with the package
+    manager's lines when it needed the transaction, else not run."""
+    if res.status == RUNNING:
+        return StepResult(name, NOT_STARTED, message="interrupted")
+    if name in batch.steps:
+        return StepResult(name, FAILED, message=f"{packages.NAME}: {res.message}")
+    return StepResult(name, SKIPPED, message=f"not run: the {packages.NAME} transaction failed")
 
 
 ABANDONED = ("still running when Ctrl-C was pressed twice: its outcome on the node is "

@@ -118,7 +118,35 @@ class Run:
         return self.command
 
 
-Action = WriteFile | Run
+@dataclass(frozen=True)
+class Install:
+    """Packages a step needs, pinned as given (``docker-ce-19.03.15``). The engine installs the
+    Installs of every step of a node in one transaction (``bootstrap.packages``)."""
+
+    packages: tuple[str, ...]
+    options: tuple[str, ...] = ()  # yum options this install needs (--disableexcludes=...)
+    why: str = ""
+
+    @property
+    def command(self) -> str:
+        return install_command([self])
+
+    def describe(self) -> str:
+        return self.command
+
+    def script(self) -> str:
+        return self.command
+
+
+def install_command(installs: list[Install]) -> str:
+    """One ``yum install`` for several Installs: every option any of them needs, then the
+    packages in order (packages pinned together stay in one command)."""
+    options = list(dict.fromkeys(o for i in installs for o in i.options))
+    packages = list(dict.fromkeys(p for i in installs for p in i.packages))
+    return " ".join(["yum install -y", *options, *packages])
+
+
+Action = WriteFile | Run | Install
 
 
 @dataclass
@@ -157,6 +185,13 @@ class Plan:
 
     def run(self, command: str, why: str = "", label: str = "") -> None:
         self.actions.append(Run(command, why, label))
+
+    def install(self, packages: list[str] | tuple[str, ...], why: str = "",
+                options: tuple[str, ...] = ()) -> None:
+        self.actions.append(Install(tuple(packages), options, why))
+
+    def installs(self) -> list[Install]:
+        return [a for a in self.actions if isinstance(a, Install)]
 
     def files(self) -> list[WriteFile]:
         return [a for a in self.actions if isinstance(a, WriteFile)]

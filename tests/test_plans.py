@@ -11,7 +11,7 @@ import pytest
 from bootstrap import facts as F
 from bootstrap import stock
 from bootstrap.inventory import load_text
-from bootstrap.plan import FileState, Plan, Run, WriteFile, managed_block
+from bootstrap.plan import FileState, Install, Plan, Run, WriteFile, managed_block
 from bootstrap.steps import Target, prepare_steps
 
 INV = """\
@@ -36,7 +36,7 @@ def plan_for(step: str, overrides: dict | None = None, extra: str = "", node: in
 
 
 def commands(p: Plan) -> list[str]:
-    return [a.command for a in p.actions if isinstance(a, Run)]
+    return [a.command for a in p.actions if isinstance(a, (Run, Install))]
 
 
 def written(p: Plan) -> dict[str, str]:
@@ -409,3 +409,66 @@ def test_base_repo_marks_the_yum_clean_as_owed_until_it_succeeds():
     changed = plan_for("base-repo", {marker: FileState("")}, extra)
     assert commands(changed) == ["yum clean metadata -q", f"rm -f {base_repo.PENDING}"]
     assert list(written(changed)) == [base_repo.PATH]
+
+
+# -- one package transaction per node ------------------------------------------------------------
+def _prepared_plans(overrides: dict) -> list[tuple[str, Plan]]:
+    from bootstrap.steps import prepare_steps
+
+    return [(s.name, plan_for(s.name, overrides, "")) for s in prepare_steps()
+            if not s.skip(target())]
+
+
+def test_one_transaction_for_every_step_that_installs():
+    from bootstrap import packages
+
+    fresh: dict = {"rpms:chrony": {}}  # stock CentOS 7 has chrony; say it has not
+    b, rest = packages.batch(_prepared_plans(fresh))
+    assert b is not None
+    assert b.steps == ["time", "ipvs", "docker", "kubernetes-packages"]
+    names = [n for n, _ in _prepared_plans(fresh)]
+    assert names[b.at] == "time"  # before the first step that needs a package
+    assert b.command == (
+        "yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes chrony ipset ipvsadm "
+        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io kubelet-1.20.10 "
+        "kubeadm-1.20.10 kubectl-1.20.10")
+    # repo files first, then the one install; nothing of either is left in the steps
+    assert [a.path for a in b.plan.files()] == ["/etc/yum.repos.d/docker-ce.repo",
+                                                "/etc/yum.repos.d/kubernetes.repo"]
+    assert b.plan.script().index("docker-ce.repo") < b.plan.script().index("yum install")
+    assert all(not p.installs() for p in rest)
+    assert not any(f.path.startswith("/etc/yum.repos.d/") for p in rest for f in p.files()
+                   if f.path != "/etc/yum.repos.d/CentOS-Base.repo")
+    # what the steps still do themselves
+    by_name = dict(zip(names, rest, strict=True))
+    assert by_name["time"].empty and by_name["kubernetes-packages"].empty  # only installs
+    assert commands(by_name["docker"]) == ["systemctl enable docker.service",
+                                           "systemctl start docker.service"]
+
+
+def test_no_transaction_when_everything_is_installed():
+    from bootstrap import packages
+
+    installed = {
+        "rpms:chrony": {"chrony": "3.4-1.el7"},
+        "rpms:ipset,ipvsadm": {"ipset": "7.1-1.el7", "ipvsadm": "1.27-8.el7"},
+        "rpms:containerd.io,docker-ce,docker-ce-cli": {
+            "containerd.io": "1.4.3-3.1.el7", "docker-ce": "19.03.15-3.el7",
+            "docker-ce-cli": "19.03.15-3.el7"},
+        "rpms:kubeadm,kubectl,kubelet": {"kubeadm": "1.20.10-0", "kubectl": "1.20.10-0",
+                                         "kubelet": "1.20.10-0"},
+    }
+    b, rest = packages.batch(_prepared_plans(installed))
+    assert b is None
+    assert all(not p.installs() for p in rest)
+
+
+def test_steps_after_a_failed_plan_take_no_part():
+    from bootstrap import packages
+
+    plans = [("a", Plan()), ("b", Plan(error="broken")), ("c", Plan())]
+    plans[0][1].install(["x"])
+    plans[2][1].install(["y"])
+    b, rest = packages.batch(plans)
+    assert b is not None and b.steps == ["a"] and b.command == "yum install -y x"
+    assert rest[2].installs(), "c never runs (b failed): its install stays where it was"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import facts as F
-from ..plan import Plan
+from ..plan import Install, Plan
 from ..templates import render
 from . import Step, Target
 
@@ -44,13 +44,14 @@ def daemon_json(t: Target, current: str | None) -> str:
     return json.dumps(data, indent=4) + "\n"
 
 
-def install_command(t: Target) -> str:
+def install(t: Target) -> Install:
     """One pinned install: pinning docker-ce alone pulls the newest docker-ce-cli (a real trap)."""
     v = t.inv.docker.version
     containerd = "containerd.io" + (
         f"-{t.inv.docker.containerd_version}" if t.inv.docker.containerd_version else ""
     )
-    return f"yum install -y --setopt=obsoletes=0 docker-ce-{v} docker-ce-cli-{v} {containerd}"
+    return Install((f"docker-ce-{v}", f"docker-ce-cli-{v}", containerd),
+                   ("--setopt=obsoletes=0",), "docker is not installed at the pinned version")
 
 
 def facts(t: Target) -> list[F.Fact]:
@@ -88,7 +89,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
             )
             return p
     if any(pkg not in installed for pkg in PACKAGES):
-        p.run(install_command(t), "docker is not installed at the pinned version")
+        p.actions.append(install(t))
     before = facts[f"file:{DAEMON}"]
     try:
         content = daemon_json(t, before.content if before else None)

@@ -43,7 +43,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
     missing = [pkg for pkg in PACKAGES if pkg not in facts["rpms:" + ",".join(PACKAGES)]]
     if missing:
-        p.run(f"yum install -y {' '.join(missing)}", "not installed")
+        p.install(missing, "not installed")
     for path, (content, mode) in files(facts["kernel"]).items():
         p.write(path, content, facts[f"file:{path}"], mode=mode)
     for module in modules(facts["kernel"]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import facts as F
-from ..plan import Plan
+from ..plan import Install, Plan
 from ..templates import render
 from . import Step, Target
 
@@ -25,11 +25,11 @@ def repo(t: Target) -> str:
     )
 
 
-def install_command(t: Target) -> str:
+def install(t: Target, why: str) -> Install:
     """All three pinned together: pinning kubeadm alone pulls the newest kubelet and kubectl."""
     v = t.inv.cluster.kubernetes_version
-    pkgs = " ".join(f"{p}-{v}" for p in ("kubelet", "kubeadm", "kubectl"))
-    return f"yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes {pkgs}"
+    return Install(tuple(f"{p}-{v}" for p in ("kubelet", "kubeadm", "kubectl")),
+                   ("--setopt=obsoletes=0", "--disableexcludes=kubernetes"), why)
 
 
 def facts(t: Target) -> list[F.Fact]:
@@ -52,9 +52,8 @@ def plan(t: Target, facts: F.Facts) -> Plan:
         )
         return p
     if len(installed) < len(PACKAGES):
-        p.run(
-            install_command(t),
-            "not installed: " + ", ".join(sorted(set(PACKAGES) - set(installed))),
+        p.actions.append(
+            install(t, "not installed: " + ", ".join(sorted(set(PACKAGES) - set(installed))))
         )
     return p
 

@@ -18,7 +18,7 @@ def facts(t: Target) -> list[F.Fact]:
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
     if "chrony" not in facts["rpms:chrony"]:
-        p.run("yum install -y chrony", "chrony is not installed")
+        p.install(["chrony"], "chrony is not installed")
     changed = False
     if t.inv.node_prep.ntp_servers:
         conf = render("etc/chrony.conf.j2", servers=t.inv.node_prep.ntp_servers)

@@ -77,17 +77,19 @@ def test_dry_run_shows_diffs_and_commands_and_changes_nothing(fresh, tmp_path):
         assert expected in out, expected
     # And the commands, each with its reason.
     for expected in (
-        "    $ yum install -y --setopt=obsoletes=0 docker-ce-19.03.15 docker-ce-cli-19.03.15 "
-        "containerd.io    # docker is not installed at the pinned version",
-        "    $ yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes kubelet-1.20.10 "
-        "kubeadm-1.20.10 kubectl-1.20.10",
+        # one package transaction for every step that needs packages, with each one's reason
+        "    $ yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes ipset ipvsadm "
+        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io kubelet-1.20.10 "
+        "kubeadm-1.20.10 kubectl-1.20.10    # ipvs: not installed; docker: docker is not "
+        "installed at the pinned version; kubernetes-packages: not installed: kubeadm, "
+        "kubectl, kubelet",
         "    $ setenforce 0    # SELinux is enforcing",
         "    $ swapoff -a    # swap is on",
         "    $ modprobe br_netfilter",
         "    $ systemctl enable docker.service",
     ):
         assert expected in out, expected
-    assert re.search(r"(?m)^\[node2\] docker\s+changed .*would: write /etc/yum.repos.d/", out)
+    assert re.search(r"(?m)^\[node2\] packages\s+changed .*would: write /etc/yum.repos.d/", out)
     data = yaml.safe_load(report.read_text())
     for node in fresh.nodes:
         assert data["hosts"][node.name]["status"] == "changed"  # "would change"
@@ -185,3 +187,35 @@ def test_a_failing_yum_on_one_node_does_not_stop_the_others(lab_factory, tmp_pat
     assert again.changed("master1") == again.changed("node2") == 0
     problems = check_prepared(failing, the_lab)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_package_transaction_fails_exactly_the_steps_that_needed_it(lab_factory,
+                                                                              tmp_path):
+    """docker.version pinned to a release the mirror lacks (preflight's PackageVersions check,
+    which would refuse it, is ignored): dnf refuses the node's one transaction with its own
+    words; the steps that needed it fail with those words, later steps do not run, earlier
+    ones did, and nothing of the transaction is installed."""
+    the_lab = lab_factory(1)
+    data = yaml.safe_load(the_lab.inventory_path.read_text())
+    data["docker"] = {**data.get("docker", {}), "version": "99.0.0"}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    node = the_lab.nodes[0]
+    res = invoke(["prepare-nodes", "-i", str(inventory), "--ignore", "PackageVersions",
+                  "--report", str(tmp_path / "report.json"), "--log-dir", str(tmp_path / "l")])
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    steps = {s["name"]: s for s in
+             yaml.safe_load((tmp_path / "report.json").read_text())["hosts"][node.name]["steps"]}
+    assert steps["packages"]["status"] == "failed"
+    assert "Unable to find a match: docker-ce-99.0.0" in steps["packages"]["message"], steps
+    for name in ("ipvs", "docker", "kubernetes-packages"):
+        assert steps[name]["status"] == "failed", steps[name]
+        assert steps[name]["message"] == "packages: " + steps["packages"]["message"]
+    assert steps["kubelet"] == {**steps["kubelet"], "status": "skipped",
+                                "message": "not run: the packages transaction failed"}
+    assert steps["bridge-netfilter"]["status"] == "changed"
+    installs = [c["argv"] for c in node.calls() if c["cmd"] == "yum" and "install" in c["argv"]]
+    assert len(installs) == 1, installs
+    assert node.run("rpm -q ipset kubelet").returncode == 2  # a transaction is all or nothing
