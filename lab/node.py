@@ -380,6 +380,71 @@ class Node:
                 out.append((int(nspid.split()[-1]), cmdline))
         return sorted(out)
 
+    # -- counters (benchmarks) ------------------------------------------------------------
+    def last_pid(self) -> int:
+        """The highest PID the node's PID namespace has handed out before this call.
+
+        PIDs are handed out in increasing order, so the difference between two readings counts
+        the processes created in the node meanwhile (sshd sessions, sudo, shells, commands, and
+        `Node.run`'s own shell): use `pids_created_since(mark)`. The reading itself creates one
+        process in the node (a shell entered with nsenter that prints its own PID, `$$`: that
+        is the next PID, so the answer is `$$ - 1`). /proc/sys/kernel/ns_last_pid is not used:
+        read inside a lab node it returned a stale constant on the 6.18 kernel we measured on
+        (a fresh `unshare --pid` namespace read it right)."""
+        if not self.running():
+            raise NodeError(f"{self.name} is not running")
+        proc = subprocess.run(["nsenter", "-t", str(self.pid), "-p", "--", "/bin/sh", "-c",
+                               "echo $$"], capture_output=True, text=True, timeout=30,
+                              env={"PATH": NODE_PATH, "LANG": "C"})
+        if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+            raise NodeError(f"{self.name}: cannot read the last PID: {proc.stderr.strip()}")
+        return int(proc.stdout) - 1
+
+    def pids_created_since(self, mark: int) -> int:
+        """Processes created in the node since `mark = node.last_pid()`, not counting the two
+        readings' own processes. Exact while the PID counter has not wrapped (the namespace's
+        pid_max, 4194304 per namespace on kernels >= 6.14, 32768 before); after a wrap it is an
+        estimate (PIDs still in use are skipped by the kernel, not counted here)."""
+        delta = self.last_pid() - mark - 1
+        if delta < 0:
+            delta += self._pid_max() - 1
+        return delta
+
+    def _pid_max(self) -> int:
+        try:
+            return int(self.path("/proc/sys/kernel/pid_max").read_text())
+        except (OSError, ValueError):
+            return 32768
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, seconds) used inside the node so far: for every process of
+        its PID namespace, utime + stime + cutime + cstime of /proc/<pid>/stat.
+
+        A process's cutime/cstime hold the times of the children it has reaped (which include
+        their own reaped children), so summing the four fields over the living processes
+        counts every process once, whoever reaped it: PID 1 (the node's init script, which
+        reaps orphans and its own children), the sshd listener (which reaps its sessions), a
+        session's shell (its commands), ... Caveats: (1) a process that is still running is
+        counted by its own utime/stime only: its children that are still running are counted
+        on their own, so nothing is counted twice; (2) a process that ends and is reaped while
+        this reads /proc can be missed or counted twice for that instant (a few ticks); (3)
+        processes started by `Node.run` are children of nsenter, which lives OUTSIDE the node:
+        they count while they run, but once they end their time goes to the host's nsenter,
+        not to the node (commands over SSH are reaped inside the node and stay counted); (4)
+        the resolution is the clock tick (1/100 s per process)."""
+        if not self.running():
+            raise NodeError(f"{self.name} is not running")
+        ticks = 0
+        for pid in sorted(_pids_in_ns().get(self.pidns or "", [])):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # it ended meanwhile
+            # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17
+            ticks += sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def swap_on(self) -> subprocess.CompletedProcess:
         """Turn swap back on, as a sneaky admin would (through the node's swapon)."""
         return self.run("swapon /dev/mapper/centos-swap")

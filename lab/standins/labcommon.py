@@ -25,7 +25,8 @@ HANG = VAR / "hang"
 REACHED = VAR / "reached"
 HANG_POLL = 0.05
 JOURNAL = VAR / "journal"
-HOOKS = Path("/usr/lib/lab/hooks")
+LIB = Path("/usr/lib/lab")
+HOOKS = LIB / "hooks"
 KERNEL = "3.10.0-1160.el7.x86_64"
 KERNEL_VERSION = "#1 SMP Mon Oct 19 16:18:59 UTC 2020"
 
@@ -124,9 +125,22 @@ def is_root() -> bool:
 
 
 @contextmanager
-def locked(name: str = "state") -> Iterator[None]:
-    """Hold an exclusive lock on /run/lab/.<name>.lock (serialises state updates)."""
+def locked(name: str = "state", shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on /run/lab/.<name>.lock (serialises state updates). `shared`:
+    a read lock for a read-only command, which never creates the lock file (or anything else)."""
     path = RUN / f".{name}.lock"
+    if shared:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+        return
     try:
         RUN.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
