@@ -94,17 +94,14 @@ def mirror_command(inv: Inventory) -> str:
     )
     return "\n".join(
         [
-            f"if rpm -q {' '.join(pinned)} >/dev/null 2>&1; then echo installed; exit 0; fi",
+            f"if rpm -q {' '.join(pinned)} >/dev/null 2>&1; then echo installed; else",
             "d=$(mktemp -d /tmp/k8s-bootstrap-check.XXXXXX)",
             f'printf %s {shlex.quote(repo)} > "$d/check.repo"',
             'yum -q --setopt=reposdir="$d" --setopt=cachedir="$d/cache" list --showduplicates '
             "docker-ce docker-ce-cli kubeadm kubelet kubectl 2>&1",
-            'rc=$?; rm -rf "$d"; exit $rc',
+            'rc=$?; rm -rf "$d"; [ $rc = 0 ]; fi',
         ]
     )
-
-
-_PORTS_CMD = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"
 
 
 def _listening(out: str, rc: int) -> set[int]:
@@ -131,11 +128,17 @@ def _meminfo_mb(out: str, rc: int) -> int | None:
     return None
 
 
-def _number(out: str, rc: int) -> float | None:
+def _online_cpus(out: str, rc: int) -> float | None:
+    """How many CPUs are online, from the kernel's list (``0-3,6``): what ``nproc`` counts
+    without an affinity mask."""
+    count = 0
     try:
-        return float(out.strip())
+        for part in out.strip().split(","):
+            first, _, last = part.partition("-")
+            count += int(last or first) - int(first) + 1
     except ValueError:
         return None
+    return float(count) if rc == 0 and count else None
 
 
 def _macs(out: str, rc: int) -> set[str]:
@@ -145,17 +148,17 @@ def _macs(out: str, rc: int) -> set[str]:
 def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
     """The read-only facts the checks need from one node."""
     found = [
-        F.Fact("os-release", "cat /etc/os-release", _os_release),
-        F.Fact("cpus", "nproc", _number),
-        F.Fact("memory-mb", "cat /proc/meminfo", _meminfo_mb),
+        F.read("os-release", "/etc/os-release", _os_release),
+        F.read("cpus", "/sys/devices/system/cpu/online", _online_cpus),
+        F.read("memory-mb", "/proc/meminfo", _meminfo_mb),
         F.hostname(),
-        F.Fact("macs", "cat /sys/class/net/*/address", _macs),
-        F.command("product-uuid", "cat /sys/class/dmi/id/product_uuid"),
-        F.Fact("time", "date +%s.%N", _number),
+        F.read("macs", "/sys/class/net/*/address", _macs),
+        F.read("product-uuid", "/sys/class/dmi/id/product_uuid"),
+        F.clock(),
     ]
     if node.is_master:
         found += [
-            F.Fact("listening", _PORTS_CMD, _listening),
+            F.read("listening", "/proc/net/tcp /proc/net/tcp6", _listening),
             F.command("initialised", "test -f /etc/kubernetes/admin.conf && echo yes"),
         ]
     if mirror_node:

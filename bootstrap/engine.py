@@ -6,6 +6,7 @@ and phase 2 reconnects only the hosts with something to apply.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -285,7 +286,7 @@ class Runner:
         node's lease: another live run's lease fails the node here, before any change.
         ``last``: the run is done with the node, so the same round trip releases its lease."""
         if self.leasing:
-            facts = [*facts, lease.fact()]
+            facts = [*facts, lease.fact(), F.clock()]
         unique = list({f.name: f for f in facts}.values())
         script, nonce = F.script(unique)
         release = last and session.lease is not None and session.lease.taken
@@ -301,9 +302,10 @@ class Runner:
                 session.name, "gather facts", res.rc, res.stderr or str(exc)
             ) from None
         if self.leasing and session.lease is not None:
-            state = got.pop(lease.fact().name)
-            if state is None:
+            state, now = got.pop(lease.fact().name), got.get(F.clock().name)
+            if state is None or now is None:
                 raise CommandError(session.name, "read the lease", res.rc, res.stderr)
+            state = dataclasses.replace(state, now=int(now))
             verdict = lease.judge(state, self.run_info, session.name)
             if session.lease.seen is None:
                 session.lease.seen = state.generation

@@ -14,11 +14,17 @@ from .plan import FileState
 
 @dataclass(frozen=True)
 class Fact:
-    """``command`` runs as root and must change nothing; ``parse(stdout, rc)`` gives the value."""
+    """``command`` runs as root and must change nothing; ``parse(stdout, rc)`` gives the value.
+
+    A fact with a ``batch`` (kind, items) is gathered with every other fact of its kind in one
+    command (``KINDS``; its own ``command`` is that command for its items alone), and ``parse``
+    reads what the kind's ``split`` gives for its items.
+    """
 
     name: str
     command: str
     parse: Callable[[str, int], Any]
+    batch: tuple[str, tuple[str, ...]] | None = None
 
 
 Facts = dict[str, Any]
@@ -33,13 +39,36 @@ def _parse_file(out: str, rc: int) -> FileState | None:
 
 
 def file(path: str) -> Fact:
-    """Content, mode and owner of a file, or None when it does not exist."""
-    q = shlex.quote(path)
-    return Fact(
-        f"file:{path}",
-        f"[ -f {q} ] || exit 1; stat -c '%a %U %G' {q} && base64 -w0 {q}",
-        _parse_file,
+    """Content, mode and owner of a file, or None when it is not a readable regular file."""
+    return Fact(f"file:{path}", _files_command([path]), _parse_file, ("file", (path,)))
+
+
+def _files_command(paths: list[str]) -> str:
+    """One stat and one od for every readable regular file among ``paths``: a line
+    ``SIZE MODE OWNER GROUP NAME`` each, a blank line, then all their bytes in hex."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return (
+        f"set --; for f in {quoted}; do [ -f \"$f\" ] && [ -r \"$f\" ] && set -- \"$@\" \"$f\"; "
+        "done; if [ $# -gt 0 ]; then "
+        "stat -c '%s %a %U %G %n' -- \"$@\" && echo && od -An -v -tx1 -- \"$@\"; fi"
     )
+
+
+def _split_files(out: str, rc: int, paths: list[str]) -> dict[str, tuple[str, int]]:
+    """Per path, what the one-file command printed before batching: ``MODE OWNER GROUP``, then
+    the base64 content; ("", 1) for a path that is missing or unreadable."""
+    found: dict[str, tuple[str, int]] = {p: ("", 1) for p in paths}
+    head, _, blob = out.partition("\n\n")
+    rows = [ln.split(" ", 4) for ln in head.splitlines() if ln.strip()]
+    data = bytes.fromhex("".join(blob.split()))
+    if sum(int(r[0]) for r in rows) != len(data):
+        raise ValueError("files changed while they were read")
+    pos = 0
+    for size, mode, owner, group, name in rows:
+        chunk = data[pos : pos + int(size)]
+        pos += int(size)
+        found[name] = (f"{mode} {owner} {group}\n{base64.b64encode(chunk).decode()}", 0)
+    return found
 
 
 def _text(out: str, rc: int) -> str | None:
@@ -56,11 +85,39 @@ def _lines(out: str, rc: int) -> list[str]:
 
 
 def hostname() -> Fact:
-    return command("hostname", "hostname")
+    """The node's name (``uname -n``, what ``hostname`` prints)."""
+    return Fact("hostname", "uname -n", _text, ("uname", ("n",)))
 
 
 def kernel() -> Fact:
-    return command("kernel", "uname -r")
+    return Fact("kernel", "uname -r", _text, ("uname", ("r",)))
+
+
+def clock() -> Fact:
+    """The node's clock, seconds since the epoch (preflight's skew check, the lease)."""
+    return Fact("time", "date +%s.%N", _number)
+
+
+def _number(out: str, rc: int) -> float | None:
+    try:
+        return float(out.strip())
+    except ValueError:
+        return None
+
+
+def read(name: str, path: str, parse: Callable[[str, int], Any] = _text) -> Fact:
+    """A text file's lines, read by the shell itself (no process); rc 1 when it is missing."""
+    return Fact(name, read_command(path), parse)
+
+
+def read_command(pattern: str) -> str:
+    """Shell that prints the files matching ``pattern`` (a path or a glob) line by line with
+    builtins only, like ``cat`` would; exit status 1 when none is readable."""
+    return (
+        f"_ok=1; for _f in {pattern}; do [ -r \"$_f\" ] || continue; _ok=0; "
+        "while IFS= read -r _l || [ -n \"$_l\" ]; do printf '%s\\n' \"$_l\"; done < \"$_f\"; "
+        "done; [ $_ok = 0 ]"
+    )
 
 
 def modules() -> Fact:
@@ -70,9 +127,8 @@ def modules() -> Fact:
 
 def swaps() -> Fact:
     """Active swap devices from /proc/swaps."""
-    return Fact(
-        "swaps", "cat /proc/swaps", lambda out, rc: [ln.split()[0] for ln in _lines(out, rc)[1:]]
-    )
+    return read("swaps", "/proc/swaps", lambda out, rc: [ln.split()[0]
+                                                         for ln in _lines(out, rc)[1:]])
 
 
 def selinux() -> Fact:
@@ -81,36 +137,59 @@ def selinux() -> Fact:
 
 def sysctl(key: str) -> Fact:
     """A kernel parameter's value, or None when the key does not exist (module not loaded)."""
-    return command(f"sysctl:{key}", f"sysctl -n {shlex.quote(key)}")
+    return Fact(f"sysctl:{key}", _sysctl_command([key]), _text, ("sysctl", (key,)))
+
+
+def _sysctl_command(keys: list[str]) -> str:
+    return f"sysctl {' '.join(shlex.quote(k) for k in keys)} 2>/dev/null; true"
+
+
+def _split_sysctl(out: str, rc: int, keys: list[str]) -> dict[str, tuple[str, int]]:
+    """``KEY = VALUE`` lines (sysctl leaves out keys that do not exist): per key its value."""
+    values = {}
+    for ln in out.splitlines():
+        key, sep, value = ln.partition(" = ")
+        if sep:
+            values[key.strip()] = value.strip()
+    return {k: (values[k], 0) if k in values else ("", 255) for k in keys}
+
+
+UNIT_PROPERTIES = "LoadState,UnitFileState,ActiveState"
 
 
 def unit(name: str) -> Fact:
     """systemd state of a unit: exists, enabled, active."""
-    q = shlex.quote(name)
-    cmd = (
-        f"if systemctl cat {q} >/dev/null 2>&1; then echo exists; fi; "
-        f"systemctl is-enabled {q} 2>/dev/null; systemctl is-active {q} 2>/dev/null; true"
-    )
 
     def parse(out: str, rc: int) -> dict[str, Any]:
-        words = out.split()
-        exists = bool(words) and words[0] == "exists"
-        rest = words[1:] if exists else words
-        enabled = rest[0] if rest else "unknown"
+        props = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
         return {
-            "exists": exists,
-            "enabled": enabled == "enabled",
-            "active": len(rest) > 1 and rest[1] == "active",
+            "exists": props.get("LoadState", "not-found") != "not-found",
+            "enabled": props.get("UnitFileState") == "enabled",
+            "active": props.get("ActiveState") == "active",
         }
 
-    return Fact(f"unit:{name}", cmd, parse)
+    return Fact(f"unit:{name}", _units_command([name]), parse, ("unit", (name,)))
+
+
+def _units_command(units: list[str]) -> str:
+    return f"systemctl show -p {UNIT_PROPERTIES} {' '.join(shlex.quote(u) for u in units)}"
+
+
+def _split_units(out: str, rc: int, units: list[str]) -> dict[str, tuple[str, int]]:
+    """``systemctl show`` prints one block of properties per unit, in the order asked,
+    separated by blank lines."""
+    blocks = [b for b in out.strip("\n").split("\n\n")] if out.strip() else []
+    if len(blocks) != len(units):
+        raise ValueError(f"systemctl show gave {len(blocks)} blocks for {len(units)} units")
+    return {u: (b, rc) for u, b in zip(units, blocks, strict=True)}
+
+
+_RPM_FORMAT = shlex.quote("%{NAME} %{VERSION}-%{RELEASE}\\n")
 
 
 def rpms(names: Iterable[str]) -> Fact:
     """Installed versions: {name: "VERSION-RELEASE"} for the names that are installed."""
     names = sorted(names)
-    qf = shlex.quote("%{NAME} %{VERSION}-%{RELEASE}\\n")
-    cmd = f"rpm -q --qf {qf} {' '.join(shlex.quote(n) for n in names)} 2>/dev/null; true"
 
     def parse(out: str, rc: int) -> dict[str, str]:
         found = {}
@@ -120,24 +199,88 @@ def rpms(names: Iterable[str]) -> Fact:
                 found[parts[0]] = parts[1]
         return found
 
-    return Fact("rpms:" + ",".join(names), cmd, parse)
+    return Fact("rpms:" + ",".join(names), _rpms_command(names), parse, ("rpm", tuple(names)))
+
+
+def _rpms_command(names: list[str]) -> str:
+    return f"rpm -q --qf {_RPM_FORMAT} {' '.join(shlex.quote(n) for n in names)} 2>/dev/null; true"
+
+
+_UNAME_ORDER = "snrvm"  # uname prints its fields in this order, whatever order they are asked
+
+
+def _uname_command(flags: list[str]) -> str:
+    return "uname -" + "".join(sorted(flags, key=_UNAME_ORDER.index))
+
+
+def _split_uname(out: str, rc: int, flags: list[str]) -> dict[str, tuple[str, int]]:
+    words = out.split()
+    if rc != 0 or len(words) != len(flags):
+        return {f: ("", rc or 1) for f in flags}
+    return dict(zip(sorted(flags, key=_UNAME_ORDER.index), ((w, 0) for w in words),
+                    strict=True))
+
+
+def _split_rpms(out: str, rc: int, names: list[str]) -> dict[str, tuple[str, int]]:
+    """One line per name: ``NAME VERSION-RELEASE``, or rpm's ``package NAME is not
+    installed``."""
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if len(ln.split()) == 2}
+    return {n: (lines.get(n, f"package {n} is not installed"), 0) for n in names}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Facts of one kind come from one command: ``command(items)`` for them all, and
+    ``split(out, rc, items)`` giving each item what its own command would have printed."""
+
+    command: Callable[[list[str]], str]
+    split: Callable[[str, int, list[str]], dict[str, tuple[str, int]]]
+
+
+KINDS: dict[str, Kind] = {
+    "rpm": Kind(_rpms_command, _split_rpms),
+    "unit": Kind(_units_command, _split_units),
+    "file": Kind(_files_command, _split_files),
+    "sysctl": Kind(_sysctl_command, _split_sysctl),
+    "uname": Kind(_uname_command, _split_uname),
+}
 
 
 def script(facts: Iterable[Fact]) -> tuple[str, str]:
-    """One shell script printing every fact between markers; returns (script, nonce)."""
+    """One shell script printing every fact between markers (facts of one kind batched into
+    one command); returns (script, nonce)."""
     nonce = _random.token_hex(6)
     parts = []
-    for f in facts:
-        parts.append(f"printf '%s\\n' {shlex.quote('<<' + nonce + ' ' + f.name)}")
-        parts.append(f"( {f.command} ) 2>/dev/null </dev/null")
+    for name, command in _sections(list(facts)):
+        parts.append(f"printf '%s\\n' {shlex.quote('<<' + nonce + ' ' + name)}")
+        # A group, not a subshell (one process less a fact), unless the command may exit.
+        group = f"( {command} )" if "exit" in command else f"{{ {command}\n}}"
+        parts.append(f"{group} 2>/dev/null </dev/null")
         parts.append(f"printf '\\n>>{nonce} %s\\n' \"$?\"")
     return "\n".join(parts) + "\n", nonce
 
 
+def _sections(facts: list[Fact]) -> list[tuple[str, str]]:
+    """(section name, command): one per unbatched fact, one per kind of batched facts."""
+    out = [(f.name, f.command) for f in facts if f.batch is None]
+    for kind, items in _batched(facts).items():
+        out.append((f"batch:{kind}", KINDS[kind].command(items)))
+    return out
+
+
+def _batched(facts: list[Fact]) -> dict[str, list[str]]:
+    kinds: dict[str, list[str]] = {}
+    for f in facts:
+        if f.batch is not None:
+            items = kinds.setdefault(f.batch[0], [])
+            items += [i for i in f.batch[1] if i not in items]
+    return kinds
+
+
 def parse_output(facts: Iterable[Fact], stdout: str, nonce: str) -> Facts:
     """Split the combined output back into parsed facts."""
-    by_name = {f.name: f for f in facts}
-    values: Facts = {}
+    facts = list(facts)
+    raw: dict[str, tuple[str, int]] = {}
     start = f"<<{nonce} "
     end = f"\n>>{nonce} "
     pos = 0
@@ -150,11 +293,22 @@ def parse_output(facts: Iterable[Fact], stdout: str, nonce: str) -> Facts:
         j = stdout.index(end, nl)
         body = stdout[nl + 1 : j]
         k = stdout.find("\n", j + len(end))
-        rc = int(stdout[j + len(end) : k if k >= 0 else None])
-        if name in by_name:
-            values[name] = by_name[name].parse(body, rc)
+        raw[name] = (body, int(stdout[j + len(end) : k if k >= 0 else None]))
         pos = k if k >= 0 else len(stdout)
-    missing = set(by_name) - set(values)
+    per_item: dict[tuple[str, str], tuple[str, int]] = {}
+    for kind, items in _batched(facts).items():
+        if f"batch:{kind}" in raw:
+            out, rc = raw[f"batch:{kind}"]
+            per_item.update({(kind, i): v for i, v in KINDS[kind].split(out, rc, items).items()})
+    values: Facts = {}
+    for f in facts:
+        if f.batch is None:
+            if f.name in raw:
+                values[f.name] = f.parse(*raw[f.name])
+        elif all((f.batch[0], i) in per_item for i in f.batch[1]):
+            got = [per_item[(f.batch[0], i)] for i in f.batch[1]]
+            values[f.name] = f.parse("\n".join(o for o, _ in got), max(rc for _, rc in got))
+    missing = {f.name for f in facts} - set(values)
     if missing:
         raise ValueError(f"facts missing from the node's answer: {', '.join(sorted(missing))}")
     return values

@@ -93,29 +93,26 @@ def parse_holder(text: str) -> Holder | None:
 
 
 def _parse(out: str, rc: int) -> State | None:
-    lines = out.splitlines()
-    try:
-        now = int(float(lines[0])) if rc == 0 and lines else None
-    except ValueError:
-        now = None
-    if now is None:
+    """The lease and the generation; ``now`` is filled in from the node's clock fact."""
+    if rc != 0:
         return None
     generation = ""
     rest = []
-    for ln in lines[1:]:
+    for ln in out.splitlines():
         if ln.startswith("generation="):
             generation = ln.split("=", 1)[1].strip()
         else:
             rest.append(ln)
-    return State(now, parse_holder("\n".join(rest)), generation)
+    return State(0, parse_holder("\n".join(rest)), generation)
 
 
 def fact() -> F.Fact:
-    """The node's clock, its lease and its generation (read-only)."""
+    """The node's lease and its generation, read by the shell itself (read-only). The run
+    gathers the node's clock (``facts.clock``) with it."""
     return F.Fact(
         "lease",
-        f"date +%s; printf 'generation=%s\\n' \"$(cat {GENERATION} 2>/dev/null)\"; "
-        f"cat {LEASE} 2>/dev/null; true",
+        f"_g=; [ -r {GENERATION} ] && read -r _g < {GENERATION}; "
+        "printf 'generation=%s\\n' \"$_g\"; " + F.read_command(LEASE) + "; true",
         _parse,
     )
 

@@ -196,8 +196,7 @@ def test_docker_restart_only_when_daemon_json_changed_and_warns_about_containers
             "docker-ce-cli": "19.03.15-3.el7",
             "containerd.io": "1.4.9-3.1.el7",
         },
-        "docker:cgroup-driver": "cgroupfs",
-        "docker:containers": "7",
+        "docker:info": ("cgroupfs", 7),
     }
     p = plan_for("docker", running)
     assert commands(p) == ["systemctl restart docker.service"]
@@ -205,7 +204,7 @@ def test_docker_restart_only_when_daemon_json_changed_and_warns_about_containers
     settled = dict(
         running,
         **{
-            "docker:cgroup-driver": "systemd",
+            "docker:info": ("systemd", 7),
             "file:/etc/docker/daemon.json": FileState(written(p)["/etc/docker/daemon.json"]),
             "file:/etc/yum.repos.d/docker-ce.repo": FileState(
                 written(p)["/etc/yum.repos.d/docker-ce.repo"]

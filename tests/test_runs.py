@@ -74,14 +74,14 @@ def test_pid_alive_tells_a_dead_process_from_a_live_one():
     assert not lease.pid_alive(0)
 
 
-FACT_OUTPUT = [
-    ("never leased", "1800000000\ngeneration=\n", lease.State(NOW, None, "")),
-    ("leased", "1800000000\ngeneration=r1\nrun_id=r1\ncommand=reset\nclient=c\npid=9\n"
+FACT_OUTPUT = [  # the node's clock comes from the clock fact, gathered with it
+    ("never leased", "generation=\n", lease.State(0, None, "")),
+    ("leased", "generation=r1\nrun_id=r1\ncommand=reset\nclient=c\npid=9\n"
      "started=1\nrenewed=2\nexpires=3\n",
-     lease.State(NOW, lease.Holder("r1", "reset", "c", 9, 1, 2, 3), "r1")),
-    ("released, generation kept", "1800000000\ngeneration=r1\n", lease.State(NOW, None, "r1")),
-    ("garbled lease file", "1800000000\ngeneration=r1\nexpires=x\nrun_id=r2\n",
-     lease.State(NOW, lease.Holder("r2", expires=0), "r1")),
+     lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3), "r1")),
+    ("released, generation kept", "generation=r1\n", lease.State(0, None, "r1")),
+    ("garbled lease file", "generation=r1\nexpires=x\nrun_id=r2\n",
+     lease.State(0, lease.Holder("r2", expires=0), "r1")),
 ]
 
 

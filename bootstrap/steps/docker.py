@@ -16,6 +16,19 @@ PACKAGES = ("containerd.io", "docker-ce", "docker-ce-cli")
 RPMS = "rpms:" + ",".join(sorted(PACKAGES))
 
 
+def _info(out: str, rc: int) -> tuple[str, int] | None:
+    words = out.split()
+    if rc != 0 or len(words) != 2 or not words[1].isdigit():
+        return None
+    return words[0], int(words[1])
+
+
+# The cgroup driver docker runs with and how many containers it runs, in one call (None when
+# docker does not answer).
+INFO = F.Fact("docker:info", "docker info --format '{{.CgroupDriver}} {{.ContainersRunning}}'",
+              _info)
+
+
 def repo(t: Target) -> str:
     return render(
         "etc/yum.repos.d/docker-ce.repo.j2",
@@ -60,8 +73,7 @@ def facts(t: Target) -> list[F.Fact]:
         F.rpms(PACKAGES),
         F.file(DAEMON),
         F.unit(UNIT),
-        F.command("docker:cgroup-driver", "docker info --format '{{.CgroupDriver}}'"),
-        F.command("docker:containers", "docker ps -q | wc -l"),
+        INFO,
     ]
 
 
@@ -102,14 +114,12 @@ def plan(t: Target, facts: F.Facts) -> Plan:
         p.run(f"systemctl enable {UNIT}", "docker is not enabled")
     if not unit["active"]:
         p.run(f"systemctl start {UNIT}", "docker is not running")
-    elif changed or facts["docker:cgroup-driver"] != d.cgroup_driver:
+    driver, running = facts[INFO.name] or (None, 0)
+    if unit["active"] and (changed or driver != d.cgroup_driver):
         p.run(
             f"systemctl restart {UNIT}",
-            "daemon.json changed"
-            if changed
-            else f"docker runs with the {facts['docker:cgroup-driver']} cgroup driver",
+            "daemon.json changed" if changed else f"docker runs with the {driver} cgroup driver",
         )
-        running = int(facts["docker:containers"] or 0)
         if running:
             p.notes.append(
                 f"restarting docker bounces its {running} running containers "

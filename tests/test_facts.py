@@ -1,0 +1,140 @@
+"""The lean gather: facts of one kind come from one command, and parse to the same values as
+one command per fact did. Batched outputs are fed in as the real commands print them."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bootstrap import facts as F
+from bootstrap.plan import FileState
+
+FACTS = [
+    F.rpms(["docker-ce", "docker-ce-cli"]),
+    F.rpms(["chrony"]),
+    F.unit("docker.service"),
+    F.unit("iptables.service"),
+    F.unit("firewalld.service"),
+    F.file("/etc/hosts"),
+    F.file("/etc/shadow-unreadable"),
+    F.file("/etc/missing"),
+    F.sysctl("net.ipv4.ip_forward"),
+    F.sysctl("net.bridge.bridge-nf-call-iptables"),
+    F.hostname(),
+    F.kernel(),
+]
+
+HOSTS = "127.0.0.1 localhost\n"
+# What each batched command prints on a node where docker-ce is installed but not its CLI, a
+# unit is missing and one masked, one file is unreadable and one missing, and br_netfilter is
+# not loaded (its sysctl does not exist).
+OUTPUTS = {
+    "batch:rpm": (
+        "package chrony is not installed\n"
+        "docker-ce 19.03.15-3.el7\n"
+        "package docker-ce-cli is not installed\n", 0),
+    "batch:unit": (
+        "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n"
+        "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n\n"
+        "LoadState=masked\nActiveState=inactive\nUnitFileState=masked\n", 0),
+    "batch:file": (
+        f"{len(HOSTS)} 644 root root /etc/hosts\n\n"
+        + " ".join(f"{b:02x}" for b in HOSTS.encode()), 0),
+    "batch:sysctl": ("net.ipv4.ip_forward = 0\n", 0),
+    "batch:uname": ("node1 3.10.0-1160.el7.x86_64\n", 0),
+}
+EXPECTED = {
+    "rpms:docker-ce,docker-ce-cli": {"docker-ce": "19.03.15-3.el7"},
+    "rpms:chrony": {},
+    "unit:docker.service": {"exists": True, "enabled": True, "active": True},
+    "unit:iptables.service": {"exists": False, "enabled": False, "active": False},
+    "unit:firewalld.service": {"exists": True, "enabled": False, "active": False},
+    "file:/etc/hosts": FileState(HOSTS, 0o644, "root", "root"),
+    "file:/etc/shadow-unreadable": None,
+    "file:/etc/missing": None,
+    "sysctl:net.ipv4.ip_forward": "0",
+    "sysctl:net.bridge.bridge-nf-call-iptables": None,
+    "hostname": "node1",
+    "kernel": "3.10.0-1160.el7.x86_64",
+}
+
+
+def answer(script: str, nonce: str, outputs: dict[str, tuple[str, int]]) -> str:
+    """What the node prints for ``script``, section by section, from ``outputs``."""
+    out = []
+    for line in script.splitlines():
+        if line.startswith("printf '%s\\n' '<<"):
+            name = line.split(f"<<{nonce} ", 1)[1].rstrip("'")
+            body, rc = outputs[name]
+            out.append(f"<<{nonce} {name}\n{body}\n>>{nonce} {rc}\n")
+    return "".join(out)
+
+
+def test_one_command_per_kind():
+    script, nonce = F.script(FACTS)
+    sections = [ln.split(f"<<{nonce} ", 1)[1].rstrip("'") for ln in script.splitlines()
+                if f"<<{nonce} " in ln]
+    assert sorted(sections) == sorted(OUTPUTS)
+    assert script.count("rpm -q") == 1 and script.count("systemctl show") == 1
+    assert script.count("stat -c") == 1 and script.count("sysctl ") == 1
+    assert script.count("uname -nr") == 1
+    assert ("systemctl show -p LoadState,UnitFileState,ActiveState docker.service "
+            "iptables.service firewalld.service") in script
+    assert "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' docker-ce docker-ce-cli chrony" in script
+
+
+def test_batched_outputs_parse_to_the_same_values():
+    script, nonce = F.script(FACTS)
+    assert F.parse_output(FACTS, answer(script, nonce, OUTPUTS), nonce) == EXPECTED
+
+
+@pytest.mark.parametrize(("kind", "output", "error"), [
+    ("batch:unit", ("LoadState=loaded\nActiveState=active\n", 0), "gave 1 blocks for 3 units"),
+    ("batch:file", ("9999 644 root root /etc/hosts\n\n 61 62", 0),
+     "changed while they were read"),
+])
+def test_a_garbled_batch_is_an_error_not_a_wrong_fact(kind, output, error):
+    script, nonce = F.script(FACTS)
+    with pytest.raises(ValueError, match=error):
+        F.parse_output(FACTS, answer(script, nonce, {**OUTPUTS, kind: output}), nonce)
+
+
+def test_a_missing_section_is_an_error():
+    script, nonce = F.script(FACTS)
+    partial = {k: v for k, v in OUTPUTS.items() if k != "batch:sysctl"}
+    text = answer(script.replace("batch:sysctl", "x"), nonce, {**partial, "x": ("", 0)})
+    with pytest.raises(ValueError, match=r"facts missing .*sysctl:net\.bridge"):
+        F.parse_output(FACTS, text, nonce)
+
+
+def test_the_files_command_reads_regular_readable_files_only(tmp_path):
+    """The real command, run here on files in a temporary directory (read-only)."""
+    a = tmp_path / "a.conf"
+    a.write_text("one\ntwo\n")
+    b = tmp_path / "with space"
+    b.write_bytes(b"\x00binary\xff")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    paths = [str(a), str(tmp_path / "missing"), str(tmp_path), str(b), str(empty)]
+    res = subprocess.run(["sh", "-c", F.KINDS["file"].command(paths)], capture_output=True,
+                         text=True, check=True)
+    got = F.KINDS["file"].split(res.stdout, res.returncode, paths)
+    parsed = {p: F.file(p).parse(*got[p]) for p in paths}
+    assert parsed[str(a)].content == "one\ntwo\n"
+    assert parsed[str(a)].owner == "root" and parsed[str(a)].mode == a.stat().st_mode & 0o777
+    assert parsed[str(b)].content == "\x00binary\ufffd"
+    assert parsed[str(empty)].content == ""
+    assert parsed[str(tmp_path / "missing")] is None and parsed[str(tmp_path)] is None
+
+
+def test_read_facts_print_files_with_shell_builtins_like_cat(tmp_path):
+    (tmp_path / "a").write_text("x=1\n  indented\tand tab\nno newline at the end")
+    (tmp_path / "b").write_text("second\n")
+    got = subprocess.run(["sh", "-c", F.read_command(f"{tmp_path}/*")], capture_output=True,
+                         text=True)
+    assert got.returncode == 0
+    assert got.stdout == "x=1\n  indented\tand tab\nno newline at the end\nsecond\n"
+    missing = subprocess.run(["sh", "-c", F.read_command(f"{tmp_path}/none")],
+                             capture_output=True, text=True)
+    assert (missing.returncode, missing.stdout) == (1, "")
