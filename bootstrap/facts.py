@@ -85,12 +85,13 @@ def _lines(out: str, rc: int) -> list[str]:
 
 
 def hostname() -> Fact:
-    """The node's name (``uname -n``, what ``hostname`` prints)."""
-    return Fact("hostname", "uname -n", _text, ("uname", ("n",)))
+    """The node's name (what ``hostname`` and ``uname -n`` print), read from the kernel."""
+    return read("hostname", "/proc/sys/kernel/hostname")
 
 
 def kernel() -> Fact:
-    return Fact("kernel", "uname -r", _text, ("uname", ("r",)))
+    """The kernel release (what ``uname -r`` prints)."""
+    return read("kernel", "/proc/sys/kernel/osrelease")
 
 
 def clock() -> Fact:
@@ -206,21 +207,6 @@ def _rpms_command(names: list[str]) -> str:
     return f"rpm -q --qf {_RPM_FORMAT} {' '.join(shlex.quote(n) for n in names)} 2>/dev/null; true"
 
 
-_UNAME_ORDER = "snrvm"  # uname prints its fields in this order, whatever order they are asked
-
-
-def _uname_command(flags: list[str]) -> str:
-    return "uname -" + "".join(sorted(flags, key=_UNAME_ORDER.index))
-
-
-def _split_uname(out: str, rc: int, flags: list[str]) -> dict[str, tuple[str, int]]:
-    words = out.split()
-    if rc != 0 or len(words) != len(flags):
-        return {f: ("", rc or 1) for f in flags}
-    return dict(zip(sorted(flags, key=_UNAME_ORDER.index), ((w, 0) for w in words),
-                    strict=True))
-
-
 def _split_rpms(out: str, rc: int, names: list[str]) -> dict[str, tuple[str, int]]:
     """One line per name: ``NAME VERSION-RELEASE``, or rpm's ``package NAME is not
     installed``."""
@@ -242,7 +228,6 @@ KINDS: dict[str, Kind] = {
     "unit": Kind(_units_command, _split_units),
     "file": Kind(_files_command, _split_files),
     "sysctl": Kind(_sysctl_command, _split_sysctl),
-    "uname": Kind(_uname_command, _split_uname),
 }
 
 

@@ -46,6 +46,8 @@ printf 'Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n' > /run/lab/swaps
 mount --bind /run/lab/swaps /proc/swaps
 hostname "$H"
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
+printf '%s\n' 3.10.0-1160.el7.x86_64 > /run/lab/osrelease  # what uname -r says (labcommon)
+mount --bind /run/lab/osrelease /proc/sys/kernel/osrelease
 if [ -e /proc/sysrq-trigger ]; then
   mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
   mount -o remount,bind,ro /proc/sysrq-trigger
