@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -110,6 +111,20 @@ class Lab:
     @property
     def json_path(self) -> Path:
         return self.dir / "lab.json"
+
+    def ssh_argv(self, node: Node, script: str, user: str = "lab") -> list[str]:
+        """OpenSSH's client to ``node`` as ``user`` with the lab's key, checking its host key,
+        and nothing from ~/.ssh: what a user's own ssh to the node looks like."""
+        return ["ssh", "-F", "/dev/null", "-i", str(self.key_file),
+                "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"{user}@{node.address}", script]
+
+    def ssh(self, node: Node, script: str, user: str = "lab",
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run ``script`` on ``node`` over real SSH (``ssh_argv``); output captured."""
+        return subprocess.run(self.ssh_argv(node, script, user), capture_output=True, text=True,
+                              timeout=timeout)
 
     def node(self, name: str) -> Node:
         """The node called `name` (or with that address)."""

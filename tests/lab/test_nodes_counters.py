@@ -17,11 +17,7 @@ BURN = ("python3 -c 'import time\nt = time.process_time()\n"
 
 
 def ssh(lab, node, script: str, user: str = "lab", timeout: float = 60):
-    argv = ["ssh", "-F", "/dev/null", "-i", str(lab.key_file),
-            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            f"{user}@{node.address}", script]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    return lab.ssh(node, script, user, timeout)
 
 
 @pytest.fixture(scope="module")

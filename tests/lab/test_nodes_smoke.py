@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 
 @pytest.mark.timeout(60)
 def test_lab3_answers_over_ssh(lab3):
     node = lab3.nodes[0]
-    res = subprocess.run(
-        ["ssh", "-i", str(lab3.key_file), "-o", f"UserKnownHostsFile={lab3.known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"lab@{node.address}",
-         "hostname; sudo -n cat /etc/centos-release"],
-        capture_output=True, text=True, timeout=20)
+    res = lab3.ssh(node, "hostname; sudo -n cat /etc/centos-release", timeout=20)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split("\n")[:2] == ["master1", "CentOS Linux release 7.9.2009 (Core)"]

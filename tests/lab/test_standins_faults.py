@@ -21,15 +21,11 @@ PACKAGES = ("chrony conntrack-tools ipset ipvsadm yum-utils docker-ce-19.03.15 "
 
 
 def ssh_argv(lab, node, script: str, user: str = "root") -> list[str]:
-    return ["ssh", "-F", "/dev/null", "-i", str(lab.key_file),
-            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            f"{user}@{node.address}", script]
+    return lab.ssh_argv(node, script, user)
 
 
 def ssh(lab, node, script: str, user: str = "root", timeout: float = 60):
-    return subprocess.run(ssh_argv(lab, node, script, user), capture_output=True, text=True,
-                          timeout=timeout)
+    return lab.ssh(node, script, user, timeout)
 
 
 def spawn(lab, node, script: str, user: str = "root") -> subprocess.Popen:

@@ -8,7 +8,6 @@ import hashlib
 import os
 import shlex
 import stat
-import subprocess
 
 import pytest
 
@@ -20,11 +19,7 @@ HOOK = "#!/bin/sh\necho \"$1 $0\" >> /var/lib/hook-ran\n"
 
 
 def ssh(lab, node, script: str, user: str = "lab", timeout: float = 60):
-    argv = ["ssh", "-F", "/dev/null", "-i", str(lab.key_file),
-            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            f"{user}@{node.address}", script]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    return lab.ssh(node, script, user, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,7 @@ import pytest
 
 
 def ssh(lab, node, script: str, user: str = "lab") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(lab.key_file),
-            "-o",
-            f"UserKnownHostsFile={lab.known_hosts}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            f"{user}@{node.address}",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return lab.ssh(node, script, user, timeout=120)
 
 
 def repo_file(url: str) -> str:
