@@ -140,10 +140,14 @@ def test_journal_entries_are_one_tab_separated_line_each(tmp_path, monkeypatch):
     assert all(time.strptime(r["time"], "%Y-%m-%dT%H:%M:%SZ") for r in rows)
 
 
-def test_a_journal_entry_cannot_inject_shell():
-    evil = "write /etc/x'; touch /tmp/pwned; echo '"
-    script = journal.entry(ME, "s", evil)
-    assert "'\"'\"'" in script  # shlex-quoted
+def test_a_journal_entry_cannot_inject_shell(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal, "DIR", str(tmp_path / "log"))
+    monkeypatch.setattr(journal, "PATH", str(tmp_path / "log" / "journal.log"))
+    pwned = tmp_path / "pwned"
+    evil = f"write /etc/x'; touch {pwned}; echo '$(touch {pwned})"
+    subprocess.run(["sh", "-c", journal.entry(ME, "s", evil)], check=True)
+    assert not pwned.exists()
+    assert journal.parse((tmp_path / "log" / "journal.log").read_text())[0]["change"] == evil
 
 
 # -- progress ------------------------------------------------------------------------------------
