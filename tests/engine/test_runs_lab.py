@@ -8,18 +8,22 @@ Every check of a node looks from inside it (its call log, files, processes).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
+from bootstrap import commands, journal, lease
 from bootstrap import facts as F
-from bootstrap import journal, lease
+from bootstrap.commands import CommonOptions
 from bootstrap.engine import Runner, RunOptions
 from bootstrap.errors import LeaseError
+from bootstrap.interrupt import Interrupt
 from bootstrap.inventory import load
 from bootstrap.report import Reporter
 from bootstrap.runinfo import RunInfo
@@ -94,6 +98,36 @@ def hostname_calls(node, since: float) -> list[list[str]]:
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_00_ctrl_c_during_a_check_gives_up_its_gather_at_once(lab3r):
+    """`check` only reads: Ctrl-C while the master's mirror check (yum list) hangs returns at
+    once, says `interrupted`, exits 130, and nothing of the gather keeps running there."""
+    master = lab3r.nodes[0]
+    intr = Interrupt(say=lambda text: None)
+    out = io.StringIO()
+    box: dict = {}
+    master.inject_hang("yum")
+    try:
+        worker = threading.Thread(target=lambda: box.update(rc=commands.check(
+            CommonOptions(inventory=str(lab3r.inventory_path), log_dir=None),
+            reporter=Reporter(out=out), interrupt=intr)))
+        worker.start()
+        master.wait_reached("yum", timeout=60)
+        pressed = time.monotonic()
+        intr.press()
+        worker.join(30)
+        stopped_after = time.monotonic() - pressed
+    finally:
+        master.release_hang("yum")
+    assert not worker.is_alive() and stopped_after < 3, stopped_after
+    assert box["rc"] == 130
+    assert out.getvalue().startswith("interrupted\n\nRECAP (interrupted"), out.getvalue()
+    deadline = time.monotonic() + 20
+    while [cmd for _, cmd in master.processes() if "yum" in cmd or "k8s-bootstrap" in cmd]:
+        assert time.monotonic() < deadline, master.processes()
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(400)
 def test_01_ctrl_c_in_the_middle_of_prepare_nodes_stops_every_node(lab3r, tmp_path, memo):
     """SIGINT while every node is in bridge-netfilter (its modprobe held by a hang injection):
