@@ -342,6 +342,43 @@ def test_05b_ctrl_c_twice_during_join_deletes_the_token_and_the_join_file(rec, l
     assert node_status(master)["node2"] == "Ready"
 
 
+@pytest.mark.timeout(400)
+def test_05c_ctrl_c_once_during_join_lets_the_join_finish_and_deletes_the_token(rec, lab3m):
+    """One press while node2's kubeadm join runs: the join script is atomic, so it finishes;
+    nothing starts after it (no wait-ready), the token is deleted, exit 130."""
+    master, _, node2 = lab3m.nodes
+    assert rec("reset", limit="node2", yes=True).rc == 0
+    tokens = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
+              ["tokens"]}
+    intr = Interrupt(say=lambda text: None)
+    box: dict = {}
+    node2.inject_hang("kubeadm")
+    try:
+        runner = threading.Thread(target=lambda: box.update(run=rec("join-workers",
+                                                                    interrupt=intr)))
+        runner.start()
+        node2.wait_reached("kubeadm", timeout=120)
+        intr.press()
+        time.sleep(1)  # the run waits for the join script
+        assert runner.is_alive()
+    finally:
+        node2.release_hang("kubeadm")
+    runner.join(120)
+    run = box["run"]
+    assert run.rc == 130, run.console
+    assert statuses(run, "node2")["kubeadm-join"] == "changed"
+    assert "wait-ready" not in statuses(run, "node2")
+    assert statuses(run, "master1")["token-delete"] == "ok"
+    left = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
+            ["tokens"]}
+    assert left == tokens, "the join token is gone from the master"
+    assert exists(node2, "/etc/kubernetes/kubelet.conf")
+    assert not exists(node2, join_mod.JOIN_FILE)
+    again = rec("join-workers")  # the lease was released: nothing left to do
+    assert again.rc == 0, again.console
+    assert node_status(master)["node2"] == "Ready"
+
+
 LEFT_BY_KUBEADM_RESET = ("cni0", "flannel.1", "kube-ipvs0")
 
 
