@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SHOW_AFTER = 3.0  # seconds before a terminal shows a running step
 PLAIN_FIRST, PLAIN_EVERY = 10.0, 30.0  # plain lines: first after, then every
@@ -54,7 +54,6 @@ class Task:
     started: float
     note: str = ""
     shown: float = 0.0  # when a plain line last showed it
-    _tracker: Progress | None = field(default=None, repr=False)
 
     def update(self, line: str) -> None:
         """A line the remote command printed."""
@@ -77,7 +76,7 @@ class Progress:
         self._lock = threading.Lock()
 
     def start(self, host: str, name: str) -> Task:
-        task = Task(host, name, self.clock(), _tracker=self)
+        task = Task(host, name, self.clock())
         with self._lock:
             self.tasks.append(task)
         return task

@@ -18,13 +18,10 @@ class RunInfo:
     run_id: str
     client: str
     pid: int
-    started: float
     changes: bool = True
     break_lease: bool = False
 
     @classmethod
     def new(cls, command: str, changes: bool = True, break_lease: bool = False) -> RunInfo:
-        now = time.time()
-        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
-        return cls(command, run_id, socket.gethostname(), os.getpid(), now, changes,
-                   break_lease)
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        return cls(command, run_id, socket.gethostname(), os.getpid(), changes, break_lease)

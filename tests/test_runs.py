@@ -18,7 +18,7 @@ from bootstrap.progress import PLAIN_EVERY, PLAIN_FIRST, Progress, describe
 from bootstrap.report import Reporter
 from bootstrap.runinfo import RunInfo
 
-ME = RunInfo("prepare-nodes", "20261130-071342-aaaaaa", "client-a", 4242, 1_700_000_000.0)
+ME = RunInfo("prepare-nodes", "20261130-071342-aaaaaa", "client-a", 4242)
 NOW = 1_800_000_000
 
 
