@@ -296,38 +296,56 @@ def test_05_an_expired_token_says_to_re_run(rec, lab3m, monkeypatch):
     assert node_status(master)["node2"] == "Ready"
 
 
+def api_tokens(lab) -> set[str]:
+    """The bootstrap tokens the lab's API server holds."""
+    return {t["token"] for t in json.loads((lab.cluster_dir / "state.json").read_text())
+            ["tokens"]}
+
+
+def join_interrupted(rec, lab, presses: int, before_release=None) -> tuple[object, set[str]]:
+    """node2 reset, then join-workers with node2's kubeadm held by a hang injection, Ctrl-C
+    pressed ``presses`` times once it hangs, ``before_release()`` (asserts while it still
+    hangs), then released. Returns the run and the tokens the API server held before."""
+    node2 = lab.nodes[2]
+    assert rec("reset", limit="node2", yes=True).rc == 0
+    tokens = api_tokens(lab)
+    intr = Interrupt(say=lambda text: None)
+    box: dict = {}
+    node2.inject_hang("kubeadm")
+    try:
+        worker = threading.Thread(target=lambda: box.update(run=rec("join-workers",
+                                                                    interrupt=intr)))
+        worker.start()
+        node2.wait_reached("kubeadm", timeout=120)
+        assert exists(node2, join_mod.JOIN_FILE)  # the join is under way
+        for _ in range(presses):
+            intr.press()
+        if before_release is not None:
+            before_release(worker)
+    finally:
+        node2.release_hang("kubeadm")
+    worker.join(120)
+    assert not worker.is_alive()
+    return box["run"], tokens
+
+
 @pytest.mark.timeout(400)
 def test_05b_ctrl_c_twice_during_join_deletes_the_token_and_the_join_file(rec, lab3m):
     """The join's kubeadm hangs on node2; Ctrl-C twice gives it up: the JoinConfiguration is
     removed from node2 and the token from the master all the same, and the run exits 130."""
     master, _, node2 = lab3m.nodes
-    assert rec("reset", limit="node2", yes=True).rc == 0
-    tokens = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
-              ["tokens"]}
-    intr = Interrupt(say=lambda text: None)
-    box: dict = {}
-    node2.inject_hang("kubeadm")
-    try:
-        runner = threading.Thread(target=lambda: box.update(run=rec("join-workers",
-                                                                    interrupt=intr)))
-        runner.start()
-        node2.wait_reached("kubeadm", timeout=120)
-        assert exists(node2, join_mod.JOIN_FILE)  # the join is under way
-        intr.press()
-        intr.press()
-        runner.join(60)
-        assert not runner.is_alive()
+
+    def given_up(worker) -> None:
+        worker.join(60)
+        assert not worker.is_alive(), "the second press stops waiting for the hung join"
         assert not exists(node2, join_mod.JOIN_FILE), "removed although kubeadm still runs"
-    finally:
-        node2.release_hang("kubeadm")
-    run = box["run"]
+
+    run, tokens = join_interrupted(rec, lab3m, 2, given_up)
     assert run.rc == 130, run.console
     assert "interrupted" in run.console and "RECAP (interrupted" in run.console
     assert statuses(run, "node2")["kubeadm-join"] == "running"
     assert statuses(run, "master1")["token-delete"] == "ok"
-    left = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
-            ["tokens"]}
-    assert left == tokens, "the join token is gone from the master"
+    assert api_tokens(lab3m) == tokens, "the join token is gone from the master"
     deadline = time.monotonic() + 20  # the released kubeadm finds no config and ends
     while [cmd for _, cmd in node2.processes() if "kubeadm" in cmd]:
         assert time.monotonic() < deadline, node2.processes()
@@ -347,31 +365,17 @@ def test_05c_ctrl_c_once_during_join_lets_the_join_finish_and_deletes_the_token(
     """One press while node2's kubeadm join runs: the join script is atomic, so it finishes;
     nothing starts after it (no wait-ready), the token is deleted, exit 130."""
     master, _, node2 = lab3m.nodes
-    assert rec("reset", limit="node2", yes=True).rc == 0
-    tokens = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
-              ["tokens"]}
-    intr = Interrupt(say=lambda text: None)
-    box: dict = {}
-    node2.inject_hang("kubeadm")
-    try:
-        runner = threading.Thread(target=lambda: box.update(run=rec("join-workers",
-                                                                    interrupt=intr)))
-        runner.start()
-        node2.wait_reached("kubeadm", timeout=120)
-        intr.press()
-        time.sleep(1)  # the run waits for the join script
-        assert runner.is_alive()
-    finally:
-        node2.release_hang("kubeadm")
-    runner.join(120)
-    run = box["run"]
+
+    def still_waiting(worker) -> None:
+        worker.join(1)
+        assert worker.is_alive(), "one press waits for the running join script"
+
+    run, tokens = join_interrupted(rec, lab3m, 1, still_waiting)
     assert run.rc == 130, run.console
     assert statuses(run, "node2")["kubeadm-join"] == "changed"
     assert "wait-ready" not in statuses(run, "node2")
     assert statuses(run, "master1")["token-delete"] == "ok"
-    left = {t["token"] for t in json.loads((lab3m.cluster_dir / "state.json").read_text())
-            ["tokens"]}
-    assert left == tokens, "the join token is gone from the master"
+    assert api_tokens(lab3m) == tokens, "the join token is gone from the master"
     assert exists(node2, "/etc/kubernetes/kubelet.conf")
     assert not exists(node2, join_mod.JOIN_FILE)
     again = rec("join-workers")  # the lease was released: nothing left to do
