@@ -62,6 +62,11 @@ echo 00:00:00:00:00:00 > /sys/class/net/lo/address
 echo 'CentOS' > /sys/class/dmi/id/sys_vendor
 echo 'lab node' > /sys/class/dmi/id/product_name
 mount -o remount,ro /sys/class
+# /sys/fs of the node's own: selinuxfs's enforce file (boot and setenforce keep it) and the
+# cgroup file system a cgroup v1 release shows (a tmpfs), never the host's cgroup2.
+mount -t tmpfs -o mode=0755,size=1m tmpfs /sys/fs
+mkdir -p /sys/fs/selinux /sys/fs/cgroup
+mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0755,size=1m tmpfs /sys/fs/cgroup
 cd /
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C
 if [ -x /usr/lib/lab/boot ]; then

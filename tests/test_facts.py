@@ -139,3 +139,19 @@ def test_read_facts_print_files_with_shell_builtins_like_cat(tmp_path):
     missing = subprocess.run(["sh", "-c", F.read_command(f"{tmp_path}/none")],
                              capture_output=True, text=True)
     assert (missing.returncode, missing.stdout) == (1, "")
+
+
+@pytest.mark.parametrize("enforce, mode", [
+    ("1", "Enforcing"),
+    ("0", "Permissive"),
+    (None, "Disabled"),  # selinuxfs not mounted: no enforce file
+])
+def test_selinux_mode_is_read_from_selinuxfs_like_getenforce(tmp_path, enforce, mode):
+    path = tmp_path / "enforce"
+    if enforce is not None:
+        path.write_text(enforce)
+    fact = F.selinux()
+    got = subprocess.run(["sh", "-c", fact.command.replace("/sys/fs/selinux/enforce",
+                                                           str(path))],
+                         capture_output=True, text=True)
+    assert fact.parse(got.stdout, got.returncode) == mode

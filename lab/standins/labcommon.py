@@ -502,6 +502,30 @@ def swap_lines() -> list[str]:
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n"
 
 
+SELINUXFS = Path("/sys/fs/selinux")  # a tmpfs dir in the node, like the kernel's selinuxfs
+
+
+def selinux_mode() -> str:
+    """The running mode, as the kernel shows it: /sys/fs/selinux/enforce holds 1 (Enforcing)
+    or 0 (Permissive) and is absent while SELinux is disabled (selinuxfs not mounted)."""
+    try:
+        value = (SELINUXFS / "enforce").read_text().strip()
+    except OSError:
+        return "Disabled"
+    return "Enforcing" if value == "1" else "Permissive"
+
+
+def set_selinux_mode(mode: str) -> None:
+    """Set the running mode (boot, setenforce): Enforcing, Permissive or Disabled."""
+    enforce = SELINUXFS / "enforce"
+    if mode == "Disabled":
+        enforce.unlink(missing_ok=True)
+        return
+    SELINUXFS.mkdir(parents=True, exist_ok=True)
+    enforce.write_text("1" if mode == "Enforcing" else "0")
+    os.chmod(enforce, 0o644)
+
+
 def selinux_config_mode() -> str:
     """SELinux mode from /etc/selinux/config: Enforcing, Permissive or Disabled."""
     mode = "disabled"

@@ -50,6 +50,8 @@ def setup_script(tmp: Path, files: dict[str, str]) -> str:
         "mount -t tmpfs lab-sandbox /run",
         "mount -t tmpfs lab-sandbox /usr/lib/systemd/system",
         "mount -t tmpfs lab-sandbox /etc/systemd/system",
+        "mount -t tmpfs lab-sandbox /sys/fs",
+        "mkdir -p /sys/fs/selinux /sys/fs/cgroup",
         "rm -rf /var/lib/lab /etc/sysctl.d /etc/modules-load.d /etc/sysctl.conf",
         "mkdir -p /etc/sysctl.d /etc/modules-load.d /var/lib/lab /run/lab",
     ]
