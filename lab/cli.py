@@ -7,7 +7,7 @@ import json
 import sys
 
 import lab
-from lab import deps
+from lab import deps, flavours
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -15,7 +15,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         the_lab = Lab.up(args.nodes, name=args.name, user=args.user, mirror=not args.no_mirror,
-                         log=lambda msg: print(msg, file=sys.stderr))
+                         log=lambda msg: print(msg, file=sys.stderr), os=args.os,
+                         podman=args.podman)
     except LabError as exc:
         print(f"lab up: {exc}", file=sys.stderr)
         return 1
@@ -48,7 +49,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = True
         the_lab = Lab.attach(path.parent.name)
         state = "up" if the_lab.alive() else "stopped (stale)"
-        print(f"{the_lab.name}: {state}, {len(the_lab.nodes)} nodes, block 127.0.{the_lab.block}.x,"
+        print(f"{the_lab.name}: {state}, {len(the_lab.nodes)} {the_lab.os} nodes"
+              + (" (podman)" if the_lab.podman else "") + f", block 127.0.{the_lab.block}.x,"
               f" inventory {the_lab.inventory_path}")
         if args.verbose:
             print(json.dumps(json.loads(path.read_text()), indent=1))
@@ -70,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--user", default="lab", choices=lab.LOGIN_USERS,
                     help="login user written in the inventory")
     up.add_argument("--no-mirror", action="store_true", help="do not build/serve the yum mirror")
+    up.add_argument("--os", default=flavours.DEFAULT, choices=flavours.NAMES,
+                    help="node flavour: el7 (CentOS 7.9), el8 (CentOS 8.5), el9 (Rocky 9.4)")
+    up.add_argument("--podman", action="store_true",
+                    help="el8/el9: nodes with podman, buildah, runc and podman-docker installed")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop a lab")
     down.add_argument("--name", default="default")

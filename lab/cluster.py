@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import lab
-from lab import deps, inventory, layer
+from lab import deps, flavours, inventory, layer
 from lab.node import INIT, Node, NodeError, _alive, _kill, _pids_in_ns
 
 MAX_BLOCK = 254
@@ -87,9 +87,14 @@ class Lab:
         self.mirror_pid: int | None = None
         self.user = "lab"
         self.owner_pid = os.getpid()
+        self.os = flavours.DEFAULT
+        """The nodes' flavour: el7, el8 or el9 (lab/flavours.py)."""
+        self.podman = False
+        """True for the podman variant (el8/el9: podman, buildah, runc, podman-docker in the
+        rpmdb)."""
 
     def __repr__(self) -> str:
-        return f"<Lab {self.name} block={self.block} nodes={len(self.nodes)}>"
+        return f"<Lab {self.name} {self.os} block={self.block} nodes={len(self.nodes)}>"
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -137,14 +142,21 @@ class Lab:
     @classmethod
     def up(cls, n: int, name: str | None = None, block: int | None = None, user: str = "lab",
            root: Path | None = None, mirror: bool = True, closed: tuple[str, ...] = (),
-           timeout: float = 60.0, log=print) -> Lab:
+           timeout: float = 60.0, log=print, os: str = flavours.DEFAULT,
+           podman: bool = False) -> Lab:
         """Start a lab of `n` nodes and write its inventory.
 
         `name` None: a free address block B>=1 is taken and the lab is called `b<B>`;
         name "default" uses B=0. `closed`: names of nodes that start with their port closed.
+        `os`: the nodes' flavour, el7 (default), el8 or el9; `podman`: the podman variant
+        (el8/el9 only).
         """
         if not 1 <= n <= 240:
             raise LabError("a lab has 1 to 240 nodes")
+        try:
+            layer.variant(os, podman)
+        except ValueError as exc:
+            raise LabError(str(exc)) from exc
         root = (root or lab.lab_root()).resolve()
         for top in layer.TOPS:
             if root.is_relative_to(f"/{top}") and top != "var":
@@ -153,7 +165,7 @@ class Lab:
             deps.ensure(log=log)
         except deps.DepsError as exc:
             raise LabError(str(exc)) from exc
-        lay = layer.ensure(root, log=log)
+        lay = layer.ensure(root, log=log, os_name=os, podman=podman)
         with _locked(root / "labs" / ".lock"):
             if block is None:
                 block = 0 if name == "default" else _free_block(root)
@@ -168,6 +180,7 @@ class Lab:
                 raise LabError(f"address block 127.0.{block}.x is used by another lab")
             self = cls(name, block, root)
             self.user = user
+            self.os, self.podman = os, podman
             self.dir.mkdir(parents=True, exist_ok=True)
             self.save()
         RUNNING[id(self)] = self
@@ -188,7 +201,7 @@ class Lab:
             self._start_mirror(log)
         for i, nm in enumerate(node_names(n)):
             node = Node(self.dir, self.root, nm, f"127.0.{self.block}.{11 + i}", self.cluster_dir,
-                        self.mirror_url)
+                        self.mirror_url, os=self.os)
             node.port_closed = nm in closed
             self.nodes.append(node)
         for node in self.nodes:
@@ -232,7 +245,8 @@ class Lab:
     # -- persistence -------------------------------------------------------------------------
     def save(self) -> None:
         data = {"name": self.name, "block": self.block, "root": str(self.root),
-                "owner_pid": self.owner_pid, "user": self.user, "mirror_url": self.mirror_url,
+                "owner_pid": self.owner_pid, "user": self.user, "os": self.os,
+                "podman": self.podman, "mirror_url": self.mirror_url,
                 "mirror_pid": self.mirror_pid, "nodes": [n.to_json() for n in self.nodes]}
         tmp = self.json_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -250,11 +264,13 @@ class Lab:
         self = cls(name, data["block"], root)
         self.owner_pid = data.get("owner_pid", 0)
         self.user = data.get("user", "lab")
+        self.os = data.get("os", flavours.DEFAULT)
+        self.podman = data.get("podman", False)
         self.mirror_url = data.get("mirror_url")
         self.mirror_pid = data.get("mirror_pid")
         for nd in data["nodes"]:
             node = Node(self.dir, root, nd["name"], nd["address"], self.cluster_dir,
-                        self.mirror_url)
+                        self.mirror_url, os=self.os)
             node.pid, node.unshare_pid = nd.get("pid"), nd.get("unshare_pid")
             node.pidns, node.port_closed = nd.get("pidns"), nd.get("port_closed", False)
             self.nodes.append(node)

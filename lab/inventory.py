@@ -29,7 +29,16 @@ def render(the_lab: Lab, user: str = "lab") -> str:
              f"ssh: {{{ssh}}}",
              "docker: {registry_mirrors: []}"]
     url = the_lab.mirror_url
-    if url:
+    os_name = getattr(the_lab, "os", "el7")
+    if url and os_name != "el7":
+        # the tree root: the toolkit appends BaseOS/$basearch/os/, AppStream/..., extras/...
+        lines += ["repos:",
+                  f"  base: {{baseurl: {_q(url + os_name + '/')}, gpgcheck: false}}",
+                  f"  docker_ce: {{baseurl: {_q(url + os_name + '/docker-ce/')}, "
+                  "gpgcheck: false}",
+                  f"  kubernetes: {{baseurl: {_q(url + 'kubernetes/')}, gpgcheck: false, "
+                  "repo_gpgcheck: false}"]
+    elif url:
         lines += ["repos:",
                   f"  base: {{baseurl: {_q(url + 'base/')}, gpgcheck: false}}",
                   f"  docker_ce: {{baseurl: {_q(url + 'docker-ce/')}, gpgcheck: false}}",

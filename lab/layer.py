@@ -1,7 +1,8 @@
-"""The shared lab layer: what turns the host's /etc, /usr, ... into a CentOS 7 node.
+"""The shared lab layer: what turns the host's /etc, /usr, ... into an EL7, EL8 or EL9 node.
 
-Built once into `<root>/layer/<hash>/{etc,usr,var,root,home,opt}` and reused while its inputs
-(this file, the stand-ins, the client key, the host binaries it hides) do not change.
+Built once per flavour (lab/flavours.py; the podman variant is a flavour of its own) into
+`<root>/layer/<variant>-<hash>/{etc,usr,var,root,home,opt}` and reused while its inputs (this
+file, lab/flavours.py, the stand-ins, the client key, the host binaries it hides) do not change.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import warnings
 from pathlib import Path
 
 import lab
+from lab import flavours
+from lab.flavours import Flavour
 
 TOPS = ("etc", "usr", "var", "root", "home", "opt")
 """Directories overlaid in a node."""
@@ -58,20 +61,6 @@ OPAQUE_DIRS = (
     # A stock CentOS /usr/local is empty: hide the host's tools (a docker client, ...) that
     # would otherwise shadow the stand-ins on PATH.
     "usr/local",
-)
-
-BASE_PROVIDES = (
-    "bash", "/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "sh", "systemd",
-    "systemd-libs", "systemd-sysv", "/usr/bin/systemctl", "iptables", "iproute", "ethtool",
-    "ebtables", "lvm2", "device-mapper", "device-mapper-persistent-data", "coreutils",
-    "util-linux", "grep", "sed", "gawk", "findutils", "tar", "gzip", "xz", "which", "hostname",
-    "less", "shadow-utils", "glibc", "glibc-common", "libgcc", "kmod", "procps-ng",
-    "/usr/sbin/modprobe", "e2fsprogs", "xfsprogs", "openssh", "openssh-server",
-    "openssh-clients", "sudo", "yum", "rpm", "python", "/usr/bin/python", "/usr/bin/python3",
-    "selinux-policy", "selinux-policy-targeted", "policycoreutils", "libselinux-utils",
-    "libseccomp", "curl", "iputils", "initscripts", "ca-certificates", "openssl", "cronie",
-    "crontabs", "NetworkManager", "audit", "filesystem", "setup", "basesystem", "centos-release",
-    "redhat-release", "system-release", "kernel", "dracut", "passwd", "tzdata", "pam",
 )
 
 UNITS = {
@@ -135,10 +124,20 @@ def hidden_host_paths(replaced: set[str]) -> list[str]:
     return sorted(found)
 
 
-def fingerprint(root: Path) -> str:
-    """Hash of everything the layer is built from."""
+def variant(os_name: str | None = None, podman: bool = False) -> str:
+    """The layer's variant name: the flavour, `-podman` for the podman variant."""
+    fl = flavours.get(os_name)
+    if podman and not fl.podman:
+        raise ValueError(f"the podman variant needs el8 or el9, not {fl.name}")
+    return fl.name + ("-podman" if podman else "")
+
+
+def fingerprint(root: Path, os_name: str | None = None, podman: bool = False) -> str:
+    """Hash of everything the layer of that flavour is built from."""
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
+    h.update(Path(flavours.__file__).read_bytes())
+    h.update(variant(os_name, podman).encode())
     h.update(str(root).encode())
     h.update(Path(f"{client_key(root)}.pub").read_bytes())
     entries = read_manifest()
@@ -150,21 +149,23 @@ def fingerprint(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure(root: Path | None = None, log=print) -> Path:
-    """Return the layer directory for the current inputs, building it if needed."""
+def ensure(root: Path | None = None, log=print, os_name: str | None = None,
+           podman: bool = False) -> Path:
+    """Return the layer directory of a flavour for the current inputs, building it if needed."""
     root = root or lab.lab_root()
+    name = variant(os_name, podman)
     (root / "layer").mkdir(parents=True, exist_ok=True)
     with open(root / "layer" / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        digest = fingerprint(root)
-        final = root / "layer" / digest
+        digest = fingerprint(root, os_name, podman)
+        final = root / "layer" / f"{name}-{digest}"
         if final.is_dir():
             return final
         if not (STANDINS / "MANIFEST").exists():
             log("lab: warning: lab/standins/MANIFEST not found; the layer has no stand-ins")
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root / "layer"))
         try:
-            build(tmp, root, log)
+            build(tmp, root, log, flavours.get(os_name), podman)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -174,13 +175,21 @@ def ensure(root: Path | None = None, log=print) -> Path:
 
 
 def prune(root: Path, keep: Path) -> None:
-    """Remove layers no lab refers to, older than 10 min (call with the layer lock held)."""
+    """Remove the layers of `keep`'s variant (and of no known variant: older builds) that no
+    lab refers to, older than 10 min (call with the layer lock held). Another flavour's layer
+    is never pruned here: each flavour keeps its own."""
     used = {keep.name}
+    mine = keep.name.rsplit("-", 1)[0]
+    known = {f"{n}{p}" for n in flavours.NAMES for p in ("", "-podman")}
     for ref in (root / "labs").glob("*/layer"):
         with contextlib.suppress(OSError):
             used.add(Path(ref.read_text().strip()).name)
     for old in (root / "layer").iterdir():
-        if old.is_dir() and old.name not in used and time.time() - old.stat().st_mtime > 600:
+        kind = old.name.rsplit("-", 1)[0] if "-" in old.name else ""
+        if kind != mine and kind in known:
+            continue
+        if old.is_dir() and old.name not in used and not old.name.startswith(".") \
+                and time.time() - old.stat().st_mtime > 600:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -216,14 +225,16 @@ def opaque(base: Path, rel: str) -> None:
     os.setxattr(path, "trusted.overlay.opaque", b"y")
 
 
-def build(base: Path, root: Path, log=print) -> None:
-    """Build the layer into the empty directory `base`."""
+def build(base: Path, root: Path, log=print, fl: Flavour | None = None,
+          podman: bool = False) -> None:
+    """Build the layer of flavour `fl` (default el7) into the empty directory `base`."""
+    fl = fl or flavours.get(None)
     for top in TOPS:
         (base / top).mkdir()
     pub = Path(f"{client_key(root)}.pub").read_text()
     for rel in OPAQUE_DIRS:
         opaque(base, rel)
-    _identity(base)
+    _identity(base, fl)
     _users(base, pub, _password_hash(lab.SUDO_PASSWORD))
     _system(base)
     _units(base)
@@ -233,6 +244,8 @@ def build(base: Path, root: Path, log=print) -> None:
         if not src.is_file():
             log(f"lab: warning: stand-in {src} listed in MANIFEST is missing")
             continue
+        if fl.dnf and dests == ["/usr/bin/yum"]:
+            dests = [*dests, "/usr/bin/dnf"]  # EL8+: yum and dnf are both dnf-3
         for dest in dests:
             rel = dest.lstrip("/")
             replaced.add(rel)
@@ -244,7 +257,9 @@ def build(base: Path, root: Path, log=print) -> None:
             os.chmod(target, 0o755)
     for rel in hidden_host_paths(replaced):
         whiteout(base, rel)
-    _rpmdb(base)
+    if not fl.dnf and os.path.lexists("/usr/bin/dnf"):
+        whiteout(base, "usr/bin/dnf")  # CentOS 7 has yum 3 only (the stand-in runs dnf-3)
+    _rpmdb(base, fl, podman)
 
 
 def _units(base: Path) -> None:
@@ -275,80 +290,63 @@ def _password_hash(password: str) -> str:
     return res.stdout.strip()
 
 
-SPEC = """\
-Name: centos-base-system
-Version: 7.9.2009
-Release: 1.el7
-Summary: What a CentOS 7 base install provides (lab)
-License: MIT
-BuildArch: noarch
-{provides}
-
-%description
-Empty package recording a CentOS 7 base install in the lab's rpmdb.
-
-%package -n chrony
-Version: 3.4
-Release: 1.el7
-Summary: An NTP client/server (lab)
-%description -n chrony
-Empty (lab).
-
-%package -n firewalld
-Version: 0.6.3
-Release: 13.el7_9
-Summary: A firewall daemon (lab)
-%description -n firewalld
-Empty (lab).
-
-%files
-%files -n chrony
-%files -n firewalld
-"""
+def _pkg_lines(p: flavours.BasePkg) -> list[str]:
+    lines = [f"Version: {p.version}", f"Release: {p.release}"]
+    if p.epoch:
+        lines.append(f"Epoch: {p.epoch}")
+    if p.arch == "noarch":
+        lines.append("BuildArch: noarch")
+    lines += [f"Provides: {x}" for x in p.provides]
+    lines += [f"Requires: {x}" for x in p.requires]
+    lines += [f"Obsoletes: {x}" for x in p.obsoletes]
+    lines += [f"Conflicts: {x}" for x in p.conflicts]
+    return lines
 
 
-def _rpmdb(base: Path) -> None:
-    """Record the base system in the layer's rpmdb at var/lib/rpm."""
+def rpmdb_spec(fl: Flavour, podman: bool = False) -> str:
+    """One spec whose packages are the flavour's base install (and the podman variant's
+    packages): empty packages with the real names, versions and relations."""
+    pkgs = list(fl.base) + (list(fl.podman) if podman else [])
+    if fl.base_provides:  # a catch-all for file paths no row lists
+        main = flavours.BasePkg("lab-base-files", fl.releasever, "1." + fl.name,
+                                provides=fl.base_provides)
+    else:
+        main, pkgs = pkgs[0], pkgs[1:]
+    out = [f"Name: {main.name}", *_pkg_lines(main),
+           f"Summary: {fl.summary} base install (lab)", "License: MIT", "AutoReqProv: no", "",
+           "%description", "Recorded in the lab's rpmdb (no files).", ""]
+    for p in pkgs:
+        out += [f"%package -n {p.name}", *_pkg_lines(p), f"Summary: {p.name} (lab)", "",
+                f"%description -n {p.name}", "Recorded in the lab's rpmdb (no files).", ""]
+    out.append("%files")
+    out += [f"%files -n {p.name}" for p in pkgs]
+    return "\n".join(out) + "\n"
+
+
+def _rpmdb(base: Path, fl: Flavour, podman: bool = False) -> None:
+    """Record the flavour's base install in the layer's rpmdb at var/lib/rpm."""
     dbpath = base / "var/lib/rpm"
     dbpath.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lab-rpm-") as top:
         spec = Path(top) / "base.spec"
-        spec.write_text(SPEC.format(provides="\n".join(f"Provides: {p}" for p in BASE_PROVIDES)))
+        spec.write_text(rpmdb_spec(fl, podman))
         res = subprocess.run(
             ["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}",
-             "--define", f"_dbpath {top}/db", "--define", "_build_id_links none", str(spec)],
+             "--define", f"_dbpath {top}/db", "--define", "_build_id_links none",
+             "--target", "x86_64", str(spec)],
             capture_output=True, text=True,
         )
         if res.returncode != 0:
             raise RuntimeError(f"rpmbuild of the base system failed:\n{res.stderr}")
-        rpms = sorted(glob.glob(f"{top}/RPMS/noarch/*.rpm"))
+        rpms = sorted(glob.glob(f"{top}/RPMS/*/*.rpm"))
         res = subprocess.run(
             ["rpm", "--dbpath", str(dbpath), "-i", "--justdb", "--nodeps", "--noscripts",
-             "--notriggers", "--ignoreos", *rpms],
+             "--notriggers", "--ignoreos", "--ignorearch", *rpms],
             capture_output=True, text=True,
         )
         if res.returncode != 0:
             raise RuntimeError(f"rpm -i --justdb failed:\n{res.stderr}")
 
-
-OS_RELEASE = """\
-NAME="CentOS Linux"
-VERSION="7 (Core)"
-ID="centos"
-ID_LIKE="rhel fedora"
-VERSION_ID="7"
-PRETTY_NAME="CentOS Linux 7 (Core)"
-ANSI_COLOR="0;31"
-CPE_NAME="cpe:/o:centos:centos:7"
-HOME_URL="https://www.centos.org/"
-BUG_REPORT_URL="https://bugs.centos.org/"
-
-CENTOS_MANTISBT_PROJECT="CentOS-7"
-CENTOS_MANTISBT_PROJECT_VERSION="7"
-REDHAT_SUPPORT_PRODUCT="centos"
-REDHAT_SUPPORT_PRODUCT_VERSION="7"
-
-"""
 
 FSTAB = """\
 
@@ -425,20 +423,28 @@ plugins=1
 """
 
 
-def _identity(base: Path) -> None:
-    """CentOS 7 identity files."""
-    write(base, "usr/lib/os-release", OS_RELEASE)
+def _identity(base: Path, fl: Flavour) -> None:
+    """The flavour's identity files, and what the node's init and stand-ins read of it."""
+    write(base, "usr/lib/os-release", fl.os_release)
     symlink(base, "etc/os-release", "../usr/lib/os-release")
-    write(base, "etc/centos-release", "CentOS Linux release 7.9.2009 (Core)\n")
-    write(base, "etc/centos-release-upstream", "Derived from Red Hat Enterprise Linux 7.9\n")
-    symlink(base, "etc/redhat-release", "centos-release")
-    symlink(base, "etc/system-release", "centos-release")
-    write(base, "etc/system-release-cpe", "cpe:/o:centos:centos:7\n")
+    write(base, f"etc/{fl.release_file}", fl.release_text)
+    if fl.name == "el7":
+        write(base, "etc/centos-release-upstream", "Derived from Red Hat Enterprise Linux 7.9\n")
+    for link in fl.release_links:
+        symlink(base, f"etc/{link}", fl.release_file)
+    write(base, "etc/system-release-cpe", fl.system_release_cpe)
     write(base, "etc/issue", "\\S\nKernel \\r on an \\m\n\n")
+    write(base, "usr/lib/lab/flavour.json", flavours.facts_json(fl.name))
+    write(base, "usr/lib/lab/flavour.sh",
+          f"LAB_OS={fl.name}\nLAB_KERNEL={fl.kernel}\nLAB_CGROUP={fl.cgroup}\n")
+    if fl.systemd != 219:
+        write(base, "usr/lib/lab/systemd-version", f"{fl.systemd}\n")
+    if fl.firewalld_conf:
+        write(base, "etc/firewalld/firewalld.conf", fl.firewalld_conf)
     write(base, "etc/selinux/config", SELINUX)
     write(base, "etc/fstab", FSTAB)
-    write(base, "etc/dnf/vars/releasever", "7\n")
-    write(base, "etc/yum/vars/releasever", "7\n")
+    write(base, "etc/dnf/vars/releasever", f"{fl.releasever}\n")
+    write(base, "etc/yum/vars/releasever", f"{fl.releasever}\n")
     write(base, "etc/dnf/dnf.conf", DNF_CONF)
     symlink(base, "etc/yum.conf", "dnf/dnf.conf")
     write(base, "etc/dnf/plugins/local.conf", "[main]\nenabled = false\n")
@@ -541,5 +547,5 @@ def _system(base: Path) -> None:
 
 
 if __name__ == "__main__":
-    print(ensure())
+    print(ensure(os_name=sys.argv[1] if len(sys.argv) > 1 else None))
     sys.exit(0)

@@ -1,8 +1,11 @@
 """The lab's local yum mirror: tiny RPMs built with rpmbuild, indexed with createrepo_c, served
 over HTTP on 127.0.0.1.
 
-Three repos (``base``, ``docker-ce``, ``kubernetes``) are declared below with the versions and the
-dependencies of the real packages. A package's files are the tree under ``lab/payloads/<name>/``.
+The el7 repos (``base``, ``docker-ce``, ``kubernetes``) and, per EL8/EL9 flavour
+(lab/flavours.py), ``elN/BaseOS/x86_64/os``, ``elN/AppStream/x86_64/os``, ``elN/extras/x86_64/os``
+and ``elN/docker-ce`` are declared below with the versions and the dependencies of the real
+packages; ``kubernetes`` (noarch, the legacy el7 repo) serves every flavour.
+A package's files are the tree under ``lab/payloads/<name>/``.
 Builds are cached under ``<lab root>/mirror/<hash>/`` by a hash of the declarations and payloads,
 and serialised by a file lock, so parallel test runs share one build.
 """
@@ -25,8 +28,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import flavours
+
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
-REPOS = ("base", "docker-ce", "kubernetes")
+EL8_PAYLOADS = Path(__file__).resolve().parent / "standins" / "payloads"
+"""Payloads of packages that only the EL8/EL9 trees have (iproute-tc): kept apart from
+lab/payloads, whose every command an el7 node's tests run."""
+
+
+def payload_dir(name: str) -> Path:
+    """Where a package's files are: lab/payloads/<name>, else lab/standins/payloads/<name>."""
+    top = PAYLOADS / name
+    return top if top.is_dir() or not (EL8_PAYLOADS / name).is_dir() else EL8_PAYLOADS / name
+REPOS_EL7 = ("base", "docker-ce", "kubernetes")
 FORMAT = 1  # bump to invalidate every cached build
 
 
@@ -57,6 +71,114 @@ class Pkg:
     @property
     def filename(self) -> str:
         return f"{self.name}-{self.version}-{self.release}.{self.arch}.rpm"
+
+    @property
+    def os(self) -> str:
+        """The flavour whose repos hold it (el7 for base/, docker-ce/ and kubernetes/)."""
+        top = self.repo.split("/", 1)[0]
+        return top if top in flavours.NAMES else "el7"
+
+
+def tree(os_name: str, repo: str) -> str:
+    """A flavour's repo directory on the mirror: BaseOS, AppStream, extras or docker-ce."""
+    return f"{os_name}/docker-ce" if repo == "docker-ce" else f"{os_name}/{repo}/x86_64/os"
+
+
+def _from_base(p: flavours.BasePkg, repo: str) -> Pkg:
+    return Pkg(p.name, p.version, p.release, repo, epoch=p.epoch, arch=p.arch,
+               requires=p.requires, provides=p.provides, obsoletes=p.obsoletes,
+               conflicts=p.conflicts)
+
+
+def _docker(os_name: str, containerd: tuple[str, ...], docker: tuple[str, ...],
+            docker_req: tuple[str, ...]) -> list[Pkg]:
+    """download.docker.com/linux/centos/<8|9>: containerd.io's el8+ builds obsolete and
+    conflict with runc and do NOT provide it (docker/containerd-packaging rpm/containerd.spec:
+    `Provides: runc` only when rhel < 8)."""
+    d, dist = tree(os_name, "docker-ce"), flavours.get(os_name).docker_release
+    docker_obs = ("docker-ce-selinux <= 2:17.03.0-1", "docker-engine-selinux", "docker-engine")
+    docker_conf = ("docker", "docker-io", "docker-engine-cs", "docker-ee")
+    out = [Pkg("containerd.io", v, f"3.1.{dist}", d,
+               requires=("container-selinux >= 2:2.74", "libseccomp"),
+               provides=("containerd",), obsoletes=("containerd", "runc"),
+               conflicts=("containerd", "runc")) for v in containerd]
+    for v in docker:
+        out += [
+            Pkg("docker-ce-cli", v, f"3.{dist}", d, epoch=1),
+            Pkg("docker-ce-rootless-extras", v, f"3.{dist}", d),
+            Pkg("docker-ce", v, f"3.{dist}", d, epoch=3,
+                requires=(*docker_req, "docker-ce-cli", "containerd.io >= 1.4.1",
+                          "docker-ce-rootless-extras"),
+                obsoletes=docker_obs, conflicts=docker_conf),
+        ]
+    return out
+
+
+def _el8() -> list[Pkg]:
+    """CentOS Linux 8.5.2111's packages the toolkit installs. unconfirmed: the releases (see
+    lab/flavours.py); the names and relations are the release's."""
+    b, a = tree("el8", "BaseOS"), tree("el8", "AppStream")
+    out = [
+        Pkg("iproute-tc", "5.12.0", "4.el8", b, requires=("iproute = 5.12.0-4.el8",),
+            summary="Linux Traffic Control utility"),
+        Pkg("ipset-libs", "7.1", "1.el8", b),
+        Pkg("ipset", "7.1", "1.el8", b, requires=("ipset-libs(x86-64) = 7.1-1.el8",)),
+        Pkg("libnetfilter_cthelper", "1.0.0", "15.el8", b),
+        Pkg("libnetfilter_cttimeout", "1.0.0", "11.el8", b),
+        Pkg("libnetfilter_queue", "1.0.4", "3.el8", b),
+        Pkg("conntrack-tools", "1.4.4", "10.el8", b, provides=("conntrack = 1.0-1",),
+            requires=("libnetfilter_cthelper", "libnetfilter_cttimeout", "libnetfilter_queue")),
+        Pkg("chrony", "4.1", "1.el8", b, requires=("libseccomp", "shadow-utils", "systemd")),
+        Pkg("python3-dnf-plugins-core", "4.0.21", "3.el8", b, arch="noarch",
+            requires=("dnf >= 4.7.0",)),
+        Pkg("dnf-plugins-core", "4.0.21", "3.el8", b, arch="noarch",
+            requires=("python3-dnf-plugins-core = 4.0.21-3.el8",)),
+        Pkg("yum-utils", "4.0.21", "3.el8", b, arch="noarch",
+            requires=("dnf-plugins-core = 4.0.21-3.el8",)),
+        Pkg("iptables-services", "1.8.4", "20.el8", b, requires=("iptables = 1.8.4-20.el8",)),
+        Pkg("socat", "1.7.4.1", "1.el8", a),
+        Pkg("ipvsadm", "1.31", "1.el8", a),
+        Pkg("container-selinux", "2.167.0", "1.module_el8.5.0+911+f19012f9", a, epoch=2,
+            arch="noarch", requires=("selinux-policy", "policycoreutils")),
+        *[_from_base(p, a) for p in flavours.EL8.podman],
+    ]
+    # 20.10.8 is the seed's version on CentOS 8. unconfirmed: the containerd.io builds.
+    return out + _docker("el8", ("1.4.3", "1.4.11"), ("20.10.8", "20.10.9"),
+                         ("container-selinux >= 2:2.74", "libseccomp >= 2.3", "systemd",
+                          "iptables", "libcgroup", "tar", "xz"))
+
+
+def _el9() -> list[Pkg]:
+    """Rocky Linux 9.4's packages the toolkit installs (no iptables-services on EL9: it is
+    iptables-nft-services there). unconfirmed: the releases (see lab/flavours.py)."""
+    b, a = tree("el9", "BaseOS"), tree("el9", "AppStream")
+    out = [
+        Pkg("iproute-tc", "6.2.0", "6.el9_4", b, requires=("iproute = 6.2.0-6.el9_4",),
+            summary="Linux Traffic Control utility"),
+        Pkg("ipset-libs", "7.11", "8.el9", b),
+        Pkg("ipset", "7.11", "8.el9", b, requires=("ipset-libs(x86-64) = 7.11-8.el9",)),
+        Pkg("chrony", "4.5", "1.el9", b, requires=("libseccomp", "shadow-utils", "systemd")),
+        Pkg("python3-dnf-plugins-core", "4.3.0", "13.el9", b, arch="noarch",
+            requires=("dnf >= 4.14.0",)),
+        Pkg("dnf-plugins-core", "4.3.0", "13.el9", b, arch="noarch",
+            requires=("python3-dnf-plugins-core = 4.3.0-13.el9",)),
+        Pkg("yum-utils", "4.3.0", "13.el9", b, arch="noarch",
+            requires=("dnf-plugins-core = 4.3.0-13.el9",)),
+        Pkg("libnetfilter_cthelper", "1.0.0", "22.el9", a),
+        Pkg("libnetfilter_cttimeout", "1.0.0", "19.el9", a),
+        Pkg("libnetfilter_queue", "1.0.5", "1.el9", a),
+        Pkg("conntrack-tools", "1.4.7", "2.el9", a, provides=("conntrack = 1.0-1",),
+            requires=("libnetfilter_cthelper", "libnetfilter_cttimeout", "libnetfilter_queue")),
+        Pkg("socat", "1.7.4.1", "5.el9", a),
+        Pkg("ipvsadm", "1.31", "6.el9", a),
+        Pkg("container-selinux", "2.229.0", "1.el9", a, epoch=3, arch="noarch",
+            requires=("selinux-policy", "policycoreutils")),
+        *[_from_base(p, a) for p in flavours.EL9.podman],
+    ]
+    # download.docker.com/linux/centos/9 starts inside 20.10.x. unconfirmed: which builds.
+    return out + _docker("el9", ("1.6.4", "1.6.9"), ("20.10.17", "20.10.21"),
+                         ("container-selinux >= 2:2.74", "libseccomp >= 2.3", "systemd",
+                          "iptables", "tar", "xz"))
 
 
 def _pkgs() -> list[Pkg]:
@@ -236,12 +358,14 @@ BASE_PROVIDES = (
     "setup",
     "centos-release = 7-9.2009.1.el7.centos",
 )
-PACKAGES: list[Pkg] = _pkgs()
+PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9()
+REPOS: tuple[str, ...] = (*REPOS_EL7, *[tree(o, r) for o in ("el8", "el9")
+                                         for r in ("BaseOS", "AppStream", "extras", "docker-ce")])
 
 
 def payload_files(name: str) -> list[tuple[str, Path]]:
     """(path in the package, source file) for every file and empty directory of a payload."""
-    top = PAYLOADS / name
+    top = payload_dir(name)
     out: list[tuple[str, Path]] = []
     if top.is_dir():
         for dirpath, dirs, files in os.walk(top):
@@ -316,12 +440,12 @@ def spec_text(p: Pkg, payload: Path | None) -> str:
 
 
 def _build_one(p: Pkg, work: Path, out: Path) -> Path:
-    top = work / f"{p.name}-{p.version}"
+    top = work / f"{p.repo.replace('/', '_')}-{p.name}-{p.version}"
     (top / "SPECS").mkdir(parents=True)
     payload = None
-    if (PAYLOADS / p.name).is_dir():
+    if payload_dir(p.name).is_dir():
         payload = top / "payload"
-        shutil.copytree(PAYLOADS / p.name, payload, symlinks=True)
+        shutil.copytree(payload_dir(p.name), payload, symlinks=True)
     spec = top / "SPECS" / f"{p.name}.spec"
     spec.write_text(spec_text(p, payload))
     cmd = [
@@ -404,13 +528,15 @@ class Mirror:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def rpm_path(self, name: str, version: str | None = None) -> Path:
-        """The built RPM of a package (its newest version unless version is given)."""
+    def rpm_path(self, name: str, version: str | None = None, os: str = "el7") -> Path:
+        """The built RPM of a package of flavour `os`'s repos (its newest version unless
+        version is given; kubernetes/ serves every flavour)."""
         base = self.dir or self.build()
         cands = [
             p
             for p in PACKAGES
             if p.name == name
+            and (p.os == os or p.repo == "kubernetes")
             and (version is None or version in (p.version, p.evr, f"{p.version}-{p.release}"))
         ]
         if not cands:

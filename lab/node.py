@@ -1,4 +1,5 @@
-"""One simulated CentOS node: a mount+UTS+PID namespace with overlays and a real sshd."""
+"""One simulated EL node (lab/flavours.py): a mount+UTS+PID namespace with overlays and a real
+sshd."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+from lab import flavours
 from lab.layer import TOPS
 
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -45,14 +47,19 @@ mount -t tmpfs -o mode=1777,size=256m tmpfs /tmp
 printf 'Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n' > /run/lab/swaps
 mount --bind /run/lab/swaps /proc/swaps
 hostname "$H"
+# the flavour's kernel release and cgroup version (written by the layer from lab/flavours.py)
+LAB_KERNEL=3.10.0-1160.el7.x86_64 LAB_CGROUP=1
+[ -r /usr/lib/lab/flavour.sh ] && . /usr/lib/lab/flavour.sh
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
-printf '%s\n' 3.10.0-1160.el7.x86_64 > /run/lab/osrelease  # what uname -r says (labcommon)
+printf '%s\n' "$LAB_KERNEL" > /run/lab/osrelease  # what uname -r says (labcommon)
 mount --bind /run/lab/osrelease /proc/sys/kernel/osrelease
 if [ -e /proc/sysrq-trigger ]; then
   mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
   mount -o remount,bind,ro /proc/sysrq-trigger
 fi
-mount --bind /sys /sys && mount -o remount,bind,ro /sys
+# a /sys of the node's own, without the host's mounts below it (its cgroup file systems)
+umount -R -l /sys 2>/dev/null || true
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
 mount -t tmpfs -o mode=0755,size=1m tmpfs /sys/class
 mkdir -p /sys/class/dmi/id /sys/class/net/eth0 /sys/class/net/lo
 echo "$UUID" > /sys/class/dmi/id/product_uuid
@@ -63,10 +70,15 @@ echo 'CentOS' > /sys/class/dmi/id/sys_vendor
 echo 'lab node' > /sys/class/dmi/id/product_name
 mount -o remount,ro /sys/class
 # /sys/fs of the node's own: selinuxfs's enforce file (boot and setenforce keep it) and the
-# cgroup file system a cgroup v1 release shows (a tmpfs), never the host's cgroup2.
+# cgroup file system of the flavour: a tmpfs on a cgroup v1 release (never the host's cgroup2),
+# cgroup2 (read-only) on a cgroup v2 one. /proc/mounts shows which (the toolkit reads it).
 mount -t tmpfs -o mode=0755,size=1m tmpfs /sys/fs
 mkdir -p /sys/fs/selinux /sys/fs/cgroup
-mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0755,size=1m tmpfs /sys/fs/cgroup
+if [ "$LAB_CGROUP" = 2 ]; then
+  mount -t cgroup2 -o ro,nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+else
+  mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0755,size=1m tmpfs /sys/fs/cgroup
+fi
 cd /
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C
 if [ -x /usr/lib/lab/boot ]; then
@@ -97,11 +109,13 @@ class NodeError(RuntimeError):
 
 
 class Node:
-    """A simulated CentOS 7 node. Host-side handle; `pid` is its PID 1 as the host sees it."""
+    """A simulated EL node of flavour `os` (el7, el8, el9). Host-side handle; `pid` is its
+    PID 1 as the host sees it."""
 
     def __init__(self, lab_dir: Path, root: Path, name: str, address: str,
-                 cluster_dir: Path, mirror_url: str | None = None) -> None:
+                 cluster_dir: Path, mirror_url: str | None = None, os: str = "el7") -> None:
         self.name = name
+        self.os = flavours.get(os).name
         self.address = address
         self.hostname = name
         self.root = root
@@ -172,9 +186,14 @@ class Node:
         if self.mirror_url:
             repos = seed / "yum.repos.d"
             repos.mkdir(exist_ok=True)
-            (repos / "CentOS-Base.repo").write_text(
-                "# CentOS-Base.repo (lab mirror)\n\n[base]\nname=CentOS-$releasever - Base\n"
-                f"baseurl={self.mirror_url}base/\ngpgcheck=0\nenabled=1\n")
+            fl = flavours.get(self.os)
+            if fl.name == "el7":  # exactly as it always was
+                (repos / "CentOS-Base.repo").write_text(
+                    "# CentOS-Base.repo (lab mirror)\n\n[base]\nname=CentOS-$releasever - Base\n"
+                    f"baseurl={self.mirror_url}base/\ngpgcheck=0\nenabled=1\n")
+            else:
+                for filename in fl.repo_files:
+                    (repos / filename).write_text(fl.repo_file_text(self.mirror_url, filename))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def spawn(self, layer: Path, init: Path) -> None:

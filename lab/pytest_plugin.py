@@ -36,7 +36,8 @@ def _unavailable(reason: str) -> None:
 
 @contextlib.contextmanager
 def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
-    """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped."""
+    """A lab for a module-scoped fixture (lab_factory is function-scoped): always stopped.
+    `kwargs` go to `Lab.up` (`os="el8"`, `podman=True`, ...)."""
     kwargs.setdefault("log", lambda msg: None)
     try:
         the_lab = Lab.up(n, user=user, **kwargs)
@@ -50,7 +51,8 @@ def module_lab(n: int, user: str = "lab", **kwargs) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab_factory() -> Iterator[Callable[..., Lab]]:
-    """Call it as `lab_factory(n, **Lab.up options)`; all it started is stopped at teardown."""
+    """Call it as `lab_factory(n, **Lab.up options)` (e.g. `os="el9"`, `podman=True`); all it
+    started is stopped at teardown."""
     started: list[Lab] = []
 
     def make(n: int = 3, **kwargs) -> Lab:

@@ -9,10 +9,14 @@ from lab import cli
 
 @task(help={"nodes": "number of nodes (default 3)", "name": "lab name (default: 'default')",
             "user": "login user in the inventory: lab, labpw or root",
-            "no_mirror": "do not build/serve the yum mirror"})
-def up(c, nodes=3, name="default", user="lab", no_mirror=False):
-    """Start a lab of simulated CentOS nodes and print its inventory."""
-    args = ["up", "--nodes", str(nodes), "--name", name, "--user", user]
+            "no_mirror": "do not build/serve the yum mirror",
+            "os": "node flavour: el7 (default), el8 or el9",
+            "podman": "el8/el9: podman, buildah, runc and podman-docker installed"})
+def up(c, nodes=3, name="default", user="lab", no_mirror=False, os="el7", podman=False):
+    """Start a lab of simulated EL nodes and print its inventory."""
+    args = ["up", "--nodes", str(nodes), "--name", name, "--user", user, "--os", os]
+    if podman:
+        args.append("--podman")
     if no_mirror:
         args.append("--no-mirror")
     rc = cli.main(args)

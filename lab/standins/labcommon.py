@@ -27,8 +27,20 @@ HANG_POLL = 0.05
 JOURNAL = VAR / "journal"
 LIB = Path("/usr/lib/lab")
 HOOKS = LIB / "hooks"
-KERNEL = "3.10.0-1160.el7.x86_64"
-KERNEL_VERSION = "#1 SMP Mon Oct 19 16:18:59 UTC 2020"
+FLAVOUR_FILE = LIB / "flavour.json"  # written by the layer from lab/flavours.py
+
+
+def _flavour() -> dict:
+    """The node's flavour facts (kernel, modules, ...); {} outside a lab node (el7 then)."""
+    try:
+        return json.loads(FLAVOUR_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+FLAVOUR = _flavour()
+KERNEL = FLAVOUR.get("kernel", "3.10.0-1160.el7.x86_64")
+KERNEL_VERSION = FLAVOUR.get("kernel_version", "#1 SMP Mon Oct 19 16:18:59 UTC 2020")
 
 
 def record(cmd: str, argv: list[str]) -> None:
@@ -202,8 +214,9 @@ def hostname() -> str:
 
 # ---- kernel modules -------------------------------------------------------------------------
 
-# module -> modules it depends on (a 3.10 el7 kernel's view of the ones the lab knows).
-MODULES: dict[str, list[str]] = {
+# module -> modules it depends on (a 3.10 el7 kernel's view of the ones the lab knows; the
+# other flavours' tables derive from it in lab/flavours.py and come in flavour.json).
+EL7_MODULES: dict[str, list[str]] = {
     "br_netfilter": ["bridge"],
     "bridge": ["stp", "llc"],
     "stp": ["llc"],
@@ -240,6 +253,8 @@ MODULES: dict[str, list[str]] = {
     "xfs": ["libcrc32c"],
     "dm_mod": [],
 }
+MODULES: dict[str, list[str]] = FLAVOUR.get("modules") or EL7_MODULES
+CONNTRACK_MODULE = FLAVOUR.get("conntrack_module", "nf_conntrack_ipv4")
 SIZES = {name: 12288 + 4096 * (len(name) * 7 % 23) for name in MODULES}
 BOOT_MODULES = ["xfs", "libcrc32c", "dm_mod", "ip_tables", "iptable_filter"]
 MODULES_FILE = RUN / "modules"

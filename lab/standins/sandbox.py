@@ -7,6 +7,7 @@ a CentOS-like /etc and empty unit directories. Nothing reaches the host's files 
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import tempfile
@@ -34,6 +35,40 @@ def manifest(root: Path = STANDINS) -> list[tuple[str, list[str]]]:
         if fields:
             out.append((fields[0], fields[1:]))
     return out
+
+
+INITSCRIPTS_SPEC = """\
+Name: initscripts
+Version: 9.49.53
+Release: 1.el7_9.1
+Summary: sandbox record of CentOS 7's initscripts (see lab/flavours.py)
+License: Lab
+BuildArch: noarch
+%description
+Empty.
+%files
+"""
+
+
+def initscripts_rpm() -> Path:
+    """An empty `initscripts` rpm (built once per machine): the sandbox records it in its rpmdb
+    like an el7 node, so the boot runs /etc/sysconfig/modules."""
+    out = Path(tempfile.gettempdir()) / f"lab-sandbox-{os.getuid()}"
+    rpm = out / "noarch" / "initscripts-9.49.53-1.el7_9.1.noarch.rpm"
+    if rpm.exists():
+        return rpm
+    with tempfile.TemporaryDirectory(prefix="lab-sandbox-rpm-") as top:
+        spec = Path(top) / "initscripts.spec"
+        spec.write_text(INITSCRIPTS_SPEC)
+        subprocess.run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}",
+                        "--define", f"_rpmdir {top}/out", "--define", f"_dbpath {top}/db",
+                        "--define", "_build_id_links none", str(spec)],
+                       capture_output=True, check=True)
+        out.joinpath("noarch").mkdir(parents=True, exist_ok=True)
+        tmp = rpm.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes((Path(top) / "out" / "noarch" / rpm.name).read_bytes())
+        os.replace(tmp, rpm)
+    return rpm
 
 
 def setup_script(tmp: Path, files: dict[str, str]) -> str:
@@ -66,6 +101,8 @@ def setup_script(tmp: Path, files: dict[str, str]) -> str:
         lines.append(f"mkdir -p {parent}; printf %s {shlex.quote(text)} > {path}")
     lines += [
         'hostname "$(cat /etc/hostname)"',
+        "rm -rf /var/lib/rpm && mkdir -p /var/lib/rpm && rpm --dbpath /var/lib/rpm -i --justdb "
+        f"--nodeps --noscripts --notriggers {shlex.quote(str(initscripts_rpm()))}",
         "printf 'Filename\\t\\t\\t\\tType\\t\\tSize\\tUsed\\tPriority\\n' > /run/lab/swaps",
         "mount --bind /run/lab/swaps /proc/swaps",
         "set +e",

@@ -32,7 +32,9 @@ MASQ = "0x4000/0x4000"
 DROP = "0x8000/0x8000"
 CNI_CONF = "/etc/cni/net.d/10-flannel.conflist"
 SUBNET_ENV = "/run/flannel/subnet.env"
-IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack_ipv4")
+# kube-proxy's IPVS mode checks these (pkg/proxy/ipvs): nf_conntrack_ipv4 on kernels < 4.19
+# (el7's 3.10), nf_conntrack on el8's 4.18 (RHEL 8.3+ merged them) and el9's 5.14.
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", lc.CONNTRACK_MODULE)
 PROXY_MODE = lc.RUN / "kube-proxy.json"  # {cluster_id, mode}: the mode kube-proxy started in
 
 Rules = dict[str, dict[str, list[list[str]]]]  # table -> chain -> [argv]
