@@ -350,7 +350,11 @@ EL8 = Flavour(
     conntrack_module="nf_conntrack",
     firewalld_conf=FIREWALLD_CONF,
     docker_release="el8",
-    boot=EL7.boot,
+    boot=("systemd-modules-load: /etc/modules-load.d/*.conf",
+          "loadmodules.service (initscripts 10.x; unconfirmed name): "
+          "/etc/sysconfig/modules/*.modules",
+          "systemd-sysctl: sysctl --system", "swapon -a", "SELinux mode from the config",
+          "enabled units"),
     podman=EL8_PODMAN,
 )
 
