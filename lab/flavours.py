@@ -168,10 +168,10 @@ REDHAT_SUPPORT_PRODUCT_VERSION="7"
 """
 
 # The el7 rpmdb as it always was: one catch-all package providing the base install's names,
-# plus chrony and firewalld (their own packages, so `rpm -q` finds them), plus initscripts.
+# plus chrony, firewalld, initscripts and iproute (their own packages, so `rpm -q` finds them).
 EL7_PROVIDES = (
     "bash", "/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "sh", "systemd",
-    "systemd-libs", "systemd-sysv", "/usr/bin/systemctl", "iptables", "iproute", "ethtool",
+    "systemd-libs", "systemd-sysv", "/usr/bin/systemctl", "iptables", "ethtool",
     "ebtables", "lvm2", "device-mapper", "device-mapper-persistent-data", "coreutils",
     "util-linux", "grep", "sed", "gawk", "findutils", "tar", "gzip", "xz", "which", "hostname",
     "less", "shadow-utils", "glibc", "glibc-common", "libgcc", "kmod", "procps-ng",
@@ -203,6 +203,8 @@ EL7 = Flavour(
         BasePkg("chrony", "3.4", "1.el7"),
         BasePkg("firewalld", "0.6.3", "13.el7_9", arch="noarch"),
         BasePkg("initscripts", "9.49.53", "1.el7_9.1"),  # unconfirmed release
+        # its own package, as on CentOS 7 (`rpm -q iproute`): tc's package there
+        BasePkg("iproute", "4.11.0", "30.el7"),  # unconfirmed release
     ),
     base_provides=(),
     repo_files={"CentOS-Base.repo": (Repo("base", "CentOS-$releasever - Base", "base/"),)},
@@ -394,7 +396,9 @@ EL9_BASE = (
     BasePkg("systemd", "252", "32.el9_4", provides=("systemd-sysv",)),
     BasePkg("kmod", "28", "9.el9"),
     BasePkg("iproute", "6.2.0", "6.el9_4"),
-    BasePkg("iptables-nft", "1.8.10", "2.el9", provides=("iptables = 1.8.10-2.el9",)),
+    # iptables.spec's nft subpackage also provides ebtables (kubelet's legacy rpm needs it)
+    BasePkg("iptables-nft", "1.8.10", "2.el9", provides=("iptables = 1.8.10-2.el9",
+                                                         "ebtables")),
     BasePkg("iptables-libs", "1.8.10", "2.el9"),
     BasePkg("nftables", "1.0.9", "1.el9", epoch=1),
     BasePkg("firewalld", "1.3.4", "1.el9", arch="noarch"),

@@ -136,6 +136,9 @@ def _el8() -> list[Pkg]:
         Pkg("yum-utils", "4.0.21", "3.el8", b, arch="noarch",
             requires=("dnf-plugins-core = 4.0.21-3.el8",)),
         Pkg("iptables-services", "1.8.4", "20.el8", b, requires=("iptables = 1.8.4-20.el8",)),
+        # EL8's iptables.spec: %package ebtables, Obsoletes/Provides ebtables (kubelet needs it)
+        Pkg("iptables-ebtables", "1.8.4", "20.el8", b, provides=("ebtables",),
+            obsoletes=("ebtables",), requires=("iptables = 1.8.4-20.el8",)),
         Pkg("socat", "1.7.4.1", "1.el8", a),
         Pkg("ipvsadm", "1.31", "1.el8", a),
         Pkg("container-selinux", "2.167.0", "1.module_el8.5.0+911+f19012f9", a, epoch=2,

@@ -190,7 +190,24 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
         "docker_cgroup_driver": docker, "swap_on": bool(swaps()), "sysctl": sysctl,
         "kubelet_version": "v" + out("rpm", "-q", "--qf", "%{VERSION}", "kubelet"),
         "docker_version": out("rpm", "-q", "--qf", "%{VERSION}", "docker-ce"),
+        "os_image": os_image(), "kernel": read_text("/proc/sys/kernel/osrelease").strip(),
     }
+
+
+def os_image() -> str:
+    """PRETTY_NAME from /etc/os-release: what the kubelet reports as the node's OS image."""
+    for line in read_text("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def publish_facts(facts: dict) -> None:
