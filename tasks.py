@@ -6,7 +6,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from bootstrap import commands
+from bootstrap import commands, stock
 from bootstrap.commands import CommonOptions
 from bootstrap.errors import BootstrapError
 from bootstrap.inventory import load
@@ -15,12 +15,19 @@ from bootstrap.render import render_all
 INVENTORY_HELP = "inventory file (YAML rendered with Jinja2); default: inventory.yaml"
 
 
-@task(help={"inventory": INVENTORY_HELP, "out": "directory to write into (default: render-out)"})
-def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out") -> None:
+OS_HELP = "el7 (CentOS 7), el8 (CentOS 8, the seed's) or el9 (Rocky 9)"
+
+
+@task(help={"inventory": INVENTORY_HELP, "out": "directory to write into (default: render-out)",
+            "os": f"render for stock nodes of this release: {OS_HELP}; default el7"})
+def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out",
+           os: str = "el7") -> None:
     """Write every managed file's desired state per node into OUT/NODE/..., without connecting."""
+    if os not in stock.FLAVOURS:
+        raise Exit(f"render: --os {os!r}: choose one of {', '.join(stock.FLAVOURS)}", code=2)
     try:
         inv = load(inventory)
-        written = render_all(inv, Path(out))
+        written = render_all(inv, Path(out), os)
     except BootstrapError as exc:
         raise Exit(str(exc), code=exc.exit_code) from None
     print(
@@ -125,13 +132,15 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",
-            "keep": "leave the lab running afterwards (stop it with invoke lab.down)"})
-def demo(c: Context, nodes: int = 3, keep: bool = False) -> None:
-    """Run the toolkit against a lab of simulated CentOS 7 nodes on this machine (no VMs)."""
+            "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
+            "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own"})
+def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8") -> None:
+    """Run the toolkit against a lab of simulated nodes on this machine (no VMs): by default the
+    seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
     from lab import demo as lab_demo
 
     try:
-        code = lab_demo.run(nodes, keep)
+        code = lab_demo.run(nodes, keep, os=os)
     except (BootstrapError, RuntimeError) as exc:
         raise Exit(f"demo: {exc}", code=getattr(exc, "exit_code", 1)) from None
     if code:

@@ -14,12 +14,16 @@ With ``--before REV`` the same runs also use the toolkit of commit REV, checked 
 ``git worktree`` beside this one (with this checkout's lab), and the table gives now/before
 ratios measured in the same run. Each side runs in its own Python process.
 
-Usage: python benchmarks/prepare.py [--before REV] [N ...]   (as root; default 1 10 30)
+With ``--os el7,el8,el9`` each size runs on labs of each flavour (default el7), the nodes'
+docker pinned as `invoke demo` pins it for that release.
+
+Usage: python benchmarks/prepare.py [--before REV] [--os LIST] [N ...]   (as root; default 1 10 30)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -34,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- one side, in its own process: `prepare.py --side CODE N` prints one JSON line --------------
-def side(code: Path, n: int) -> dict:
+def side(code: Path, n: int, flavour: str = "el7") -> dict:
     import importlib
     import io
 
@@ -106,7 +110,10 @@ def side(code: Path, n: int) -> dict:
         results = run_pool(inv.nodes, work, inv.ssh.parallel)
         return int(any(isinstance(r, BaseException) for r in results.values()))
 
-    the_lab = Lab.up(n, log=lambda msg: None)
+    from lab import demo
+
+    the_lab = Lab.up(n, log=lambda msg: None, os=flavour)
+    demo._pin(str(the_lab.inventory_path), demo.DOCKER[flavour])
     try:
         return {
             "first": measure(the_lab, lambda: prepare(the_lab)),
@@ -117,8 +124,8 @@ def side(code: Path, n: int) -> dict:
         the_lab.down()
 
 
-def run_side(code: Path, n: int) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--side", str(code), str(n)],
+def run_side(code: Path, n: int, flavour: str = "el7") -> dict:
+    res = subprocess.run([sys.executable, __file__, "--side", str(code), str(n), flavour],
                          capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise SystemExit(f"{code} on {n} nodes failed:\n{res.stderr[-3000:]}")
@@ -135,10 +142,11 @@ def cells(m: dict) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--side"]:
-        print(json.dumps(side(Path(argv[1]), int(argv[2]))))
+        print(json.dumps(side(Path(argv[1]), int(argv[2]), *argv[3:4])))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", metavar="REV", help="also measure the toolkit of commit REV")
+    ap.add_argument("--os", default="el7", help="comma-separated lab flavours (el7,el8,el9)")
     ap.add_argument("sizes", nargs="*", type=int, default=[1, 10, 30])
     args = ap.parse_args(argv)
     tree = None
@@ -149,16 +157,17 @@ def main(argv: list[str]) -> int:
     try:
         print("prepare-nodes over the lab (user lab; ssh.parallel 20); per node: connections, "
               "round trips, package transactions, remote processes, node CPU, client CPU")
-        head = f"{'nodes':>5}  {'side':<6} {'run':<14}" + "".join(f"{c:>11}" for c in COLUMNS)
+        head = (f"{'os':<4} {'nodes':>5}  {'side':<6} {'run':<14}"
+                + "".join(f"{c:>11}" for c in COLUMNS))
         print(head)
-        for n in args.sizes:
-            sides = {"now": run_side(ROOT, n)}
+        for flavour, n in itertools.product(args.os.split(","), args.sizes):
+            sides = {"now": run_side(ROOT, n, flavour)}
             if tree is not None:
-                sides["before"] = run_side(tree, n)
+                sides["before"] = run_side(tree, n, flavour)
             for name, runs in sides.items():
                 for run, label in (("first", "first run"), ("noop", "no-op re-run"),
                                    ("true", "connect+true")):
-                    print(f"{n:>5}  {name:<6} {label:<14}"
+                    print(f"{flavour:<4} {n:>5}  {name:<6} {label:<14}"
                           + "".join(f"{c:>11}" for c in cells(runs[run])), flush=True)
             if "before" in sides:
                 now, old = sides["now"], sides["before"]

@@ -1,3 +1,3 @@
-"""k8s-bootstrap: prepare CentOS-family nodes and run kubeadm over SSH."""
+"""k8s-bootstrap: prepare Enterprise Linux (EL7, EL8, EL9) nodes and run kubeadm over SSH."""
 
 __version__ = "0.1.0"

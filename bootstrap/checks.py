@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import facts as F
+from . import platforms
 from .models import Inventory, Node, Repo
 
 ERROR, WARNING = "error", "warning"
@@ -29,6 +30,8 @@ NAMES = (
     "ProductUUIDUnique",
     "ClockSkew",
     "PackageVersions",
+    "PackageConflicts",
+    "RepoSignatures",
     *(f"Port-{p}" for p in MASTER_PORTS),
 )
 
@@ -76,32 +79,74 @@ def _repo_section(section: str, repo: Repo) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mirror_command(inv: Inventory) -> str:
-    """List the pinned packages on the configured mirrors, unless they are installed already.
+def _docker_pins(inv: Inventory) -> list[str]:
+    dv = inv.docker.version
+    containerd = "containerd.io" + (
+        f"-{inv.docker.containerd_version}" if inv.docker.containerd_version else "")
+    return [f"docker-ce-{dv}", f"docker-ce-cli-{dv}", containerd]
+
+
+MIRROR, CONFLICTS = "<<mirror", "<<conflicts"
+
+
+def packages_command(inv: Inventory, mirror_node: bool) -> str:
+    """Unless the pinned packages are installed already: on the mirror node, list them on the
+    configured mirrors (PackageVersions); on every node with dnf, the installed packages that
+    the Docker packages conflict with or obsolete, and those that need them (PackageConflicts),
+    from the repos' own metadata (``dnf repoquery``: conflicts, obsoletes) and the rpmdb.
 
     Uses a throw-away reposdir and cache under /tmp, so nothing on the node changes.
     """
-    v, dv = inv.cluster.kubernetes_version, inv.docker.version
-    pinned = [
-        f"kubeadm-{v}",
-        f"kubelet-{v}",
-        f"kubectl-{v}",
-        f"docker-ce-{dv}",
-        f"docker-ce-cli-{dv}",
-    ]
+    v = inv.cluster.kubernetes_version
+    pinned = [f"kubeadm-{v}", f"kubelet-{v}", f"kubectl-{v}", *_docker_pins(inv)[:2]]
     repo = _repo_section("check-docker-ce", inv.repos.docker_ce) + _repo_section(
         "check-kubernetes", inv.repos.kubernetes
     )
-    return "\n".join(
-        [
-            f"if rpm -q {' '.join(pinned)} >/dev/null 2>&1; then echo installed; else",
-            "d=$(mktemp -d /tmp/k8s-bootstrap-check.XXXXXX)",
-            f'printf %s {shlex.quote(repo)} > "$d/check.repo"',
-            'yum -q --setopt=reposdir="$d" --setopt=cachedir="$d/cache" list --showduplicates '
-            "docker-ce docker-ce-cli kubeadm kubelet kubectl 2>&1",
-            'rc=$?; rm -rf "$d"; [ $rc = 0 ]; fi',
-        ]
-    )
+    lines = [
+        f"if rpm -q {' '.join(pinned)} >/dev/null 2>&1; then echo installed; else",
+        "d=$(mktemp -d /tmp/k8s-bootstrap-check.XXXXXX)",
+        f'printf %s {shlex.quote(repo)} > "$d/check.repo"',
+        'y="--setopt=reposdir=$d --setopt=cachedir=$d/cache"',
+        "rc=0",
+    ]
+    if mirror_node:
+        lines.append(f"echo '{MIRROR}'; yum -q $y list --showduplicates docker-ce docker-ce-cli "
+                     "kubeadm kubelet kubectl 2>&1; rc=$?")
+    lines += [
+        f"echo '{CONFLICTS}'",
+        "if [ -x /usr/bin/dnf ]; then",
+        # (--conflicts and --obsoletes exclude each other: one --qf asks for both)
+        "  set -- $(dnf -q $y repoquery --qf '%{conflicts}\\n%{obsoletes}' "
+        f"{' '.join(_docker_pins(inv))} 2>/dev/null | while read -r c _; do echo \"$c\"; done)",
+        # the installed packages providing those, then (a few rounds) what requires them
+        '  seen=" "; i=0; while [ $# -gt 0 ] && [ $i -lt 5 ]; do i=$((i + 1))',
+        "    new=$({ rpm -q --qf '%{NAME}\\n' --whatprovides \"$@\"; "
+        "rpm -q --qf '%{NAME}\\n' --whatrequires \"$@\"; } 2>/dev/null | "
+        'while read -r n more; do [ -z "$more" ] && case "$seen" in *" $n "*) ;; '
+        '*) echo "$n";; esac; done)',
+        '    set -- $new; for n in $new; do case "$seen" in *" $n "*) ;; *) seen="$seen$n "; '
+        'echo "$n";; esac; done',
+        "  done",
+        "fi",
+        'rm -rf "$d"; [ $rc = 0 ]; fi',
+    ]
+    return "\n".join(lines)
+
+
+def _packages(out: str, rc: int) -> tuple[int, str | None, list[str]]:
+    """(rc, the mirror listing or None when this node did not list them, the conflicting
+    installed packages' names); (0, "installed", []) when the pinned ones are installed."""
+    if out.strip() == "installed":
+        return 0, "installed", []
+    listing, _, found = out.partition(CONFLICTS + "\n")
+    _head, mirror, listing = listing.partition(MIRROR + "\n")
+    listing = listing if mirror else None
+    names = []
+    for line in found.splitlines():  # one package name a line
+        name = line.strip()
+        if name and " " not in name and name not in names:
+            names.append(name)
+    return rc, listing, names
 
 
 def _listening(out: str, rc: int) -> set[int]:
@@ -111,14 +156,6 @@ def _listening(out: str, rc: int) -> set[int]:
         if len(parts) > 3 and parts[3] == "0A" and ":" in parts[1]:
             ports.add(int(parts[1].rsplit(":", 1)[1], 16))
     return ports
-
-
-def _os_release(out: str, rc: int) -> dict[str, str]:
-    data = {}
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        data[key.strip()] = value.strip().strip('"')
-    return data
 
 
 def _meminfo_mb(out: str, rc: int) -> int | None:
@@ -148,7 +185,7 @@ def _macs(out: str, rc: int) -> set[str]:
 def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
     """The read-only facts the checks need from one node."""
     found = [
-        F.read("os-release", "/etc/os-release", _os_release),
+        *platforms.facts(),
         F.read("cpus", "/sys/devices/system/cpu/online", _online_cpus),
         F.read("memory-mb", "/proc/meminfo", _meminfo_mb),
         F.hostname(),
@@ -161,8 +198,7 @@ def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
             F.read("listening", "/proc/net/tcp /proc/net/tcp6", _listening),
             F.command("initialised", "test -f /etc/kubernetes/admin.conf && echo yes"),
         ]
-    if mirror_node:
-        found.append(F.Fact("mirror", mirror_command(inv), lambda out, rc: (rc, out)))
+    found.append(F.Fact("packages", packages_command(inv, mirror_node), _packages))
     return found
 
 
@@ -173,18 +209,12 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
     out: list[Finding] = []
     for name, f in all_facts.items():
         node = inv.node(name)
-        osr = f["os-release"]
-        family = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-        major = osr.get("VERSION_ID", "").split(".")[0]
-        if not family & {"centos", "rhel", "fedora"} or major not in ("7", "8"):
-            out.append(
-                Finding(
-                    "OperatingSystem",
-                    ERROR,
-                    name,
-                    f"{osr.get('PRETTY_NAME', 'unknown OS')} is not CentOS/RHEL 7 or 8",
-                )
-            )
+        try:
+            platform = platforms.detect(f["os-release"])
+        except platforms.Unsupported as exc:
+            out.append(Finding("OperatingSystem", ERROR, name, str(exc)))
+        else:
+            out += _repo_signatures(inv, name, platform)
         cpus, mem = f["cpus"], f["memory-mb"]
         if node.is_master and cpus is not None and cpus < MIN_MASTER_CPUS:
             out.append(
@@ -215,9 +245,45 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
                         f"port {port} is in use; kubeadm init needs it free",
                     )
                 )
-        if "mirror" in f:
-            out += _mirror(inv, name, *f["mirror"])
+        rc, listing, conflicting = f["packages"]
+        if listing is not None:
+            out += _mirror(inv, name, rc, listing)
+        if conflicting:
+            out.append(_conflicts(inv, name, conflicting))
     return out
+
+
+LEGACY_KUBERNETES_REPO = "kubernetes-el7"  # the pre-1.24 layout (Google's, Aliyun's mirror)
+
+
+def _repo_signatures(inv: Inventory, name: str, platform: platforms.Platform) -> list[Finding]:
+    """EL9's DEFAULT crypto policy rejects SHA-1 signatures, which the legacy kubernetes-el7
+    repo's metadata and packages carry (RHEL 9 security hardening guide)."""
+    repo = inv.repos.kubernetes
+    if (platform.release.sha1_signatures or LEGACY_KUBERNETES_REPO not in repo.baseurl
+            or not (repo.gpgcheck or repo.repo_gpgcheck)):
+        return []
+    return [Finding("RepoSignatures", ERROR, name,
+                    f"{platform.pretty} rejects SHA-1 signatures (crypto policy DEFAULT), and "
+                    f"the legacy {LEGACY_KUBERNETES_REPO} repo (repos.kubernetes) is signed with "
+                    "SHA-1: its gpg check would fail. Use a mirror that re-signs, set "
+                    "repos.kubernetes.gpgcheck and repo_gpgcheck to false, or allow SHA-1 on the "
+                    "node (update-crypto-policies --set DEFAULT:SHA1)")]
+
+
+def _conflicts(inv: Inventory, name: str, packages: list[str]) -> Finding:
+    found = ", ".join(packages)
+    if inv.node_prep.remove_conflicting_packages:
+        return Finding("PackageConflicts", WARNING, name,
+                       f"{found} conflict with Docker's packages (containerd.io obsoletes runc "
+                       "on EL8/EL9) or need what they replace: dnf will remove them in the "
+                       "packages transaction (node_prep.remove_conflicting_packages, "
+                       "--allowerasing)")
+    return Finding("PackageConflicts", ERROR, name,
+                   f"{found} conflict with Docker's packages (containerd.io obsoletes runc on "
+                   "EL8/EL9) or need what they replace: remove them (dnf remove "
+                   f"{' '.join(packages)}), or set node_prep.remove_conflicting_packages: true "
+                   "to let the packages transaction remove them (dnf --allowerasing)")
 
 
 def _mirror(inv: Inventory, name: str, rc: int, out: str) -> list[Finding]:

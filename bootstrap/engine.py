@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checks, lease, packages
+from . import checks, lease, packages, platforms
 from . import facts as F
 from .errors import (
     BootstrapError,
@@ -256,7 +256,7 @@ class Runner:
         t = Target(self.inv, node)
         session = self.session(node)
         try:
-            wanted = [f for s in steps if not s.skip(t) for f in s.facts(t)]
+            wanted = [*platforms.facts(), *(f for s in steps if not s.skip(t) for f in s.facts(t))]
             if preflight is not None:
                 wanted += checks.facts(self.inv, node, mirror_node)
             session.connect()
@@ -323,8 +323,9 @@ class Runner:
                 self._done(result, StepResult(step.name, SKIPPED, message=reason))
             else:
                 active.append(step)
-        plans = [(step, step.plan(t, facts)) for step in active]
-        batch, rest = packages.batch([(step.name, plan) for step, plan in plans])
+        plans = [(step, _plan(step, t, facts)) for step in active]
+        batch, rest = packages.batch([(step.name, plan) for step, plan in plans],
+                                     _manager(facts))
         plans = [(step, plan) for (step, _), plan in zip(plans, rest, strict=True)]
         needed = batch is not None or _needs_session(plans)
         if not self.opts.dry_run and needed and not self.interrupted:
@@ -410,7 +411,7 @@ class Runner:
         """Re-gather facts; a step that still wants changes did not converge."""
         facts = self.gather(session, [f for s, _ in applied for f in s.facts(t)], last=True)
         for step, res in applied:
-            again = step.plan(t, facts)
+            again = _plan(step, t, facts)
             if not again.empty:
                 res.status = FAILED
                 res.message = f"did not converge: still wants {again.summary() or again.error}"
@@ -423,6 +424,22 @@ class Runner:
 
 # The node's one package transaction, shown and journalled like a step (bootstrap.packages).
 TRANSACTION = Step(packages.NAME, packages.__doc__ or "", lambda t: [], lambda t, f: Plan())
+
+
+def _manager(facts: F.Facts) -> str:
+    """The node's package manager (yum where the OS is unknown: the steps then fail anyway)."""
+    try:
+        return platforms.of(facts).release.package_manager
+    except platforms.Unsupported:
+        return "yum"
+
+
+def _plan(step: Step, t: Target, facts: F.Facts) -> Plan:
+    """The step's plan; an OS it has no row for (OperatingSystem ignored) is the step's error."""
+    try:
+        return step.plan(t, facts)
+    except platforms.Unsupported as exc:
+        return Plan(error=f"{exc} (the OperatingSystem check was ignored)")
 
 
 def _after_transaction(name: str, res: StepResult, batch: packages.Batch) -> StepResult:

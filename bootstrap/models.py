@@ -42,6 +42,7 @@ class NodePrep:
     ntp_servers: tuple[str, ...] = ()
     selinux: str = "disabled"
     firewall: str = "disable"
+    remove_conflicting_packages: bool = False  # let dnf erase podman, runc... (--allowerasing)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ class Batch:
         return install_command(self.plan.installs())
 
 
-def batch(plans: list[tuple[str, Plan]]) -> tuple[Batch | None, list[Plan]]:
+def batch(plans: list[tuple[str, Plan]], manager: str = "yum") -> tuple[Batch | None, list[Plan]]:
     """Move every Install, and the repo files of the steps that install, out of ``plans`` into
-    one Batch; return it (None when nothing is to be installed) and the plans without them.
+    one Batch run by ``manager`` (the node's yum or dnf); return it (None when nothing is to be
+    installed) and the plans without them.
 
     Only plans before the first one with an error take part: no step after a failed one runs.
     """
@@ -46,7 +47,8 @@ def batch(plans: list[tuple[str, Plan]]) -> tuple[Batch | None, list[Plan]]:
     rest: list[Plan] = []
     repos: list[WriteFile] = []
     installs: list[Install] = []
-    for i, (_, plan) in enumerate(plans):
+    reasons: dict[str, list[str]] = {}
+    for i, (name, plan) in enumerate(plans):
         if i not in needing:
             rest.append(plan)
             continue
@@ -54,13 +56,14 @@ def batch(plans: list[tuple[str, Plan]]) -> tuple[Batch | None, list[Plan]]:
                  or (isinstance(a, WriteFile) and a.path.startswith(REPO_DIR))]
         repos += [a for a in moved if isinstance(a, WriteFile)]
         installs += [a for a in moved if isinstance(a, Install)]
+        reasons[name] = [a.why for a in moved if isinstance(a, Install) and a.why]
         rest.append(Plan([a for a in plan.actions if a not in moved], list(plan.notes),
                          plan.error))
-    why = "; ".join(f"{name}: {i.why}" for name, i in
-                    zip(b.steps, installs, strict=False) if i.why)
+    why = "; ".join(f"{name}: {', '.join(whys)}" for name, whys in reasons.items() if whys)
     b.plan.actions = [*repos, Install(
         tuple(p for i in installs for p in i.packages),
         tuple(dict.fromkeys(o for i in installs for o in i.options)),
         why,
+        manager,
     )]
     return b, rest

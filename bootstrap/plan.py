@@ -126,6 +126,7 @@ class Install:
     packages: tuple[str, ...]
     options: tuple[str, ...] = ()  # yum options this install needs (--disableexcludes=...)
     why: str = ""
+    manager: str = "yum"  # the node's package manager (platforms.Release.package_manager)
 
     @property
     def command(self) -> str:
@@ -143,7 +144,8 @@ def install_command(installs: list[Install]) -> str:
     packages in order (packages pinned together stay in one command)."""
     options = list(dict.fromkeys(o for i in installs for o in i.options))
     packages = list(dict.fromkeys(p for i in installs for p in i.packages))
-    return " ".join(["yum install -y", *options, *packages])
+    manager = installs[0].manager if installs else "yum"
+    return " ".join([f"{manager} install -y", *options, *packages])
 
 
 Action = WriteFile | Run | Install

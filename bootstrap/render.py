@@ -19,17 +19,18 @@ PARTIAL = {
 README = """Files rendered by `invoke render` from {inventory}
 
 Each directory is a node; under it, every file the toolkit manages, at the path it takes on the
-node, as it would be on a stock CentOS 7 node after prepare-nodes.
+node, as it would be on a stock {pretty} node ({flavour}) after prepare-nodes.
 
-Files managed only in part were rendered from CentOS 7's defaults plus the toolkit's changes:
+Files managed only in part were rendered from that release's defaults plus the toolkit's changes:
 {partial}
 Steps skipped by this inventory (no files rendered):
 {skipped}
 """
 
 
-def render_all(inv: Inventory, out: Path) -> list[Path]:
-    """Write DIR/NODE/<path> for every managed file; return the paths written."""
+def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[Path]:
+    """Write DIR/NODE/<path> for every managed file as on a stock ``flavour`` node (el7, el8,
+    el9: ``stock.FLAVOURS``); return the paths written."""
     written: list[Path] = []
     skipped: set[str] = set()
     for node in inv.nodes:
@@ -39,7 +40,7 @@ def render_all(inv: Inventory, out: Path) -> list[Path]:
             if reason:
                 skipped.add(f"  - {step.name}: {reason}")
                 continue
-            plan = step.plan(t, stock.facts(step.facts(t)))
+            plan = step.plan(t, stock.facts(step.facts(t), flavour))
             for change in plan.files():
                 dest = out / node.name / change.path.lstrip("/")
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,8 @@ def render_all(inv: Inventory, out: Path) -> list[Path]:
     partial = "".join(f"  - {path}: {why}\n" for path, why in PARTIAL.items())
     (out / "README.txt").write_text(
         README.format(
-            inventory=inv.path, partial=partial, skipped="\n".join(sorted(skipped)) or "  (none)"
+            inventory=inv.path, pretty=stock.FLAVOURS[flavour]["os-release"]["PRETTY_NAME"],
+            flavour=flavour, partial=partial, skipped="\n".join(sorted(skipped)) or "  (none)"
         )
     )
     return written

@@ -307,6 +307,7 @@ NODE_PREP: Spec = {
     "ntp_servers": _list_of(_host),
     "selinux": _enum("disabled", "permissive"),
     "firewall": _enum("disable", "keep"),
+    "remove_conflicting_packages": _bool,
 }
 DOCKER: Spec = {
     "version": _pkg_version,

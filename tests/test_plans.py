@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from bootstrap import facts as F
-from bootstrap import stock
+from bootstrap import platforms, stock
 from bootstrap.inventory import load_text
 from bootstrap.plan import FileState, Install, Plan, Run, WriteFile, managed_block
 from bootstrap.steps import Target, prepare_steps
@@ -19,6 +19,7 @@ nodes:
   - {name: master1, address: 192.168.177.100, role: master}
   - {name: node1, address: 192.168.177.101, role: worker}
 """
+EL7_BASE = "/etc/yum.repos.d/CentOS-Base.repo"  # the file repos.base rewrites on CentOS 7
 STEPS = {s.name: s for s in prepare_steps()}
 
 
@@ -27,10 +28,11 @@ def target(extra: str = "", node: int = 0) -> Target:
     return Target(inv, inv.nodes[node])
 
 
-def plan_for(step: str, overrides: dict | None = None, extra: str = "", node: int = 0) -> Plan:
+def plan_for(step: str, overrides: dict | None = None, extra: str = "", node: int = 0,
+             flavour: str = "el7") -> Plan:
     t = target(extra, node)
     s = STEPS[step]
-    facts = stock.facts(s.facts(t))
+    facts = stock.facts(s.facts(t), flavour)
     facts.update(overrides or {})
     return s.plan(t, facts)
 
@@ -125,8 +127,9 @@ CASES = [
         {},
         "",
         [
+            "yum install -y conntrack-tools socat",
             "yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes kubelet-1.20.10 "
-            "kubeadm-1.20.10 kubectl-1.20.10"
+            "kubeadm-1.20.10 kubectl-1.20.10",
         ],
     ),
     ("kubelet", {}, "", ["systemctl enable kubelet.service"]),
@@ -243,11 +246,25 @@ def test_kubernetes_repo_excludes_kube_packages():
     assert "repo_gpgcheck=1\n" in repo and "[kubernetes]\n" in repo
 
 
-def test_ipvs_conntrack_module_follows_the_kernel():
-    p = plan_for("ipvs", {"kernel": "4.18.0-348.el8.x86_64"})
-    assert "modprobe -- nf_conntrack_ipv4" in commands(p)
-    p = plan_for("ipvs", {"kernel": "5.14.0-70.el9.x86_64"})
-    assert "modprobe -- nf_conntrack" in commands(p)
+SYSCONFIG_IPVS = "/etc/sysconfig/modules/ipvs.modules"
+MODULES_LOAD_IPVS = "/etc/modules-load.d/ipvs.conf"
+
+
+@pytest.mark.parametrize(("flavour", "overrides", "conntrack", "files"), [
+    ("el7", {}, "nf_conntrack_ipv4", [SYSCONFIG_IPVS, MODULES_LOAD_IPVS]),
+    ("el8", {}, "nf_conntrack", [SYSCONFIG_IPVS, MODULES_LOAD_IPVS]),
+    # initscripts runs /etc/sysconfig/modules at boot: without it, only modules-load.d
+    ("el8", {"rpms:" + ",".join(sorted(platforms.MATTER)): {}}, "nf_conntrack",
+     [MODULES_LOAD_IPVS]),
+    ("el9", {}, "nf_conntrack", [MODULES_LOAD_IPVS]),
+])
+def test_ipvs_modules_and_boot_files_follow_the_release(flavour, overrides, conntrack, files):
+    p = plan_for("ipvs", overrides, flavour=flavour)
+    assert [c for c in commands(p) if "conntrack" in c] == [f"modprobe -- {conntrack}"]
+    assert sorted(written(p)) == sorted(files)
+    for content in written(p).values():
+        assert conntrack in content.split()
+        assert "nf_conntrack_ipv4" not in content or flavour == "el7"
     assert STEPS["ipvs"].skip(target("cluster: {proxy_mode: iptables}\n"))
 
 
@@ -395,11 +412,11 @@ def test_base_repo_marks_the_yum_clean_as_owed_until_it_succeeds():
     kinds = [a.path if isinstance(a, WriteFile) else a.command for a in first.actions]
     assert kinds == [
         f"install -D -m 0644 /dev/null {base_repo.PENDING}",
-        base_repo.PATH,
+        EL7_BASE,
         "yum clean metadata -q",
         f"rm -f {base_repo.PENDING}",
     ]
-    right = {f"file:{base_repo.PATH}": FileState(written(first)[base_repo.PATH])}
+    right = {f"file:{EL7_BASE}": FileState(written(first)[EL7_BASE])}
     retry = plan_for("base-repo", {**right, marker: FileState("")}, extra)
     assert commands(retry) == ["yum clean metadata -q", f"rm -f {base_repo.PENDING}"]
     assert not written(retry)
@@ -407,7 +424,7 @@ def test_base_repo_marks_the_yum_clean_as_owed_until_it_succeeds():
     # A change of repos.base while a clean is owed: no second marker, still cleaned.
     changed = plan_for("base-repo", {marker: FileState("")}, extra)
     assert commands(changed) == ["yum clean metadata -q", f"rm -f {base_repo.PENDING}"]
-    assert list(written(changed)) == [base_repo.PATH]
+    assert list(written(changed)) == [EL7_BASE]
 
 
 # -- one package transaction per node ------------------------------------------------------------
@@ -429,8 +446,8 @@ def test_one_transaction_for_every_step_that_installs():
     assert names[b.at] == "time"  # before the first step that needs a package
     assert b.command == (
         "yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes chrony ipset ipvsadm "
-        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io kubelet-1.20.10 "
-        "kubeadm-1.20.10 kubectl-1.20.10")
+        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io conntrack-tools socat "
+        "kubelet-1.20.10 kubeadm-1.20.10 kubectl-1.20.10")
     # repo files first, then the one install; nothing of either is left in the steps
     assert [a.path for a in b.plan.files()] == ["/etc/yum.repos.d/docker-ce.repo",
                                                 "/etc/yum.repos.d/kubernetes.repo"]
@@ -456,6 +473,9 @@ def test_no_transaction_when_everything_is_installed():
             "docker-ce-cli": "19.03.15-3.el7"},
         "rpms:kubeadm,kubectl,kubelet": {"kubeadm": "1.20.10-0", "kubectl": "1.20.10-0",
                                          "kubelet": "1.20.10-0"},
+        "rpms:conntrack-tools,iproute,iproute-tc,socat": {
+            "conntrack-tools": "1.4.4-7.el7", "iproute": "4.11.0-30.el7",
+            "socat": "1.7.3.2-2.el7"},
     }
     b, rest = packages.batch(_prepared_plans(installed))
     assert b is None

@@ -69,3 +69,29 @@ def test_list_shows_render_with_help():
         text=True,
     ).stdout
     assert "--inventory" in help_ and "--out" in help_
+
+
+def _render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "render", "-i", "inventory.example.yaml", "-o",
+         str(tmp_path / "out"), *args],
+        cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_render_for_el9_follows_the_release(tmp_path: Path):
+    proc = _render(tmp_path, "--os", "el9")
+    assert proc.returncode == 0, proc.stderr
+    m = tmp_path / "out" / "master1"
+    assert not (m / "etc/sysconfig/modules/ipvs.modules").exists()  # nothing runs it on EL9
+    conf = (m / "etc/modules-load.d/ipvs.conf").read_text()
+    assert "nf_conntrack\n" in conf and "nf_conntrack_ipv4" not in conf
+    assert "SELINUX=permissive\n" in (m / "etc/selinux/config").read_text()
+    assert "Rocky Linux 9.4 (Blue Onyx) node (el9)" in (tmp_path / "out" / "README.txt").read_text()
+
+
+def test_render_refuses_an_unknown_os_naming_the_choices(tmp_path: Path):
+    proc = _render(tmp_path, "--os", "el10")
+    assert proc.returncode == 2
+    assert "--os 'el10': choose one of el7, el8, el9" in proc.stderr
+    assert not (tmp_path / "out").exists()

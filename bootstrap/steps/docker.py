@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import facts as F
+from .. import platforms
 from ..plan import Install, Plan
 from ..templates import render
 from . import Step, Target
@@ -57,18 +58,23 @@ def daemon_json(t: Target, current: str | None) -> str:
     return json.dumps(data, indent=4) + "\n"
 
 
-def install(t: Target) -> Install:
-    """One pinned install: pinning docker-ce alone pulls the newest docker-ce-cli (a real trap)."""
+def install(t: Target, release: platforms.Release) -> Install:
+    """One pinned install: pinning docker-ce alone pulls the newest docker-ce-cli (a real trap).
+    With node_prep.remove_conflicting_packages, dnf may erase what conflicts (podman, runc)."""
     v = t.inv.docker.version
     containerd = "containerd.io" + (
         f"-{t.inv.docker.containerd_version}" if t.inv.docker.containerd_version else ""
     )
-    return Install((f"docker-ce-{v}", f"docker-ce-cli-{v}", containerd),
-                   ("--setopt=obsoletes=0",), "docker is not installed at the pinned version")
+    options = ("--setopt=obsoletes=0",)
+    if t.inv.node_prep.remove_conflicting_packages and release.allow_erasing:
+        options += (release.allow_erasing,)
+    return Install((f"docker-ce-{v}", f"docker-ce-cli-{v}", containerd), options,
+                   "docker is not installed at the pinned version")
 
 
 def facts(t: Target) -> list[F.Fact]:
     return [
+        platforms.os_release(),
         F.file(REPO),
         F.rpms(PACKAGES),
         F.file(DAEMON),
@@ -101,7 +107,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
             )
             return p
     if any(pkg not in installed for pkg in PACKAGES):
-        p.actions.append(install(t))
+        p.actions.append(install(t, platforms.of(facts).release))
     before = facts[f"file:{DAEMON}"]
     try:
         content = daemon_json(t, before.content if before else None)

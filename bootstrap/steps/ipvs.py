@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from .. import facts as F
+from .. import platforms
 from ..plan import Plan
 from ..templates import render
 from . import Step, Target
@@ -14,39 +13,35 @@ CONF = "/etc/modules-load.d/ipvs.conf"
 PACKAGES = ("ipset", "ipvsadm")
 
 
-def modules(kernel: str | None) -> list[str]:
-    """The IPVS modules; conntrack is nf_conntrack_ipv4 before kernel 4.19, nf_conntrack after."""
-    m = re.match(r"(\d+)\.(\d+)", kernel or "")
-    old = m is None or (int(m.group(1)), int(m.group(2))) < (4, 19)
-    return [
-        "ip_vs",
-        "ip_vs_rr",
-        "ip_vs_wrr",
-        "ip_vs_sh",
-        "nf_conntrack_ipv4" if old else "nf_conntrack",
-    ]
+def modules(platform: platforms.Platform) -> list[str]:
+    """The IPVS modules and the release's conntrack module (``platforms.Release``)."""
+    return ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", platform.release.conntrack_module]
 
 
-def files(kernel: str | None) -> dict[str, tuple[str, int]]:
-    mods = modules(kernel)
-    return {
-        SCRIPT: (render("etc/sysconfig/modules/ipvs.modules.j2", modules=mods), 0o755),
-        CONF: (render("etc/modules-load.d/ipvs.conf.j2", modules=mods), 0o644),
-    }
+def files(platform: platforms.Platform, installed: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """modules-load.d on every release (systemd-modules-load reads it at boot); the seed's
+    /etc/sysconfig/modules script only where something runs it at boot."""
+    mods = modules(platform)
+    out = {CONF: (render("etc/modules-load.d/ipvs.conf.j2", modules=mods), 0o644)}
+    runner = platform.release.sysconfig_modules_runner
+    if runner and runner in installed:
+        out[SCRIPT] = (render("etc/sysconfig/modules/ipvs.modules.j2", modules=mods), 0o755)
+    return out
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.rpms(PACKAGES), F.modules(), F.kernel(), F.file(SCRIPT), F.file(CONF)]
+    return [*platforms.facts(), F.rpms(PACKAGES), F.modules(), F.file(SCRIPT), F.file(CONF)]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
+    platform = platforms.of(facts)
     missing = [pkg for pkg in PACKAGES if pkg not in facts["rpms:" + ",".join(PACKAGES)]]
     if missing:
         p.install(missing, "not installed")
-    for path, (content, mode) in files(facts["kernel"]).items():
+    for path, (content, mode) in files(platform, platforms.installed(facts)).items():
         p.write(path, content, facts[f"file:{path}"], mode=mode)
-    for module in modules(facts["kernel"]):
+    for module in modules(platform):
         if module not in facts["modules"]:
             p.run(f"modprobe -- {module}", "not loaded")
     return p

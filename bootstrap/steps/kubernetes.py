@@ -1,8 +1,10 @@
-"""kubernetes-packages: kubelet, kubeadm and kubectl at exactly ``cluster.kubernetes_version``."""
+"""kubernetes-packages: kubelet, kubeadm and kubectl at exactly ``cluster.kubernetes_version``,
+and the tools kubeadm's preflight wants (tc, conntrack, socat: ``platforms.Release.tools``)."""
 
 from __future__ import annotations
 
 from .. import facts as F
+from .. import platforms
 from ..plan import Install, Plan
 from ..templates import render
 from . import Step, Target
@@ -11,6 +13,7 @@ REPO = "/etc/yum.repos.d/kubernetes.repo"
 PACKAGES = ("kubeadm", "kubectl", "kubelet")
 EXCLUDE = ("kubelet", "kubeadm", "kubectl", "cri-tools", "kubernetes-cni")
 RPMS = "rpms:" + ",".join(PACKAGES)
+TOOLS = F.rpms({tool for r in platforms.RELEASES.values() for tool in r.tools})
 
 
 def repo(t: Target) -> str:
@@ -33,7 +36,7 @@ def install(t: Target, why: str) -> Install:
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.file(REPO), F.rpms(PACKAGES)]
+    return [platforms.os_release(), F.file(REPO), F.rpms(PACKAGES), TOOLS]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
@@ -51,6 +54,9 @@ def plan(t: Target, facts: F.Facts) -> Plan:
             "Upgrade deliberately (kubeadm upgrade) or set the version that is installed"
         )
         return p
+    tools = [tool for tool in platforms.of(facts).release.tools if tool not in facts[TOOLS.name]]
+    if tools:
+        p.install(tools, "kubeadm's preflight wants tc, conntrack and socat")
     if len(installed) < len(PACKAGES):
         p.actions.append(
             install(t, "not installed: " + ", ".join(sorted(set(PACKAGES) - set(installed))))

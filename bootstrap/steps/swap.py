@@ -1,4 +1,6 @@
-"""swap: off now (swapoff -a) and after a reboot (swap lines in /etc/fstab commented out)."""
+"""swap: off now (swapoff -a) and after a reboot: swap lines in /etc/fstab commented out, and
+where zram-generator would make swap on zram at boot, an /etc/systemd/zram-generator.conf
+without devices (the first config file found wins: systemd/zram-generator's README)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ from ..plan import Plan
 from . import Step, Target
 
 PATH = "/etc/fstab"
+ZRAM_CONF = "/etc/systemd/zram-generator.conf"
+ZRAM_DEFAULTS = "/usr/lib/systemd/zram-generator.conf"  # zram-generator-defaults
+NO_ZRAM = ("# Managed by k8s-bootstrap: no zram devices, so no swap on zram at boot (the kubelet\n"
+           "# needs swap off). This file overrides " + ZRAM_DEFAULTS + ".\n")
 
 
 def desired(fstab: str) -> str:
@@ -21,7 +27,7 @@ def desired(fstab: str) -> str:
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [F.swaps(), F.file(PATH)]
+    return [F.swaps(), F.file(PATH), F.file(ZRAM_CONF), F.file(ZRAM_DEFAULTS)]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
@@ -31,6 +37,10 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     fstab = facts[f"file:{PATH}"]
     if fstab is not None:
         p.write(PATH, desired(fstab.content), fstab, mode=fstab.mode)
+    zram = facts[f"file:{ZRAM_CONF}"]
+    on_zram = any(dev.startswith("/dev/zram") for dev in facts["swaps"])
+    if on_zram or facts[f"file:{ZRAM_DEFAULTS}"] is not None or (zram and "[" in zram.content):
+        p.write(ZRAM_CONF, NO_ZRAM, zram)
     return p
 
 

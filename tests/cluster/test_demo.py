@@ -1,4 +1,5 @@
-"""`invoke demo`, the README's first command: a 3-node cluster with every node Ready."""
+"""`invoke demo`, the README's first command: a 3-node cluster with every node Ready, on the
+seed's own system by default (CentOS 8, Docker 20.10.8, Kubernetes 1.20.10)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def test_demo_shows_three_ready_nodes(tmp_path):
     rows = [ln.split() for ln in table.splitlines()[1:] if ln.startswith(("master", "node"))]
     assert sorted((r[0], r[1]) for r in rows) == [
         ("master1", "Ready"), ("node1", "Ready"), ("node2", "Ready")], out
+    assert "3 simulated CentOS 8 nodes (el8, Docker 20.10.8) are up" in out
+    for r in rows:  # NAME STATUS ROLES AGE VERSION IP EXTERNAL OS-IMAGE(3 words) KERNEL RUNTIME
+        assert r[4] == "v1.20.10" and r[-1] == "docker://20.10.8", r
+        assert " ".join(r[7:-2]) == "CentOS Linux 8" and r[-2].startswith("4.18.0-"), r
     assert "\tinit-master\tkubeadm-init\tkubeadm init --config" in out  # the master's journal
     assert "\tjoin-workers\ttoken-delete\tdelete join token " in out
     assert "demo: lab stopped" in out

@@ -36,6 +36,27 @@ BRIDGE_SYSCTLS = (
 )
 BACKUP = ".k8s-bootstrap.bak"
 
+# What prepare-nodes leaves on a node of each lab flavour (bootstrap/platforms.py says why).
+EXPECT = {
+    "el7": {"base_repo": "/etc/yum.repos.d/CentOS-Base.repo", "base_url": "base/",
+            "docker_url": "docker-ce/",
+            "conntrack": "nf_conntrack_ipv4", "ipvs_script": True, "selinux": "disabled",
+            "docker": DOCKER_VERSION, "tools": ("conntrack-tools", "socat")},
+    "el8": {"base_repo": "/etc/yum.repos.d/CentOS-Linux-BaseOS.repo",
+            "base_url": "el8/BaseOS/$basearch/os/", "docker_url": "el8/docker-ce/",
+            "conntrack": "nf_conntrack",
+            "ipvs_script": True, "selinux": "disabled", "docker": "20.10.8",
+            "tools": ("iproute-tc", "conntrack-tools", "socat")},
+    "el9": {"base_repo": "/etc/yum.repos.d/rocky.repo", "base_url": "el9/BaseOS/$basearch/os/",
+            "docker_url": "el9/docker-ce/",
+            "conntrack": "nf_conntrack", "ipvs_script": False, "selinux": "permissive",
+            "docker": "20.10.21", "tools": ("iproute-tc", "conntrack-tools", "socat")},
+}
+
+
+def ipvs_modules(flavour: str) -> tuple[str, ...]:
+    return (*IPVS_MODULES[:4], EXPECT[flavour]["conntrack"])
+
 
 # -- labs ----------------------------------------------------------------------------------------
 # -- running the toolkit -------------------------------------------------------------------------
@@ -202,15 +223,18 @@ def probe(node: Node, commands: dict[str, str]) -> dict[str, tuple[int, str]]:
 
 def check_prepared(node: Node, the_lab: Lab, *, rebooted: bool = False) -> list[str]:
     """Every setting prepare-nodes promises, checked from inside the node; returns problems."""
+    flavour = getattr(the_lab, "os", "el7")
+    exp = EXPECT[flavour]
+    mods = ipvs_modules(flavour)
     cmds = {
         "hostname": "hostname",
         "etc-hostname": "cat /etc/hostname",
         "hosts": "cat /etc/hosts",
-        "base-repo": "cat /etc/yum.repos.d/CentOS-Base.repo",
+        "base-repo": f"cat {exp['base_repo']}",
         "docker-repo": "cat /etc/yum.repos.d/docker-ce.repo",
         "kube-repo": "cat /etc/yum.repos.d/kubernetes.repo",
         "rpm": "rpm -q --qf '%{NAME} %{VERSION}\\n' docker-ce docker-ce-cli containerd.io "
-               "kubelet kubeadm kubectl chrony ipset ipvsadm",
+               "kubelet kubeadm kubectl chrony ipset ipvsadm " + " ".join(exp["tools"]),
         "chronyd": "systemctl is-enabled chronyd.service; systemctl is-active chronyd.service",
         "firewalld": "systemctl is-enabled firewalld.service; "
                      "systemctl is-active firewalld.service",
@@ -251,40 +275,47 @@ def check_prepared(node: Node, the_lab: Lab, *, rebooted: bool = False) -> list[
         want(set(block.group(1).splitlines()) == wanted, f"hosts block is {block.group(1)!r}")
     want("localhost" in out["hosts"], "/etc/hosts lost its localhost lines")
     url = the_lab.mirror_url
-    want(f"baseurl={url}base/" in out["base-repo"], "CentOS-Base.repo not on the mirror")
-    want(f"baseurl={url}docker-ce/" in out["docker-repo"], "docker-ce.repo not on the mirror")
+    want(f"baseurl={url}{exp['base_url']}" in out["base-repo"],
+         f"{exp['base_repo']} not on the mirror")
+    want(f"baseurl={url}{exp['docker_url']}" in out["docker-repo"],
+         "docker-ce.repo not on the mirror")
     want(f"baseurl={url}kubernetes/" in out["kube-repo"], "kubernetes.repo not on the mirror")
     want(re.search(r"(?m)^exclude=.*\bkubelet\b.*\bkubeadm\b.*\bkubectl\b", out["kube-repo"])
          is not None, "kubernetes.repo does not exclude kube*")
     versions = dict(ln.split() for ln in out["rpm"].splitlines() if len(ln.split()) == 2)
-    for pkg, v in (("docker-ce", DOCKER_VERSION), ("docker-ce-cli", DOCKER_VERSION),
+    for pkg, v in (("docker-ce", exp["docker"]), ("docker-ce-cli", exp["docker"]),
                    ("kubelet", KUBE_VERSION), ("kubeadm", KUBE_VERSION),
                    ("kubectl", KUBE_VERSION)):
         want(versions.get(pkg) == v, f"rpm -q {pkg}: {versions.get(pkg)} (want {v})")
-    for pkg in ("containerd.io", "chrony", "ipset", "ipvsadm"):
+    for pkg in ("containerd.io", "chrony", "ipset", "ipvsadm", *exp["tools"]):
         want(pkg in versions, f"{pkg} not installed ({out['rpm']!r})")
     want(out["chronyd"].split() == ["enabled", "active"], f"chronyd: {out['chronyd']!r}")
     want(out["firewalld"].split() == ["disabled", "inactive"], f"firewalld: {out['firewalld']!r}")
-    # setenforce 0 now; the config's `disabled` takes effect at the next boot.
-    want(out["getenforce"] == ("Disabled" if rebooted else "Permissive"),
+    # setenforce 0 now; the config's `disabled` takes effect at the next boot (EL9: permissive).
+    after = "Disabled" if exp["selinux"] == "disabled" else "Permissive"
+    want(out["getenforce"] == (after if rebooted else "Permissive"),
          f"getenforce: {out['getenforce']!r}")
-    want(out["selinux-config"] == "SELINUX=disabled", f"selinux config: {out['selinux-config']}")
+    want(out["selinux-config"] == f"SELINUX={exp['selinux']}",
+         f"selinux config: {out['selinux-config']}")
     want(len(out["swaps"].splitlines()) == 1 and out["swaps"].startswith("Filename"),
          f"swap is on: {out['swaps']!r}")
     want(bool(out["fstab-swap"]) and all(ln.startswith("#") for ln in
                                          out["fstab-swap"].splitlines()),
          f"fstab swap line not commented: {out['fstab-swap']!r}")
     loaded = {ln.split()[0] for ln in out["lsmod"].splitlines()[1:] if ln.strip()}
-    for module in ("br_netfilter", "overlay", *IPVS_MODULES):
+    for module in ("br_netfilter", "overlay", *mods):
         want(module in loaded, f"module {module} not loaded")
     conf = [ln for ln in out["modules-k8s"].splitlines() if ln and not ln.startswith("#")]
     want(conf == ["br_netfilter", "overlay"], f"modules-load.d/k8s.conf: {conf}")
     conf = [ln for ln in out["modules-ipvs"].splitlines() if ln and not ln.startswith("#")]
-    want(conf == list(IPVS_MODULES), f"modules-load.d/ipvs.conf: {conf}")
+    want(conf == list(mods), f"modules-load.d/ipvs.conf: {conf}")
     script = out["ipvs-script"].splitlines()
-    want(script[:1] == ["755"], f"ipvs.modules mode {script[:1]}")
-    for module in IPVS_MODULES:
-        want(f"modprobe -- {module}" in script, f"ipvs.modules lacks {module}")
+    if exp["ipvs_script"]:
+        want(script[:1] == ["755"], f"ipvs.modules mode {script[:1]}")
+        for module in mods:
+            want(f"modprobe -- {module}" in script, f"ipvs.modules lacks {module}")
+    else:  # nothing runs /etc/sysconfig/modules at boot there: not written
+        want(got["ipvs-script"][0] != 0, f"ipvs.modules written: {script}")
     for key in BRIDGE_SYSCTLS:
         want(re.search(rf"(?m)^{re.escape(key)} = 1$", out["sysctl-conf"]) is not None,
              f"sysctl.d/k8s.conf lacks {key} = 1")

@@ -79,10 +79,10 @@ def test_dry_run_shows_diffs_and_commands_and_changes_nothing(fresh, tmp_path):
     for expected in (
         # one package transaction for every step that needs packages, with each one's reason
         "    $ yum install -y --setopt=obsoletes=0 --disableexcludes=kubernetes ipset ipvsadm "
-        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io kubelet-1.20.10 "
-        "kubeadm-1.20.10 kubectl-1.20.10    # ipvs: not installed; docker: docker is not "
-        "installed at the pinned version; kubernetes-packages: not installed: kubeadm, "
-        "kubectl, kubelet",
+        "docker-ce-19.03.15 docker-ce-cli-19.03.15 containerd.io conntrack-tools socat "
+        "kubelet-1.20.10 kubeadm-1.20.10 kubectl-1.20.10    # ipvs: not installed; docker: "
+        "docker is not installed at the pinned version; kubernetes-packages: kubeadm's "
+        "preflight wants tc, conntrack and socat, not installed: kubeadm, kubectl, kubelet",
         "    $ setenforce 0    # SELinux is enforcing",
         "    $ swapoff -a    # swap is on",
         "    $ modprobe br_netfilter",

@@ -79,6 +79,16 @@ def _force_os(lab: Lab) -> Callable[[], None]:
     )
 
 
+def _force_el10(lab: Lab) -> Callable[[], None]:
+    return _bind(
+        lab.nodes[1],
+        "/etc/os-release",
+        'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="10.0"\n'
+        'PRETTY_NAME="Rocky Linux 10.0 (Red Quartz)"\n',
+        "0644",
+    )
+
+
 def _force_uuid(lab: Lab) -> Callable[[], None]:
     same = lab.nodes[0].run("cat /sys/class/dmi/id/product_uuid", check=True).stdout
     return _bind(lab.nodes[1], "/sys/class/dmi/id/product_uuid", same, "0444")
@@ -115,6 +125,7 @@ FORCED = [
     ("NumCPU", _force_cpu),
     ("Memory", _force_memory),
     ("OperatingSystem", _force_os),
+    ("OperatingSystem", _force_el10),
     ("ProductUUIDUnique", _force_uuid),
     ("MACUnique", _force_mac),
     ("ClockSkew", _force_clock),
