@@ -3,6 +3,7 @@ KubeProxyConfiguration for ``kubeadm init``, a JoinConfiguration for ``kubeadm j
 
 from __future__ import annotations
 
+from .. import releases
 from ..models import Inventory, Node
 from ..templates import render
 
@@ -13,13 +14,9 @@ DISCOVERY_TIMEOUT = "2m0s"
 
 
 def api_version(version: tuple[int, int, int]) -> str:
-    """kubeadm config API for a release: v1beta2 below 1.22, v1beta3 from 1.22, v1beta4 from
-    1.31 (v1beta2 is gone in 1.27; kubernetes#114540)."""
-    if version[:2] >= (1, 31):
-        return "v1beta4"
-    if version[:2] >= (1, 22):
-        return "v1beta3"
-    return "v1beta2"
+    """kubeadm config API for a release (``releases.MINORS``: v1beta2 below 1.22, v1beta3 from
+    1.22, v1beta4 from 1.31)."""
+    return releases.release(".".join(str(p) for p in version)).kubeadm_api
 
 
 def cri_socket(version: tuple[int, int, int]) -> str:

@@ -1,0 +1,110 @@
+"""What differs between Kubernetes minor releases, as data: one row per minor.
+
+Each column cites its source. Rows the toolkit cannot install yet are still listed so that a
+version outside them is a named error, not a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALIYUN_LEGACY = "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"
+ALIYUN_PER_MINOR = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/"
+"""pkgs.k8s.io's layout, one repo per minor, as Aliyun mirrors it; its key is
+``repodata/repomd.xml.key`` (kubernetes.io blog 2023-08-15 "pkgs.k8s.io: Introducing
+Kubernetes Community-Owned Package Repositories")."""
+MINOR = "{minor}"
+"""The placeholder an inventory's own kubernetes baseurl may use for the minor (``1.28``)."""
+
+
+@dataclass(frozen=True)
+class Minor:
+    """One Kubernetes minor release."""
+
+    minor: str
+    kubeadm_api: str
+    """kubeadm's config API: v1beta2 (1.15-1.26), v1beta3 from 1.22 (kubernetes#114540; the
+    toolkit moves at 1.22, as KubeKey does), v1beta4 from 1.31 (FIELD-NOTES)."""
+    pause: str
+    """The sandbox image tag kubeadm of this minor uses (kubeadm constants.go PauseVersion;
+    FIELD-NOTES "pause by release")."""
+    runtime: str
+    """The default container runtime: docker until dockershim's removal in 1.24, containerd
+    from 1.24 (kubernetes CHANGELOG-1.24)."""
+    layout: str
+    """Package repo layout: "legacy" (the frozen kubernetes-el7 repo, which Aliyun's copy
+    carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
+
+    @property
+    def docker_allowed(self) -> bool:
+        return self.runtime == "docker"
+
+
+def _row(minor: str, pause: str) -> Minor:
+    n = int(minor.split(".")[1])
+    return Minor(
+        minor=minor,
+        kubeadm_api="v1beta2" if n < 22 else "v1beta3" if n < 31 else "v1beta4",
+        pause=pause,
+        runtime="docker" if n < 24 else "containerd",
+        layout="legacy" if n < 24 else "per-minor",
+    )
+
+
+MINORS: dict[str, Minor] = {m.minor: m for m in (
+    # 1.15-1.19: pause from kubeadm constants.go of each release, not re-read here (unconfirmed)
+    _row("1.15", "3.1"),
+    _row("1.16", "3.1"),
+    _row("1.17", "3.1"),
+    _row("1.18", "3.2"),
+    _row("1.19", "3.2"),
+    _row("1.20", "3.2"),
+    _row("1.21", "3.4.1"),
+    _row("1.22", "3.5"),
+    _row("1.23", "3.6"),
+    _row("1.24", "3.7"),
+    _row("1.25", "3.8"),
+    _row("1.26", "3.9"),
+    _row("1.27", "3.9"),
+    _row("1.28", "3.9"),
+    _row("1.29", "3.9"),
+    _row("1.30", "3.9"),
+    _row("1.31", "3.10"),
+    _row("1.32", "3.10"),
+    _row("1.33", "3.10"),
+)}
+
+
+class UnknownRelease(ValueError):
+    """A Kubernetes version outside ``MINORS``."""
+
+
+def minor_of(version: str) -> str:
+    """``1.28.2`` -> ``1.28``."""
+    major, minor, *_ = version.split(".")
+    return f"{major}.{minor}"
+
+
+def release(version: str) -> Minor:
+    """The row for a Kubernetes version; UnknownRelease names what is supported."""
+    row = MINORS.get(minor_of(version))
+    if row is None:
+        known = ", ".join(MINORS)
+        raise UnknownRelease(f"Kubernetes {version} is not a release this toolkit knows "
+                             f"(it knows {known})")
+    return row
+
+
+def kubernetes_baseurl(version: str, baseurl: str | None = None) -> str:
+    """The kubernetes repo URL for a version: the inventory's own (its ``{minor}`` filled in),
+    else Aliyun's legacy repo below 1.24 and its per-minor repo from 1.24."""
+    row = release(version)
+    if baseurl:
+        return baseurl.replace(MINOR, row.minor)
+    return ALIYUN_LEGACY if row.layout == "legacy" else ALIYUN_PER_MINOR.format(minor=row.minor)
+
+
+def pause_image(version: str, image_repository: str) -> str:
+    """The sandbox image kubeadm of that release expects, from the cluster's image repository
+    (what containerd's sandbox_image must be, or kubeadm warns it is inconsistent)."""
+    return f"{image_repository.rstrip('/')}/pause:{release(version).pause}"

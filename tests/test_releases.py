@@ -1,0 +1,73 @@
+"""The Kubernetes release table: each row tied to its source (bootstrap/releases.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootstrap import releases as R
+
+
+@pytest.mark.parametrize(("version", "api"), [
+    ("1.20.10", "v1beta2"),  # v1beta2 from 1.15; the seed's release
+    ("1.21.14", "v1beta2"),
+    ("1.22.0", "v1beta3"),   # v1beta3 from 1.22 (kubernetes#114540)
+    ("1.26.1", "v1beta3"),
+    ("1.30.5", "v1beta3"),
+    ("1.31.0", "v1beta4"),   # v1beta4 from 1.31 (FIELD-NOTES)
+])
+def test_kubeadm_config_api_by_release(version, api):
+    assert R.release(version).kubeadm_api == api
+
+
+@pytest.mark.parametrize(("version", "pause"), [
+    ("1.20.10", "3.2"),  # FIELD-NOTES "pause by release" (kubeadm constants.go PauseVersion)
+    ("1.21.0", "3.4.1"),
+    ("1.22.3", "3.5"),
+    ("1.23.17", "3.6"),
+    ("1.24.0", "3.7"),
+    ("1.25.16", "3.8"),
+    ("1.26.0", "3.9"),
+    ("1.28.2", "3.9"),
+    ("1.30.14", "3.9"),
+    ("1.31.1", "3.10"),
+])
+def test_pause_image_by_release(version, pause):
+    assert R.pause_image(version, "registry.aliyuncs.com/google_containers/") == (
+        f"registry.aliyuncs.com/google_containers/pause:{pause}")
+
+
+@pytest.mark.parametrize(("version", "own", "url"), [
+    # the frozen legacy layout below 1.24 (Aliyun's copy of kubernetes-el7)
+    ("1.20.10", None, "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"),
+    ("1.23.17", None, "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"),
+    # pkgs.k8s.io's per-minor layout from 1.24 (kubernetes.io blog 2023-08-15), as Aliyun mirrors it
+    ("1.24.0", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.24/rpm/"),
+    ("1.28.2", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.28/rpm/"),
+    ("1.30.1", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.30/rpm/"),
+    # an inventory's own URL, with the minor as a placeholder
+    ("1.29.3", "http://mirror.internal/k8s/v{minor}/rpm/", "http://mirror.internal/k8s/v1.29/rpm/"),
+    ("1.29.3", "http://mirror.internal/k8s/", "http://mirror.internal/k8s/"),
+])
+def test_kubernetes_repo_url_by_release(version, own, url):
+    assert R.kubernetes_baseurl(version, own) == url
+
+
+@pytest.mark.parametrize(("version", "runtime"), [
+    ("1.20.10", "docker"), ("1.23.17", "docker"),  # dockershim until 1.23
+    ("1.24.0", "containerd"), ("1.30.0", "containerd"),  # removed in 1.24 (CHANGELOG-1.24)
+])
+def test_default_runtime_by_release(version, runtime):
+    assert R.release(version).runtime == runtime
+    assert R.release(version).docker_allowed == (runtime == "docker")
+
+
+def test_an_unknown_release_is_a_named_error():
+    with pytest.raises(R.UnknownRelease) as exc:
+        R.release("1.99.0")
+    assert "Kubernetes 1.99.0 is not a release this toolkit knows" in str(exc.value)
+    assert "1.20, 1.21" in str(exc.value)
+
+
+def test_every_minor_between_the_first_and_last_row_is_listed():
+    minors = [int(m.split(".")[1]) for m in R.MINORS]
+    assert minors == list(range(minors[0], minors[-1] + 1))
