@@ -1,0 +1,47 @@
+"""containerd's files, rendered whole: /etc/containerd/config.toml (config version 2, for the
+1.x line), one /etc/containerd/certs.d/<registry>/hosts.toml per registry with mirrors, and
+/etc/crictl.yaml. Pure functions; the containerd step writes what they return."""
+
+from __future__ import annotations
+
+from . import releases
+from .templates import render
+
+CONFIG = "/etc/containerd/config.toml"
+CERTS_DIR = "/etc/containerd/certs.d"
+CRICTL = "/etc/crictl.yaml"
+SOCKET = "/run/containerd/containerd.sock"
+
+# Where each registry really is, for hosts.toml's `server` (containerd docs/hosts.md: docker.io's
+# is https://registry-1.docker.io; the others serve at their own name).
+UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
+
+
+def config_toml(kubernetes_version: str, image_repository: str, cgroup_driver: str) -> str:
+    """config.toml: CRI on, runc with SystemdCgroup following the cgroup driver, the sandbox
+    image kubeadm of that release expects, mirrors through certs.d."""
+    return render("etc/containerd/config.toml.j2", socket=SOCKET, certs_dir=CERTS_DIR,
+                  minor=releases.minor_of(kubernetes_version), cgroup_driver=cgroup_driver,
+                  sandbox_image=releases.pause_image(kubernetes_version, image_repository))
+
+
+def hosts_toml(registry: str, mirrors: list[str] | tuple[str, ...]) -> str:
+    """hosts.toml for one registry: its mirrors in order, then the registry itself."""
+    server = UPSTREAM.get(registry, f"https://{registry}")
+    return render("etc/containerd/hosts.toml.j2", registry=registry, server=server,
+                  mirrors=list(mirrors))
+
+
+def crictl_yaml() -> str:
+    return render("etc/crictl.yaml.j2", socket=SOCKET)
+
+
+def files(kubernetes_version: str, image_repository: str, cgroup_driver: str,
+          mirrors: dict[str, list[str]]) -> dict[str, str]:
+    """{path: content} of every file containerd and crictl need on a node."""
+    out = {CONFIG: config_toml(kubernetes_version, image_repository, cgroup_driver),
+           CRICTL: crictl_yaml()}
+    for registry, urls in sorted(mirrors.items()):
+        if urls:
+            out[f"{CERTS_DIR}/{registry}/hosts.toml"] = hosts_toml(registry, urls)
+    return out

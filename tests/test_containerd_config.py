@@ -1,0 +1,49 @@
+"""containerd's files for the 1.x line (config version 2): the key paths of containerd's
+docs/cri/config.md and docs/hosts.md, read back with a TOML parser."""
+
+from __future__ import annotations
+
+import pytest
+import tomllib
+
+from bootstrap import containerd as C
+
+CRI = "io.containerd.grpc.v1.cri"
+
+
+@pytest.mark.parametrize(("version", "driver", "pause", "systemd"), [
+    ("1.28.2", "systemd", "3.9", True),
+    ("1.30.1", "cgroupfs", "3.9", False),
+    ("1.23.17", "systemd", "3.6", True),
+    ("1.20.10", "systemd", "3.2", True),
+])
+def test_config_toml_version_2(version, driver, pause, systemd):
+    cfg = tomllib.loads(C.config_toml(version, "registry.aliyuncs.com/google_containers",
+                                      driver))
+    assert cfg["version"] == 2
+    assert cfg["disabled_plugins"] == []  # containerd.io's shipped file disables "cri"
+    cri = cfg["plugins"][CRI]
+    assert cri["sandbox_image"] == f"registry.aliyuncs.com/google_containers/pause:{pause}"
+    runc = cri["containerd"]["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"]["SystemdCgroup"] is systemd
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
+    assert cfg["grpc"]["address"] == "/run/containerd/containerd.sock"
+
+
+def test_hosts_toml_lists_mirrors_in_order_then_the_registry():
+    docker = tomllib.loads(C.hosts_toml("docker.io", ["https://m1.example", "https://m2.example"]))
+    assert docker["server"] == "https://registry-1.docker.io"
+    assert list(docker["host"]) == ["https://m1.example", "https://m2.example"]
+    assert docker["host"]["https://m1.example"]["capabilities"] == ["pull", "resolve"]
+    k8s = tomllib.loads(C.hosts_toml("registry.k8s.io", ["https://k8s.m.example"]))
+    assert k8s["server"] == "https://registry.k8s.io"
+
+
+def test_files_one_hosts_toml_per_registry_with_mirrors_and_crictl():
+    got = C.files("1.28.2", "registry.k8s.io", "systemd",
+                  {"docker.io": ["https://m.example"], "quay.io": [], "ghcr.io": ["https://g"]})
+    assert sorted(got) == ["/etc/containerd/certs.d/docker.io/hosts.toml",
+                           "/etc/containerd/certs.d/ghcr.io/hosts.toml",
+                           "/etc/containerd/config.toml", "/etc/crictl.yaml"]
+    assert "runtime-endpoint: unix:///run/containerd/containerd.sock\n" in got["/etc/crictl.yaml"]
