@@ -22,7 +22,9 @@ OS_HELP = "el7 (CentOS 7), el8 (CentOS 8, the seed's) or el9 (Rocky 9)"
             "os": f"render for stock nodes of this release: {OS_HELP}; default el7"})
 def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out",
            os: str = "el7") -> None:
-    """Write every managed file's desired state per node into OUT/NODE/..., without connecting."""
+    """Write every managed file's desired state per node into OUT/NODE/..., node files and the
+    cluster files (kubeadm configs, flannel manifest; token and CA hash as placeholders),
+    without connecting."""
     if os not in stock.FLAVOURS:
         raise Exit(f"render: --os {os!r}: choose one of {', '.join(stock.FLAVOURS)}", code=2)
     try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import stock
+from .cluster import flannel
+from .cluster.join import JOIN_FILE
+from .cluster.kubeadm_config import INIT_CONFIG, init_config, join_config
 from .models import Inventory
 from .steps import Target, prepare_steps
 
@@ -25,7 +28,15 @@ Files managed only in part were rendered from that release's defaults plus the t
 {partial}
 Steps skipped by this inventory (no files rendered):
 {skipped}
+
+Cluster files, as init-master and join-workers would write them:
+  - master: {init_config} (kubeadm init's config) and {flannel} (the pod network)
+  - each worker: {join_file} (its JoinConfiguration). The token and the CA hash exist only when
+    join-workers runs: they are shown as {token} and {ca_hash}.
 """
+
+TOKEN = "<token>"  # join-workers makes one per run, valid 15 minutes
+CA_HASH = "sha256:<ca-public-key-hash>"  # join-workers reads it from the master
 
 
 def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[Path]:
@@ -47,11 +58,28 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
                 dest.write_text(change.content, encoding="utf-8")
                 dest.chmod(change.mode)
                 written.append(dest)
+    for node, path, content in cluster_files(inv):
+        dest = out / node / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(content, encoding="utf-8")
+        dest.chmod(0o600)  # as on the node: kubeadm's configs can hold tokens
+        written.append(dest)
     partial = "".join(f"  - {path}: {why}\n" for path, why in PARTIAL.items())
     (out / "README.txt").write_text(
         README.format(
             inventory=inv.path, pretty=stock.FLAVOURS[flavour]["os-release"]["PRETTY_NAME"],
-            flavour=flavour, partial=partial, skipped="\n".join(sorted(skipped)) or "  (none)"
+            flavour=flavour, partial=partial, init_config=INIT_CONFIG,
+            flannel=flannel.MANIFEST, join_file=JOIN_FILE, token=TOKEN, ca_hash=CA_HASH,
+            skipped="\n".join(sorted(skipped)) or "  (none)",
         )
     )
     return written
+
+
+def cluster_files(inv: Inventory) -> list[tuple[str, str, str]]:
+    """(node, path, content) of every file init-master and join-workers write; a worker's
+    token and CA hash are visible placeholders (they exist only while join-workers runs)."""
+    out = [(inv.master.name, INIT_CONFIG, init_config(inv)),
+           (inv.master.name, flannel.MANIFEST, flannel.manifest(inv))]
+    out += [(w.name, JOIN_FILE, join_config(inv, w, TOKEN, CA_HASH)) for w in inv.workers]
+    return out

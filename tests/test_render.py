@@ -95,3 +95,30 @@ def test_render_refuses_an_unknown_os_naming_the_choices(tmp_path: Path):
     assert proc.returncode == 2
     assert "--os 'el10': choose one of el7, el8, el9" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_render_shows_the_cluster_files_with_visible_placeholders(tmp_path: Path):
+    import yaml
+
+    proc = _render(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    init = list(yaml.safe_load_all((out / "master1/etc/kubernetes/kubeadm-config.yaml")
+                                   .read_text()))
+    assert [d["kind"] for d in init] == ["InitConfiguration", "ClusterConfiguration",
+                                         "KubeletConfiguration", "KubeProxyConfiguration"]
+    assert init[1]["kubernetesVersion"] == "v1.20.10"
+    flannel = list(yaml.safe_load_all((out / "master1/etc/kubernetes/addons/kube-flannel.yml")
+                                      .read_text()))
+    assert any(d and d["kind"] == "DaemonSet" for d in flannel)
+    for worker in ("node1", "node2"):
+        path = out / worker / "etc/kubernetes/kubeadm-join.yaml"
+        join = yaml.safe_load(path.read_text())
+        assert join["kind"] == "JoinConfiguration" and join["nodeRegistration"]["name"] == worker
+        assert join["discovery"]["bootstrapToken"]["token"] == "<token>"
+        assert join["discovery"]["bootstrapToken"]["caCertHashes"] == [
+            "sha256:<ca-public-key-hash>"]
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert not (out / "master1/etc/kubernetes/kubeadm-join.yaml").exists()
+    readme = (out / "README.txt").read_text()
+    assert "each worker: /etc/kubernetes/kubeadm-join.yaml" in readme and "<token>" in readme
