@@ -32,6 +32,7 @@ NAMES = (
     "PackageVersions",
     "PackageConflicts",
     "RepoSignatures",
+    "CgroupVersion",
     *(f"Port-{p}" for p in MASTER_PORTS),
 )
 
@@ -215,6 +216,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
             out.append(Finding("OperatingSystem", ERROR, name, str(exc)))
         else:
             out += _repo_signatures(inv, name, platform)
+            out += _cgroup_version(inv, name, platform, f.get("cgroup"))
         cpus, mem = f["cpus"], f["memory-mb"]
         if node.is_master and cpus is not None and cpus < MIN_MASTER_CPUS:
             out.append(
@@ -269,6 +271,30 @@ def _repo_signatures(inv: Inventory, name: str, platform: platforms.Platform) ->
                     "SHA-1: its gpg check would fail. Use a mirror that re-signs, set "
                     "repos.kubernetes.gpgcheck and repo_gpgcheck to false, or allow SHA-1 on the "
                     "node (update-crypto-policies --set DEFAULT:SHA1)")]
+
+
+CGROUP_V2_GA = (1, 25)  # kubelet's cgroup v2 support is GA in 1.25 (KEP-2254)
+
+
+def _cgroup_version(inv: Inventory, name: str, platform: platforms.Platform,
+                    version: int | None) -> list[Finding]:
+    """On a cgroup v2 node (EL9): the kubelet wants the systemd driver there (FIELD-NOTES), and
+    its cgroup v2 support is GA only from 1.25."""
+    if version != 2:
+        return []
+    out = []
+    if inv.docker.cgroup_driver != "systemd":
+        out.append(Finding("CgroupVersion", WARNING, name,
+                           f"{platform.pretty} runs cgroup v2, where the kubelet and the runtime "
+                           "need the systemd cgroup driver: set docker.cgroup_driver: systemd"))
+    if inv.cluster.version_tuple[:2] < CGROUP_V2_GA:
+        out.append(Finding("CgroupVersion", WARNING, name,
+                           f"{platform.pretty} runs cgroup v2, which the kubelet supports as GA "
+                           "only from 1.25 (beta from 1.22; KEP-2254): Kubernetes "
+                           f"{inv.cluster.kubernetes_version} there is not what upstream tested. "
+                           "Boot the node with cgroup v1 (systemd.unified_cgroup_hierarchy=0) "
+                           "or use EL8"))
+    return out
 
 
 def _conflicts(inv: Inventory, name: str, packages: list[str]) -> Finding:

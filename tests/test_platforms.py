@@ -284,3 +284,16 @@ def test_swap_on_zram_is_kept_off_at_boot(overrides, writes):
     if writes:
         assert "[" not in written(p)[ZRAM_CONF]  # no [zramN] section: no device
         assert ("swapoff -a" in p.script()) == bool(overrides.get("swaps", ["/dev/dm-1"]))
+
+
+@pytest.mark.parametrize(("cgroup", "extra", "found"), [
+    (1, "", 0),
+    (2, "", 1),  # 1.20 on cgroup v2: before the kubelet's GA (1.25)
+    (2, "docker: {cgroup_driver: cgroupfs}\n", 2),
+    (None, "", 0),
+])
+def test_cgroup_v2_warnings(cgroup, extra, found):
+    platform = platforms.detect(stock.FLAVOURS["el9"]["os-release"])
+    got = checks._cgroup_version(_inv(extra), "node1", platform, cgroup)
+    assert len(got) == found
+    assert all(f.check == "CgroupVersion" and f.severity == checks.WARNING for f in got)
