@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Debian package -> a file that proves it is installed.
@@ -114,12 +116,71 @@ def ensure(log=print) -> None:
         still = missing_packages()
         if still:
             raise DepsError(f"still missing after install: {', '.join(still)}")
+    containerd_loader(log=log)
     if host_sshd_on_wildcard():
         raise DepsError(
             "a host sshd (or something else) listens on 0.0.0.0:22 or [::]:22; lab nodes need "
             "127.0.B.N:22. Make the host sshd listen on specific addresses or stop it "
             "(e.g. `systemctl stop ssh`)."
         )
+
+
+LOADER_PACKAGE = "containerd"
+"""Debian's containerd: its binary is the lab's real config loader (`containerd --config FILE
+config dump`). Only the binary is unpacked (apt-get download + dpkg-deb), never installed, so no
+daemon, unit or state directory appears on the host."""
+
+
+def containerd_loader(root: Path | None = None, log=print) -> Path:
+    """`<root>/tools/containerd/containerd`: Debian's containerd binary (fetched once with
+    `apt-get download containerd`, unpacked with dpkg-deb; nothing is installed or started).
+    Raise DepsError when it cannot be had."""
+    import lab
+
+    root = root or lab.lab_root()
+    tools = root / "tools" / "containerd"
+    binary = tools / "containerd"
+    if binary.is_file():
+        return binary
+    tools.parent.mkdir(parents=True, exist_ok=True)
+    with open(tools.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return binary
+        if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+            raise DepsError("the lab needs Debian's containerd binary (apt-get download "
+                            "containerd) and there is no apt-get/dpkg-deb here")
+        work = Path(tempfile.mkdtemp(prefix=".containerd-", dir=tools.parent))
+        try:
+            os.chmod(work, 0o755)
+            log(f"lab: fetching Debian's {LOADER_PACKAGE} binary (apt-get download; not installed)")
+            cmd = ["apt-get", "-q", "download", LOADER_PACKAGE]
+            res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            if res.returncode != 0:
+                subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-q"],
+                               capture_output=True, text=True)
+                res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            debs = sorted(work.glob(f"{LOADER_PACKAGE}_*.deb"))
+            if res.returncode != 0 or not debs:
+                raise DepsError(f"apt-get download {LOADER_PACKAGE} failed:\n"
+                                f"{res.stdout[-2000:]}{res.stderr[-2000:]}")
+            tar = subprocess.run(f"dpkg-deb --fsys-tarfile {debs[0].name} | "
+                                 "tar -x ./usr/bin/containerd", shell=True, cwd=work,
+                                 capture_output=True, text=True)
+            got = work / "usr" / "bin" / "containerd"
+            if tar.returncode != 0 or not got.is_file():
+                raise DepsError(f"unpacking {debs[0].name} failed: {tar.stderr[-2000:]}")
+            version = debs[0].name.split("_")[1]
+            out = work / "out"
+            out.mkdir()
+            os.replace(got, out / "containerd")
+            (out / "VERSION").write_text(f"{LOADER_PACKAGE} {version}\n")
+            if tools.exists():
+                shutil.rmtree(tools)
+            os.replace(out, tools)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return binary
 
 
 def main() -> int:

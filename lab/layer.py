@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 import lab
-from lab import flavours
+from lab import deps, flavours
 from lab.flavours import Flavour
 
 TOPS = ("etc", "usr", "var", "root", "home", "opt")
@@ -146,6 +146,7 @@ def fingerprint(root: Path, os_name: str | None = None, podman: bool = False) ->
         h.update(f"{src.name}>{dests}".encode())
         h.update(src.read_bytes() if src.is_file() else b"<missing>")
     h.update("\n".join(hidden_host_paths(replaced)).encode())
+    h.update(deps.containerd_loader(root).with_name("VERSION").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -259,7 +260,26 @@ def build(base: Path, root: Path, log=print, fl: Flavour | None = None,
         whiteout(base, rel)
     if not fl.dnf and os.path.lexists("/usr/bin/dnf"):
         whiteout(base, "usr/bin/dnf")  # CentOS 7 has yum 3 only (the stand-in runs dnf-3)
+    _containerd_loader(base, root, log)
     _rpmdb(base, fl, podman)
+
+
+CONTAINERD_REAL = "usr/lib/lab/containerd-real"
+"""Debian's real containerd binary in every node (lab/deps.py fetches it): the containerd.io
+stand-in's unit hook runs `containerd-real --config /etc/containerd/config.toml config dump`,
+which loads the config as the daemon does and starts nothing."""
+
+
+def _containerd_loader(base: Path, root: Path, log=print) -> None:
+    real = deps.containerd_loader(root, log)
+    dest = base / CONTAINERD_REAL
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(real, dest)  # same file system as the lab root: no 46 MB copy per layer
+    except OSError:
+        shutil.copy2(real, dest)
+    os.chmod(dest, 0o755)
+    shutil.copyfile(real.with_name("VERSION"), dest.with_name("containerd-real.version"))
 
 
 def _units(base: Path) -> None:

@@ -102,6 +102,7 @@ def _docker(os_name: str, containerd: tuple[str, ...], docker: tuple[str, ...],
                requires=("container-selinux >= 2:2.74", "libseccomp"),
                provides=("containerd",), obsoletes=("containerd", "runc"),
                conflicts=("containerd", "runc")) for v in containerd]
+    out += containerd_lines(os_name)
     for v in docker:
         out += [
             Pkg("docker-ce-cli", v, f"3.{dist}", d, epoch=1),
@@ -112,6 +113,37 @@ def _docker(os_name: str, containerd: tuple[str, ...], docker: tuple[str, ...],
                 obsoletes=docker_obs, conflicts=docker_conf),
         ]
     return out
+
+
+CONTAINERD_LINES: dict[str, tuple[str, ...]] = {
+    "el7": ("1.6.32", "1.6.33"),
+    "el8": ("1.6.32", "1.6.33", "1.7.25", "1.7.27"),
+    "el9": ("1.6.32", "1.6.33", "1.7.25", "1.7.27"),
+}
+"""containerd.io of the 1.6 and 1.7 lines in each flavour's docker-ce repo (besides the older
+builds kept for the docker path). Sources: docker/containerd-packaging `rpm/containerd.spec`
+%changelog (`1.6.32-3.1`, `1.6.33-3.1` 2024-06-04, `1.7.25-3.1`, `1.7.27-3.1`; Release is
+`3.1%{?dist}`), its Jenkinsfile (centos:7 is built up to 1.6.33 and removed before 1.7.18,
+the first 1.7 it packaged: there is no el7 build of 1.7), rockylinux:8/9 and almalinux:8/9
+images for el8/el9. Unconfirmed: the download.docker.com listings themselves (not reachable)."""
+
+
+def containerd_lines(os_name: str) -> list[Pkg]:
+    """The 1.6/1.7 containerd.io builds of one flavour with the spec's real relations:
+    Provides runc only below RHEL 8; Obsoletes and Conflicts containerd and runc;
+    Requires `container-selinux >= 2:2.74` up to 1.6.33 and plain `container-selinux` from
+    1.7.18 (containerd-packaging 018d28e "rpm: remove version-constraint for container-selinux");
+    Requires libseccomp."""
+    d = "docker-ce" if os_name == "el7" else tree(os_name, "docker-ce")
+    dist = "el7" if os_name == "el7" else flavours.get(os_name).docker_release
+    runc = ("runc",) if os_name == "el7" else ()
+    return [Pkg("containerd.io", v, f"3.1.{dist}", d,
+                requires=("container-selinux >= 2:2.74" if v.startswith("1.6.")
+                          else "container-selinux", "libseccomp"),
+                provides=("containerd", *runc), obsoletes=("containerd", "runc"),
+                conflicts=("containerd", "runc"),
+                summary="An industry-standard container runtime")
+            for v in CONTAINERD_LINES[os_name]]
 
 
 def _el8() -> list[Pkg]:
@@ -276,6 +308,7 @@ def _pkgs() -> list[Pkg]:
             provides=("containerd", "runc"),
             obsoletes=("containerd", "runc"),
         ),
+        *containerd_lines("el7"),
         Pkg("docker-ce-cli", "19.03.15", "3.el7", d, epoch=1),
         Pkg("docker-ce-cli", "20.10.9", "3.el7", d, epoch=1),
         Pkg("docker-ce-rootless-extras", "20.10.9", "3.el7", d),
