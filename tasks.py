@@ -29,6 +29,8 @@ def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out
         raise Exit(f"render: --os {os!r}: choose one of {', '.join(stock.FLAVOURS)}", code=2)
     try:
         inv = load(inventory)
+        for note in inv.notes:
+            print(f"{inventory}: note: {note}")
         written = render_all(inv, Path(out), os)
     except BootstrapError as exc:
         raise Exit(str(exc), code=exc.exit_code) from None

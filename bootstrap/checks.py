@@ -83,7 +83,7 @@ def _repo_section(section: str, repo: Repo) -> str:
 def _docker_pins(inv: Inventory) -> list[str]:
     dv = inv.docker.version
     containerd = "containerd.io" + (
-        f"-{inv.docker.containerd_version}" if inv.docker.containerd_version else "")
+        f"-{inv.containerd.version}" if inv.containerd.version else "")
     return [f"docker-ce-{dv}", f"docker-ce-cli-{dv}", containerd]
 
 
@@ -283,10 +283,10 @@ def _cgroup_version(inv: Inventory, name: str, platform: platforms.Platform,
     if version != 2:
         return []
     out = []
-    if inv.docker.cgroup_driver != "systemd":
+    if inv.cluster.cgroup_driver != "systemd":
         out.append(Finding("CgroupVersion", WARNING, name,
                            f"{platform.pretty} runs cgroup v2, where the kubelet and the runtime "
-                           "need the systemd cgroup driver: set docker.cgroup_driver: systemd"))
+                           "need the systemd cgroup driver: set cluster.cgroup_driver: systemd"))
     if inv.cluster.version_tuple[:2] < CGROUP_V2_GA:
         out.append(Finding("CgroupVersion", WARNING, name,
                            f"{platform.pretty} runs cgroup v2, which the kubelet supports as GA "

@@ -76,6 +76,8 @@ def _runner(
     inv: Inventory, reporter: Reporter, opts: CommonOptions, command: str,
     prompt: Callable[[str], str] | None, interrupt: Interrupt, changes: bool = True,
 ) -> Runner:
+    for note in inv.notes:  # an old inventory key and its new name
+        reporter.print(f"{inv.path}: note: {note}")
     info = RunInfo.new(command, changes=changes and not opts.dry_run,
                        break_lease=opts.break_lease)
     return Runner(inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel),

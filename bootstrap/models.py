@@ -17,6 +17,15 @@ class Cluster:
     service_cidr: str = "10.96.0.0/12"
     proxy_mode: str = "ipvs"
     control_plane_endpoint: str | None = None
+    container_runtime: str | None = None  # docker | containerd; None: the release's default
+    cgroup_driver: str = "systemd"  # the kubelet's and the runtime's: one setting for both
+
+    @property
+    def runtime(self) -> str:
+        """The container runtime: the inventory's, else the release's (releases.MINORS)."""
+        from .releases import release
+
+        return self.container_runtime or release(self.kubernetes_version).runtime
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -48,9 +57,27 @@ class NodePrep:
 @dataclass(frozen=True)
 class Docker:
     version: str = "19.03.15"
-    containerd_version: str | None = None
-    cgroup_driver: str = "systemd"
-    registry_mirrors: tuple[str, ...] = ("https://registry.aliyuncs.com",)
+
+
+@dataclass(frozen=True)
+class Containerd:
+    version: str | None = None  # the containerd.io pin; None: what the repo (or docker-ce) picks
+
+
+DEFAULT_REGISTRIES = (("docker.io", ("https://registry.aliyuncs.com",)),)
+
+
+@dataclass(frozen=True)
+class Registries:
+    """Mirrors per registry host (docker.io, registry.k8s.io, ghcr.io, quay.io, ...), in order."""
+
+    mirrors: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_REGISTRIES
+
+    def get(self, registry: str) -> tuple[str, ...]:
+        return dict(self.mirrors).get(registry, ())
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {name: list(urls) for name, urls in self.mirrors}
 
 
 @dataclass(frozen=True)
@@ -111,8 +138,11 @@ class Inventory:
     ssh: SSH = field(default_factory=SSH)
     node_prep: NodePrep = field(default_factory=NodePrep)
     docker: Docker = field(default_factory=Docker)
+    containerd: Containerd = field(default_factory=Containerd)
+    registries: Registries = field(default_factory=Registries)
     repos: Repos = field(default_factory=Repos)
     network: Network = field(default_factory=Network)
+    notes: tuple[str, ...] = ()  # what the loader has to say (an old key and its new name)
 
     @property
     def master(self) -> Node:

@@ -11,13 +11,16 @@ from typing import Any
 
 from .errors import InventoryError
 from .models import (
+    DEFAULT_REGISTRIES,
     SSH,
     Cluster,
+    Containerd,
     Docker,
     Inventory,
     Network,
     Node,
     NodePrep,
+    Registries,
     Repo,
     Repos,
 )
@@ -291,6 +294,8 @@ CLUSTER: Spec = {
     "service_cidr": _cidr,
     "proxy_mode": _enum("ipvs", "iptables"),
     "control_plane_endpoint": _optional(_endpoint),
+    "container_runtime": _optional(_enum("docker", "containerd")),
+    "cgroup_driver": _enum("systemd", "cgroupfs"),
 }
 SSH_SPEC: Spec = {
     "user": _user,
@@ -311,9 +316,17 @@ NODE_PREP: Spec = {
 }
 DOCKER: Spec = {
     "version": _pkg_version,
+    # moved (MOVED): still read, with a note naming the new key
     "containerd_version": _optional(_pkg_version),
     "cgroup_driver": _enum("systemd", "cgroupfs"),
     "registry_mirrors": _list_of(_url),
+}
+CONTAINERD: Spec = {"version": _optional(_pkg_version)}
+# Old key -> its new place: (section, key) of the new key, and how to say it.
+MOVED = {
+    "containerd_version": ("containerd", "version", "containerd.version"),
+    "cgroup_driver": ("cluster", "cgroup_driver", "cluster.cgroup_driver"),
+    "registry_mirrors": ("registries", "docker.io", "registries['docker.io']"),
 }
 REPO: Spec = {
     "baseurl": _url,
@@ -333,7 +346,8 @@ NODE: Spec = {
     "role": _enum("master", "worker"),
     "internal_address": _optional(_ipv4),
 }
-TOP = ("cluster", "ssh", "node_prep", "docker", "repos", "network", "nodes")
+TOP = ("cluster", "ssh", "node_prep", "docker", "containerd", "registries", "repos", "network",
+       "nodes")
 REPO_NAMES = ("base", "docker_ce", "kubernetes")
 
 
@@ -491,10 +505,23 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     for key in data:
         if key not in TOP:
             _unknown(ctx, (), key, TOP)
-    cluster = Cluster(**_section(ctx, data.get("cluster"), ("cluster",), CLUSTER))
+    cluster_fields = _section(ctx, data.get("cluster"), ("cluster",), CLUSTER)
     ssh = SSH(**_section(ctx, data.get("ssh"), ("ssh",), SSH_SPEC))
     node_prep = NodePrep(**_section(ctx, data.get("node_prep"), ("node_prep",), NODE_PREP))
-    docker = Docker(**_section(ctx, data.get("docker"), ("docker",), DOCKER))
+    docker_fields = _section(ctx, data.get("docker"), ("docker",), DOCKER)
+    containerd_fields = _section(ctx, data.get("containerd"), ("containerd",), CONTAINERD)
+    given = _registries(ctx, data.get("registries"))
+    mirrors = given if given is not None else {}
+    notes = _moved(ctx, docker_fields, {"cluster": cluster_fields,
+                                        "containerd": containerd_fields,
+                                        "registries": mirrors})
+    if given is None and not mirrors:  # neither registries nor the old key: the default
+        mirrors = {name: list(urls) for name, urls in DEFAULT_REGISTRIES}
+    cluster = Cluster(**cluster_fields)
+    docker = Docker(**docker_fields)
+    containerd = Containerd(**containerd_fields)
+    registries = Registries(tuple((k, tuple(v)) for k, v in mirrors.items()))
+    _runtime(ctx, cluster)
     network = Network(**_section(ctx, data.get("network"), ("network",), NETWORK))
     repos = _repos(ctx, data.get("repos"))
     indexed = _nodes(ctx, data.get("nodes"))
@@ -509,9 +536,63 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
         ssh=ssh,
         node_prep=node_prep,
         docker=docker,
+        containerd=containerd,
+        registries=registries,
         repos=repos,
         network=network,
+        notes=tuple(notes),
     )
+
+
+def _moved(ctx: _Ctx, docker: dict[str, Any], new: dict[str, dict[str, Any]]) -> list[str]:
+    """Old docker.* keys that moved: take their values into the new place (an error when both
+    are set differently); return a note for each."""
+    notes = []
+    for old, (section, key, name) in MOVED.items():
+        if old not in docker:
+            continue
+        value = docker.pop(old)
+        if section == "registries":
+            value = list(value)
+        if key in new[section] and new[section][key] != value:
+            ctx.add(("docker", old), f"moved to {name}, which is also set, to another value: "
+                                     f"keep only {name}")
+            continue
+        new[section][key] = value
+        notes.append(f"docker.{old} is now {name} (it serves both runtimes); the old key still "
+                     "works: rename it when you can")
+    return notes
+
+
+def _registries(ctx: _Ctx, data: Any) -> dict[str, list[str]] | None:
+    """registries: {registry host: [mirror URL, ...]}; None when not given."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        ctx.add(("registries",), f"{_show(data)} must map registry hosts (docker.io, "
+                                 "registry.k8s.io, ...) to lists of mirror URLs")
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, value in data.items():
+        try:
+            host = _endpoint(key)
+        except ValueError as exc:
+            ctx.add(("registries", key), f"{_show(key)} is not a registry host: {exc}")
+            continue
+        try:
+            out[host] = list(_list_of(_url)(value))
+        except ValueError as exc:
+            ctx.add(("registries", key), f"{_show(value)} {exc}")
+    return out
+
+
+def _runtime(ctx: _Ctx, cluster: Cluster) -> None:
+    """The runtime against the release: docker only below 1.24; containerd is not yet one this
+    toolkit installs."""
+    if cluster.container_runtime == "containerd":
+        ctx.add(("cluster", "container_runtime"),
+                "'containerd' is not a runtime this version of the toolkit installs yet: "
+                "docker is, for Kubernetes 1.15 to 1.23")
 
 
 def _repos(ctx: _Ctx, data: Any) -> Repos:

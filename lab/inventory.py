@@ -27,7 +27,7 @@ def render(the_lab: Lab, user: str = "lab") -> str:
     lines = [f"# lab {the_lab.name}: written by `python -m lab up`",
              f"cluster: {{name: {_q(the_lab.name if the_lab.name != 'default' else 'lab')}}}",
              f"ssh: {{{ssh}}}",
-             "docker: {registry_mirrors: []}"]
+             "registries: {}"]
     url = the_lab.mirror_url
     os_name = getattr(the_lab, "os", "el7")
     if url and os_name != "el7":

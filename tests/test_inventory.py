@@ -298,3 +298,56 @@ def test_cli_exits_2_with_one_screen_and_no_traceback(tmp_path: Path):
     assert f"{bad}:7: nodes[1].address: '999.1.1.1' is not a valid IPv4 address" in proc.stderr
     assert len(proc.stderr.splitlines()) < 25
     assert not (tmp_path / "out").exists()
+
+
+# -- one place for each setting (issue: containerd and the per-minor repos) --------------------
+NODES = "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n"
+
+
+def test_new_keys_and_their_defaults():
+    inv = load_text(NODES)
+    assert inv.cluster.cgroup_driver == "systemd" and inv.cluster.container_runtime is None
+    assert inv.cluster.runtime == "docker"  # 1.20: docker, the release's default
+    assert inv.containerd.version is None
+    assert inv.registries.as_dict() == {"docker.io": ["https://registry.aliyuncs.com"]}
+    assert inv.notes == ()
+    inv = load_text("cluster: {cgroup_driver: cgroupfs}\ncontainerd: {version: 1.4.3}\n"
+                    "registries: {docker.io: ['https://a.example'], "
+                    "registry.k8s.io: ['https://k.example', 'https://k2.example']}\n" + NODES)
+    assert inv.cluster.cgroup_driver == "cgroupfs" and inv.containerd.version == "1.4.3"
+    assert inv.registries.get("registry.k8s.io") == ("https://k.example", "https://k2.example")
+    assert load_text("registries: {}\n" + NODES).registries.as_dict() == {}
+
+
+@pytest.mark.parametrize(("old", "new", "check"), [
+    ("docker: {cgroup_driver: cgroupfs}", "cluster.cgroup_driver",
+     lambda inv: inv.cluster.cgroup_driver == "cgroupfs"),
+    ("docker: {containerd_version: 1.4.11}", "containerd.version",
+     lambda inv: inv.containerd.version == "1.4.11"),
+    ("docker: {registry_mirrors: ['https://m.example']}", "registries['docker.io']",
+     lambda inv: inv.registries.get("docker.io") == ("https://m.example",)),
+])
+def test_moved_keys_keep_working_with_a_note_naming_the_new_key(old, new, check):
+    inv = load_text(old + "\n" + NODES)
+    assert check(inv)
+    assert len(inv.notes) == 1 and f"is now {new}" in inv.notes[0]
+
+
+def test_an_old_key_and_its_new_one_set_differently_is_an_error():
+    with pytest.raises(InventoryError) as exc:
+        load_text("cluster: {cgroup_driver: systemd}\ndocker: {cgroup_driver: cgroupfs}\n" + NODES)
+    assert "docker.cgroup_driver" in str(exc.value)
+    assert "moved to cluster.cgroup_driver, which is also set" in str(exc.value)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("cluster: {container_runtime: containerd}", "not a runtime this version of the toolkit"),
+    ("cluster: {container_runtime: cri-o}", "cluster.container_runtime"),
+    ("registries: [docker.io]", "must map registry hosts"),
+    ("registries: {'not a host': ['https://m.example']}", "is not a registry host"),
+    ("registries: {docker.io: [ftp://m.example]}", "registries['docker.io']"),
+])
+def test_bad_runtime_and_registries_are_named_errors(text, says):
+    with pytest.raises(InventoryError) as exc:
+        load_text(text + "\n" + NODES)
+    assert says in str(exc.value)

@@ -50,9 +50,10 @@ def daemon_json(t: Target, current: str | None) -> str:
     if not isinstance(data, dict):
         raise ValueError("it is not a JSON object")
     opts = [o for o in data.get("exec-opts", []) if not str(o).startswith("native.cgroupdriver=")]
-    data["exec-opts"] = [f"native.cgroupdriver={t.inv.docker.cgroup_driver}", *opts]
-    if t.inv.docker.registry_mirrors:
-        data["registry-mirrors"] = list(t.inv.docker.registry_mirrors)
+    data["exec-opts"] = [f"native.cgroupdriver={t.inv.cluster.cgroup_driver}", *opts]
+    mirrors = t.inv.registries.get("docker.io")  # docker's daemon.json mirrors docker.io only
+    if mirrors:
+        data["registry-mirrors"] = list(mirrors)
     else:
         data.pop("registry-mirrors", None)
     return json.dumps(data, indent=4) + "\n"
@@ -63,7 +64,7 @@ def install(t: Target, release: platforms.Release) -> Install:
     With node_prep.remove_conflicting_packages, dnf may erase what conflicts (podman, runc)."""
     v = t.inv.docker.version
     containerd = "containerd.io" + (
-        f"-{t.inv.docker.containerd_version}" if t.inv.docker.containerd_version else ""
+        f"-{t.inv.containerd.version}" if t.inv.containerd.version else ""
     )
     options = ("--setopt=obsoletes=0",)
     if t.inv.node_prep.remove_conflicting_packages and release.allow_erasing:
@@ -95,14 +96,14 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     pins = {
         "docker-ce": d.version,
         "docker-ce-cli": d.version,
-        "containerd.io": d.containerd_version,
+        "containerd.io": t.inv.containerd.version,
     }
     for pkg, want in pins.items():
         have = _version(installed.get(pkg))
         if have and want and have != want:
             p.error = (
                 f"{pkg} {have} is installed but the inventory pins {want}: change "
-                f"docker.{'containerd_version' if pkg == 'containerd.io' else 'version'} "
+                f"{'containerd.version' if pkg == 'containerd.io' else 'docker.version'} "
                 f"or replace the package deliberately (yum remove {pkg})"
             )
             return p
@@ -121,7 +122,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     if not unit["active"]:
         p.run(f"systemctl start {UNIT}", "docker is not running")
     driver, running = facts[INFO.name] or (None, 0)
-    if unit["active"] and (changed or driver != d.cgroup_driver):
+    if unit["active"] and (changed or driver != t.inv.cluster.cgroup_driver):
         p.run(
             f"systemctl restart {UNIT}",
             "daemon.json changed" if changed else f"docker runs with the {driver} cgroup driver",
