@@ -394,9 +394,61 @@ BASE_PROVIDES = (
     "setup",
     "centos-release = 7-9.2009.1.el7.centos",
 )
-PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9()
+K8S_MINORS: dict[str, dict[str, object]] = {
+    "1.28": {"patches": ("1.28.0", "1.28.2"), "cri_tools": "1.28.0",
+             "cni": ("1.2.0", "150500.2.1"),
+             "kubeadm_requires": ("kubelet >= 1.19.0", "kubectl >= 1.19.0",
+                                  "kubernetes-cni >= 1.2.0", "cri-tools >= 1.28.0")},
+    "1.30": {"patches": ("1.30.0", "1.30.1"), "cri_tools": "1.30.0",
+             "cni": ("1.4.0", "150500.1.1"),
+             "kubeadm_requires": ("cri-tools >= 1.30.0",)},
+}
+"""pkgs.k8s.io's per-minor repos as Aliyun mirrors them (`kubernetes-new/core/stable/v1.NN/rpm/`,
+FIELD-NOTES "The modern stack"). Release strings are OBS's (`150500.1.1`). kubeadm's Requires:
+kubernetes/release cmd/krel/templates/latest/metadata.yaml (">= 1.28.0 < 1.30.0": kubelet,
+kubectl >= 1.19.0, kubernetes-cni >= 1.2.0, cri-tools >= 1.28.0; ">= 1.30.0 < 1.32.0": only
+cri-tools >= 1.30.0). kubelet's: the same repo's cmd/krel/templates/latest/rpm/kubelet/kubelet.spec
+(iptables >= 1.4.21, kubernetes-cni >= 1.2.0 from metadata.yaml ">= 1.28.0", iproute, socat,
+util-linux, ethtool, ebtables, conntrack); a later template (latest/kubelet/kubelet.spec) keeps
+only util-linux + kubernetes-cni and makes iptables a Recommends: unconfirmed which template built
+these patch versions, and unconfirmed the kubernetes-cni/cri-tools releases. The binaries are
+today's kubeadm/kubelet/kubectl stand-ins (their version texts follow the installed package,
+`rpm -q`); a later piece makes them version-true."""
+K8S_KUBELET_REQUIRES = ("iptables >= 1.4.21", "kubernetes-cni >= 1.2.0", "iproute", "socat",
+                        "util-linux", "ethtool", "ebtables", "conntrack")
+OBS_RELEASE = "150500.1.1"
+
+
+def k8s_repo(minor: str) -> str:
+    """The mirror directory of one minor's repo (`<base>kubernetes-new/core/stable/v1.NN/rpm/`)."""
+    return f"kubernetes-new/core/stable/v{minor}/rpm"
+
+
+def _k8s_minors() -> list[Pkg]:
+    out: list[Pkg] = []
+    for minor, m in K8S_MINORS.items():
+        r = k8s_repo(minor)
+        cni_v, cni_r = m["cni"]  # type: ignore[misc]
+        out += [Pkg("cri-tools", str(m["cri_tools"]), OBS_RELEASE, r,
+                    summary="Command-line utility for interacting with a container runtime"),
+                Pkg("kubernetes-cni", cni_v, cni_r, r,
+                    summary="Binaries required to provision kubernetes container networking")]
+        for v in m["patches"]:  # type: ignore[attr-defined]
+            out += [
+                Pkg("kubectl", v, OBS_RELEASE, r),
+                Pkg("kubelet", v, OBS_RELEASE, r, requires=K8S_KUBELET_REQUIRES),
+                Pkg("kubeadm", v, OBS_RELEASE, r,
+                    requires=m["kubeadm_requires"]),  # type: ignore[arg-type]
+            ]
+    return out
+
+
+PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9() + _k8s_minors()
 REPOS: tuple[str, ...] = (*REPOS_EL7, *[tree(o, r) for o in ("el8", "el9")
-                                         for r in ("BaseOS", "AppStream", "extras", "docker-ce")])
+                                         for r in ("BaseOS", "AppStream", "extras", "docker-ce")],
+                          *[k8s_repo(m) for m in K8S_MINORS])
+REPO_KEY = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nlab stand-in key (gpgcheck is off in the "
+            "lab)\n-----END PGP PUBLIC KEY BLOCK-----\n")
 
 
 def payload_files(name: str) -> list[tuple[str, Path]]:
@@ -555,6 +607,8 @@ class Mirror:
                 )
                 if res.returncode != 0:
                     raise RuntimeError(f"createrepo_c {repo} failed:\n{res.stderr}")
+                if repo.startswith("kubernetes-new/"):
+                    (o / "repodata" / "repomd.xml.key").write_text(REPO_KEY)
             shutil.rmtree(work / "build")
             final = work / "out"
             (final / ".done").write_text(content_hash() + "\n")
@@ -573,6 +627,7 @@ class Mirror:
             for p in PACKAGES
             if p.name == name
             and (p.os == os or p.repo == "kubernetes")
+            and (version is not None or not p.repo.startswith("kubernetes-new/"))
             and (version is None or version in (p.version, p.evr, f"{p.version}-{p.release}"))
         ]
         if not cands:

@@ -36,6 +36,10 @@ def lab(request):
         repo = (f"[docker-ce-stable]\nname=Docker CE Stable\nbaseurl={the_lab.mirror_url}{d}/\n"
                 "gpgcheck=0\nenabled=1\n")
         run(node, f"printf %s {shlex.quote(repo)} > /etc/yum.repos.d/docker-ce.repo")
+        for minor in mirror.K8S_MINORS:
+            k8s = (f"[kubernetes-{minor}]\nname=Kubernetes {minor}\nbaseurl={the_lab.mirror_url}"
+                   f"{mirror.k8s_repo(minor)}/\ngpgcheck=0\nrepo_gpgcheck=0\nenabled=0\n")
+            run(node, f"printf %s {shlex.quote(k8s)} > /etc/yum.repos.d/kubernetes-{minor}.repo")
         yield the_lab
 
 
@@ -112,3 +116,61 @@ def test_broken_toml_fails_the_start_with_the_loaders_text(lab):
     assert ("containerd: failed to load TOML: /etc/containerd/config.toml: (2, 2): "
             "unexpected token unclosed table key") in r.stdout, r.stdout
     assert "Failed to start containerd container runtime." in r.stdout
+
+
+def test_per_minor_repos_list_their_packages(lab):
+    node = lab.nodes[0]
+    for minor, m in mirror.K8S_MINORS.items():
+        r = run(node, f"yum --disablerepo='*' --enablerepo=kubernetes-{minor} --showduplicates "
+                      "list available 2>&1", 120)
+        assert r.returncode == 0, r.stdout
+        for v in m["patches"]:
+            for name in ("kubelet", "kubeadm", "kubectl"):
+                assert any(ln.split()[:2] == [f"{name}.x86_64", f"{v}-150500.1.1"]
+                           for ln in r.stdout.splitlines()), r.stdout
+        assert "cri-tools.x86_64" in r.stdout and "kubernetes-cni.x86_64" in r.stdout
+        assert "1.20.10" not in r.stdout  # the legacy repo's versions are not there
+    r = run(node, f"curl -sf {lab.mirror_url}{mirror.k8s_repo('1.30')}/repodata/repomd.xml.key")
+    assert "PGP PUBLIC KEY" in r.stdout
+
+
+def test_crictl(lab):
+    node = lab.nodes[0]
+    r = run(node, "yum --enablerepo=kubernetes-1.30 install -y cri-tools-1.30.0 2>&1", 120)
+    assert r.returncode == 0, r.stdout
+    assert run(node, "crictl --version").stdout == "crictl version v1.30.0\n"
+    # CRI disabled (the shipped config): the real text
+    run(node, "sudo -n rm -f /etc/crictl.yaml")
+    run(node, "printf 'disabled_plugins = [\"cri\"]\\n' | sudo -n tee /etc/containerd/config.toml"
+              " >/dev/null; sudo -n systemctl restart containerd")
+    r = run(node, "sudo -n crictl info")
+    assert r.returncode == 1
+    assert "runtime connect using default endpoints: [unix:///run/containerd/containerd.sock" \
+        in r.stderr
+    assert UNAVAILABLE in r.stderr, r.stderr
+    run(node, "printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\\n' | "
+              "sudo -n tee /etc/crictl.yaml >/dev/null")
+    r = run(node, "sudo -n crictl info")
+    assert r.returncode == 1 and "default endpoints" not in r.stderr
+    assert ('validate service connection: validate CRI v1 runtime API for endpoint '
+            f'"unix:///run/containerd/containerd.sock": {UNAVAILABLE}') in r.stderr, r.stderr
+    # a v2 config with cri on: crictl info shows the loaded values
+    run(node, f"printf %s {shlex.quote(V2)} | sudo -n tee /etc/containerd/config.toml >/dev/null;"
+              " sudo -n systemctl restart containerd")
+    r = run(node, "sudo -n crictl info")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    conds = {c["type"]: c["status"] for c in got["status"]["conditions"]}
+    assert conds == {"RuntimeReady": True, "NetworkReady": False}
+    assert got["config"]["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert got["config"]["sandboxImage"] == "registry.k8s.io/pause:3.9"
+    r = run(node, "sudo -n crictl ps -a; sudo -n crictl images; sudo -n crictl rmi --prune; "
+                  "sudo -n crictl rm -a; sudo -n crictl stopp abc")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("CONTAINER           IMAGE")
+    # containerd down: the dial error
+    run(node, "sudo -n systemctl stop containerd")
+    r = run(node, "sudo -n crictl info")
+    assert r.returncode == 1
+    assert "dial unix /run/containerd/containerd.sock: connect: no such file or directory" \
+        in r.stderr
