@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 
-from k8s.common import minor, read_yaml_docs
+from k8s.common import klog, minor, read_yaml_docs
 
 KUBEADM_GROUP = "kubeadm.k8s.io"
 SCHEME = "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"
@@ -56,15 +57,53 @@ def check_mix(flags: dict[str, list[str]]) -> None:
 
 
 def known_versions(kubeadm_version: str) -> list[str]:
-    """kubeadm config API versions a release decodes (v1beta3 from 1.22, v1beta1 until 1.21)."""
+    """kubeadm config API versions registered in a release's scheme (apis/kubeadm/scheme):
+    v1beta1 until 1.21, v1beta2 1.15-1.26, v1beta3 from 1.22, v1beta4 from 1.28 (experimental
+    until 1.30, see api_check)."""
     m = minor(kubeadm_version)
     versions = ["v1beta1"] if m < 22 else []
-    versions.append("v1beta2")
+    if m < 27:
+        versions.append("v1beta2")
     if m >= 22:
         versions.append("v1beta3")
-    if m >= 31:
+    if m >= 28:
         versions.append("v1beta4")
     return versions
+
+
+# util/config/common.go validateSupportedVersion, by release (1.22+; 1.20/1.21 only decode)
+OLD_API = {"v1alpha1": "v1.11", "v1alpha2": "v1.12", "v1alpha3": "v1.14", "v1beta1": "v1.15"}
+MIGRATE = "'kubeadm config migrate --old-config old.yaml --new-config new.yaml'"
+
+
+def api_check(api: str, kind: str, kubeadm_version: str) -> tuple[str | None, str | None]:
+    """(klog warning, error) of validateSupportedVersion for one kubeadm document.
+
+    1.22-1.26: v1beta2 deprecated (a warning per document), v1beta1 and older refused;
+    1.27+: v1beta2 refused ("use kubeadm v1.22"); 1.28-1.30: v1beta4 experimental (refused
+    without --allow-experimental-api, which init/join do not have); 1.31+: the texts name
+    the kind, v1beta3 is deprecated.
+    """
+    m = minor(kubeadm_version)
+    if m < 22:
+        return None, None
+    version = api.rpartition("/")[2]
+    old = dict(OLD_API, **({"v1beta2": "v1.22"} if m >= 27 else {}))
+    deprecated = {"v1beta2"} if m < 27 else ({"v1beta3"} if m >= 31 else set())
+    of_kind = f" (kind: \"{kind}\")" if m >= 31 else ""
+    if version in old:
+        return None, (f'your configuration file uses an old API spec: "{api}"{of_kind}. Please '
+                      f"use kubeadm {old[version]} instead and run {MIGRATE}, which will write "
+                      "the new, similar spec using a newer API version.")
+    if version == "v1beta4" and 28 <= m <= 30:
+        return None, (f'experimental API spec: "{api}" is not allowed. You can use the '
+                      "--allow-experimental-api flag if the command supports it.")
+    if version in deprecated:
+        line = "common.go:101" if m >= 31 else "common.go:83"
+        return (f'{line}] your configuration file uses a deprecated API spec: "{api}"{of_kind}. '
+                f"Please use {MIGRATE}, which will write the new, similar spec using a newer "
+                "API version."), None
+    return None, None
 
 
 def load_config(path: str, kubeadm_version: str) -> dict[str, dict]:
@@ -85,6 +124,13 @@ def load_config(path: str, kubeadm_version: str) -> dict[str, dict]:
         if not api or not kind:
             raise Usage("Object 'Kind' is missing in '" + str(doc)[:200] + "'")
         group, _, version = api.rpartition("/")
+        if group == KUBEADM_GROUP:
+            warning, error = api_check(api, kind, kubeadm_version)
+            if error:
+                raise Usage(error)
+            if warning:
+                level, _, msg = warning.partition("] ")
+                sys.stderr.write(klog("W", level, msg) + "\n")
         if group == KUBEADM_GROUP and version not in known_versions(kubeadm_version):
             raise Usage(f'no kind "{kind}" is registered for version "{api}" in scheme '
                         f'"{SCHEME}"')
@@ -113,10 +159,29 @@ def patch(version: str) -> int:
 
 
 def default_repository(kubeadm_version: str) -> str:
-    """kubeadm's default imageRepository: registry.k8s.io from 1.22.17 (backported), 1.25."""
-    m = minor(kubeadm_version)
-    return "registry.k8s.io" if (m == 22 and patch(kubeadm_version) >= 17) or m >= 25 \
+    """kubeadm's default imageRepository: registry.k8s.io from 1.25 and, backported, 1.22.17,
+    1.23.15, 1.24.9."""
+    m, p = minor(kubeadm_version), patch(kubeadm_version)
+    backport = {22: 17, 23: 15, 24: 9}
+    return "registry.k8s.io" if m >= 25 or (m in backport and p >= backport[m]) \
         else "k8s.gcr.io"
+
+
+# constants.go PauseVersion by kubeadm minor (FIELD-NOTES "pause by release")
+PAUSE = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6", 24: "3.7", 25: "3.8", 26: "3.9",
+         27: "3.9", 28: "3.9", 29: "3.9", 30: "3.9", 31: "3.10", 32: "3.10", 33: "3.10",
+         34: "3.10.1", 35: "3.10.1"}
+# CoreDNSVersion and the etcd of the release's own minor (latest patch releases; not read at
+# each release's constants.go: see lab/k8s/STATE.md)
+COREDNS = {21: "v1.8.0", 22: "v1.8.4", 23: "v1.8.6", 24: "v1.8.6", 25: "v1.9.3",
+           26: "v1.9.3", 27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1", 30: "v1.11.3"}
+ETCD = {23: "3.5.6-0", 24: "3.5.6-0", 25: "3.5.6-0", 26: "3.5.6-0", 27: "3.5.12-0",
+        28: "3.5.15-0", 29: "3.5.15-0", 30: "3.5.15-0"}
+
+
+def pause_version(kubeadm_version: str) -> str:
+    """The pause tag a kubeadm release wants (constants.PauseVersion)."""
+    return PAUSE.get(minor(kubeadm_version), "3.2")
 
 
 def images(version: str, repo: str = "", kubeadm_version: str = "") -> list[str]:
@@ -131,17 +196,19 @@ def images(version: str, repo: str = "", kubeadm_version: str = "") -> list[str]
     km = minor(kv)
     repo = repo or default_repository(kv)
     custom = repo != default_repository(kv)
-    pause = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6"}.get(km, "3.2")
+    pause = pause_version(kv)
     etcd = "3.4.13-0"
     if minor(v) >= 22 and km >= 22:
         etcd = "3.5.6-0" if patch(kv) >= 17 else "3.5.0-0"
+    if km >= 23 and minor(v) >= 23:
+        etcd = ETCD.get(km, etcd)
     out = [f"{repo}/{c}:{v}" for c in ("kube-apiserver", "kube-controller-manager",
                                        "kube-scheduler", "kube-proxy")]
     out += [f"{repo}/pause:{pause}", f"{repo}/etcd:{etcd}"]
     if km < 21:
         out.append(f"{repo}/coredns:1.7.0")
     else:
-        tag = "v1.8.0" if km == 21 else "v1.8.4"
+        tag = COREDNS.get(km, "v1.8.4")
         if not custom or (km == 21 and patch(kv) < 2):  # kubeadm#2501, fixed in 1.21.2
             out.append(f"{repo}/coredns/coredns:{tag}")
         else:
