@@ -120,7 +120,7 @@ def prepare_nodes(
     )
     runner = _runner(inv, reporter, opts, "prepare-nodes", prompt, interrupt)
     preflight = Preflight(parse_ignore(opts.ignore))
-    results = runner.run(nodes, prepare_steps(opts.pull_images), preflight)
+    results = runner.run(nodes, prepare_steps(opts.pull_images, inv.cluster.runtime), preflight)
     return _finish(reporter, results, opts, _title(opts), runner)
 
 

@@ -19,9 +19,13 @@ def api_version(version: tuple[int, int, int]) -> str:
     return releases.release(".".join(str(p) for p in version)).kubeadm_api
 
 
-def cri_socket(version: tuple[int, int, int]) -> str:
-    """dockershim's socket (docker is the runtime up to 1.23); a URL from v1beta3 on."""
-    path = "/var/run/dockershim.sock"
+SOCKETS = {"docker": "/var/run/dockershim.sock",
+           "containerd": "/var/run/containerd/containerd.sock"}
+
+
+def cri_socket(version: tuple[int, int, int], runtime: str = "docker") -> str:
+    """The runtime's CRI socket (dockershim's for docker, up to 1.23); a URL from v1beta3 on."""
+    path = SOCKETS[runtime]
     return f"unix://{path}" if version[:2] >= (1, 22) else path
 
 
@@ -37,7 +41,7 @@ def init_config(inv: Inventory) -> str:
     return render(
         "kubeadm/kubeadm-config.yaml.j2",
         api_version=api_version(version),
-        cri_socket=cri_socket(version),
+        cri_socket=cri_socket(version, inv.cluster.runtime),
         init_token_ttl=INIT_TOKEN_TTL,
         master=inv.master,
         bind_port=_bind_port(inv),
@@ -53,7 +57,7 @@ def join_config(inv: Inventory, node: Node, token: str, ca_hash: str) -> str:
     return render(
         "kubeadm/join-config.yaml.j2",
         api_version=api_version(version),
-        cri_socket=cri_socket(version),
+        cri_socket=cri_socket(version, inv.cluster.runtime),
         endpoint=inv.control_plane_endpoint,
         token=token,
         ca_hash=ca_hash,

@@ -32,11 +32,13 @@ class Step:
     skip: Callable[[Target], str | None] = lambda t: None  # a reason to skip, or None
 
 
-def prepare_steps(pull_images: bool = False) -> list[Step]:
-    """The prepare-nodes steps, in order; ``images`` only when asked for."""
+def prepare_steps(pull_images: bool = False, runtime: str = "docker") -> list[Step]:
+    """The prepare-nodes steps, in order: the container runtime's step (docker or containerd)
+    only; ``images`` only when asked for."""
     from . import (
         base_repo,
         bridge,
+        containerd,
         docker,
         firewall,
         hostname,
@@ -60,10 +62,12 @@ def prepare_steps(pull_images: bool = False) -> list[Step]:
         bridge,
         ipvs,
         docker,
+        containerd,
         kubernetes,
         kubelet,
     )
-    steps = [m.STEP for m in modules]
+    other = containerd if runtime == "docker" else docker
+    steps = [m.STEP for m in modules if m is not other]
     if pull_images:
         from . import images
 

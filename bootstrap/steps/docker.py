@@ -135,4 +135,9 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-STEP = Step("docker", __doc__, facts, plan)
+def skip(t: Target) -> str | None:
+    runtime = t.inv.cluster.runtime
+    return None if runtime == "docker" else f"the container runtime is {runtime}"
+
+
+STEP = Step("docker", __doc__, facts, plan, skip)

@@ -1,0 +1,97 @@
+"""The containerd step's plans (pure: facts in, actions out). The inventory schema does not yet
+offer containerd (the lab path comes first), so the tests set it on a loaded inventory."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bootstrap import stock
+from bootstrap.inventory import load_text
+from bootstrap.plan import FileState, Install, Run, WriteFile
+from bootstrap.steps import Target, containerd, prepare_steps
+
+INV = """\
+cluster: {kubernetes_version: "1.23.17"}
+containerd: {version: 1.6.33}
+registries: {docker.io: ['https://m.example'], registry.k8s.io: []}
+nodes:
+  - {name: master1, address: 192.168.177.100, role: master}
+"""
+
+
+def target(text: str = INV) -> Target:
+    inv = load_text(text)
+    inv = replace(inv, cluster=replace(inv.cluster, container_runtime="containerd"))
+    return Target(inv, inv.nodes[0])
+
+
+def plan(t: Target, overrides: dict | None = None):
+    facts = stock.facts(containerd.STEP.facts(t), "el8")
+    facts.update(overrides or {})
+    return containerd.STEP.plan(t, facts)
+
+
+def test_the_runtime_picks_its_step():
+    names = [s.name for s in prepare_steps(runtime="containerd")]
+    assert "containerd" in names and "docker" not in names
+    names = [s.name for s in prepare_steps()]
+    assert "docker" in names and "containerd" not in names
+    assert containerd.STEP.skip(Target(load_text(INV), load_text(INV).nodes[0]))
+
+
+def test_a_fresh_node_gets_the_package_pinned_every_file_and_the_service():
+    p = plan(target())
+    installs = [a for a in p.actions if isinstance(a, Install)]
+    assert installs[0].packages == ("containerd.io-1.6.33",)
+    files = {a.path: a.content for a in p.actions if isinstance(a, WriteFile)}
+    assert sorted(files) == ["/etc/containerd/certs.d/docker.io/hosts.toml",
+                             "/etc/containerd/config.toml", "/etc/crictl.yaml",
+                             "/etc/yum.repos.d/docker-ce.repo"]
+    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.6"' in files[
+        "/etc/containerd/config.toml"]  # what kubeadm 1.23 expects
+    cmds = [a.command for a in p.actions if isinstance(a, Run)]
+    assert cmds == ["systemctl enable containerd.service", "systemctl start containerd.service"]
+
+
+def _converged(t: Target) -> dict:
+    done = {f"file:{path}": FileState(content) for path, content in containerd.files(t).items()}
+    done[f"file:{containerd.D.REPO}"] = FileState(containerd.D.repo(t))
+    done[containerd.RPMS.name] = {"containerd.io": "1.6.33-3.1.el8"}
+    done["unit:containerd.service"] = {"exists": True, "enabled": True, "active": True}
+    return done
+
+
+def test_a_converged_node_has_nothing_to_do():
+    t = target()
+    assert plan(t, _converged(t)).empty
+
+
+def test_a_changed_config_restarts_a_running_containerd_naming_the_file():
+    t = target()
+    facts = _converged(t)
+    facts["file:/etc/containerd/config.toml"] = FileState('disabled_plugins = ["cri"]\n')
+    cmds = [a for a in plan(t, facts).actions if isinstance(a, Run)]
+    assert [c.command for c in cmds] == ["systemctl restart containerd.service"]
+    assert "/etc/containerd/config.toml changed" in cmds[0].why
+
+
+def test_another_installed_version_is_reported_not_changed():
+    t = target()
+    facts = _converged(t)
+    facts[containerd.RPMS.name] = {"containerd.io": "1.7.20-3.1.el8"}
+    p = plan(t, facts)
+    assert p.error and "containerd.io 1.7.20 is installed but the inventory pins 1.6.33" in p.error
+    assert not p.actions
+
+
+def test_kubeadm_configs_name_containerds_socket():
+    import yaml
+
+    from bootstrap.cluster.kubeadm_config import init_config, join_config
+
+    t = target()
+    init = list(yaml.safe_load_all(init_config(t.inv)))
+    assert init[0]["nodeRegistration"]["criSocket"] == (
+        "unix:///var/run/containerd/containerd.sock")
+    join = yaml.safe_load(join_config(t.inv, t.node, "abcdef.0123456789abcdef", "sha256:x"))
+    assert join["nodeRegistration"]["criSocket"] == "unix:///var/run/containerd/containerd.sock"
