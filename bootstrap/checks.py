@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import facts as F
-from . import platforms
+from . import platforms, releases
 from .models import Inventory, Node, Repo
 
 ERROR, WARNING = "error", "warning"
@@ -101,7 +101,7 @@ def packages_command(inv: Inventory, mirror_node: bool) -> str:
     v = inv.cluster.kubernetes_version
     pinned = [f"kubeadm-{v}", f"kubelet-{v}", f"kubectl-{v}", *_docker_pins(inv)[:2]]
     repo = _repo_section("check-docker-ce", inv.repos.docker_ce) + _repo_section(
-        "check-kubernetes", inv.repos.kubernetes
+        "check-kubernetes", releases.kubernetes_repo(inv)
     )
     lines = [
         f"if rpm -q {' '.join(pinned)} >/dev/null 2>&1; then echo installed; else",

@@ -6,7 +6,11 @@ version outside them is a named error, not a guess.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Inventory, Repo
 
 ALIYUN_LEGACY = "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"
 ALIYUN_PER_MINOR = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/"
@@ -108,3 +112,11 @@ def pause_image(version: str, image_repository: str) -> str:
     """The sandbox image kubeadm of that release expects, from the cluster's image repository
     (what containerd's sandbox_image must be, or kubeadm warns it is inconsistent)."""
     return f"{image_repository.rstrip('/')}/pause:{release(version).pause}"
+
+
+def kubernetes_repo(inv: Inventory) -> Repo:
+    """``repos.kubernetes`` for the inventory's release: ``{minor}`` in its URLs filled in."""
+    repo = inv.repos.kubernetes
+    minor = release(inv.cluster.kubernetes_version).minor
+    return replace(repo, baseurl=repo.baseurl.replace(MINOR, minor),
+                   gpgkey=tuple(k.replace(MINOR, minor) for k in repo.gpgkey))

@@ -71,3 +71,20 @@ def test_an_unknown_release_is_a_named_error():
 def test_every_minor_between_the_first_and_last_row_is_listed():
     minors = [int(m.split(".")[1]) for m in R.MINORS]
     assert minors == list(range(minors[0], minors[-1] + 1))
+
+
+def test_an_inventory_kubernetes_repo_may_name_the_minor():
+    from bootstrap import checks
+    from bootstrap.inventory import load_text
+    from bootstrap.steps import Target, kubernetes
+
+    inv = load_text(
+        "cluster: {kubernetes_version: '1.22.17'}\n"
+        "repos: {kubernetes: {baseurl: 'http://mirror.internal/core/stable/v{minor}/rpm/', "
+        "gpgkey: ['http://mirror.internal/core/stable/v{minor}/rpm/repodata/repomd.xml.key']}}\n"
+        "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    text = kubernetes.repo(Target(inv, inv.nodes[0]))
+    assert "baseurl=http://mirror.internal/core/stable/v1.22/rpm/\n" in text
+    assert "gpgkey=http://mirror.internal/core/stable/v1.22/rpm/repodata/repomd.xml.key" in text
+    assert "baseurl=http://mirror.internal/core/stable/v1.22/rpm/" in checks.packages_command(
+        inv, mirror_node=True)  # preflight lists the same repo

@@ -4,7 +4,7 @@ and the tools kubeadm's preflight wants (tc, conntrack, socat: ``platforms.Relea
 from __future__ import annotations
 
 from .. import facts as F
-from .. import platforms
+from .. import platforms, releases
 from ..plan import Install, Plan
 from ..templates import render
 from . import Step, Target
@@ -17,13 +17,14 @@ TOOLS = F.rpms({tool for r in platforms.RELEASES.values() for tool in r.tools})
 
 
 def repo(t: Target) -> str:
-    """The repo excludes kube* so a plain ``yum update`` never upgrades the cluster by accident."""
+    """The repo excludes kube* so a plain ``yum update`` never upgrades the cluster by accident.
+    A ``{minor}`` in its baseurl becomes the release's minor (pkgs.k8s.io's per-minor layout)."""
     return render(
         "etc/yum.repos.d/kubernetes.repo.j2",
         key="kubernetes",
         section="kubernetes",
         title="Kubernetes",
-        repo=t.inv.repos.kubernetes,
+        repo=releases.kubernetes_repo(t.inv),
         exclude=EXCLUDE,
     )
 
