@@ -47,3 +47,47 @@ def test_files_one_hosts_toml_per_registry_with_mirrors_and_crictl():
                            "/etc/containerd/certs.d/ghcr.io/hosts.toml",
                            "/etc/containerd/config.toml", "/etc/crictl.yaml"]
     assert "runtime-endpoint: unix:///run/containerd/containerd.sock\n" in got["/etc/crictl.yaml"]
+
+
+@pytest.fixture(scope="module")
+def loader():
+    """Debian's containerd binary: the real config loader (no daemon is started)."""
+    from lab import deps
+
+    try:
+        return deps.containerd_loader(log=lambda msg: None)
+    except deps.DepsError as exc:  # pragma: no cover - only where apt is missing
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize(("version", "driver", "mirrors"), [
+    ("1.28.2", "systemd", {"docker.io": ["https://m.example"]}),
+    ("1.23.17", "cgroupfs", {}),
+])
+def test_the_real_containerd_loads_the_rendered_config(loader, tmp_path, version, driver,
+                                                       mirrors):
+    import subprocess
+
+    files = C.files(version, "registry.aliyuncs.com/google_containers", driver, mirrors)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(files[C.CONFIG])
+    got = subprocess.run([str(loader), "--config", str(cfg), "config", "dump"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    dumped = tomllib.loads(got.stdout)
+    assert "cri" not in dumped.get("disabled_plugins", [])
+    cri = dumped["plugins"][CRI]
+    assert cri["sandbox_image"].endswith(f"/pause:{C.releases.release(version).pause}")
+    runc = cri["containerd"]["runtimes"]["runc"]
+    assert runc["options"]["SystemdCgroup"] is (driver == "systemd")
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
+
+
+def test_the_real_containerd_refuses_a_broken_config(loader, tmp_path):
+    import subprocess
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(C.config_toml("1.28.2", "registry.k8s.io", "systemd") + "\n[[[broken\n")
+    got = subprocess.run([str(loader), "--config", str(cfg), "config", "dump"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode != 0 and "failed to load TOML" in got.stderr, got.stderr
