@@ -95,3 +95,37 @@ def test_kubeadm_configs_name_containerds_socket():
         "unix:///var/run/containerd/containerd.sock")
     join = yaml.safe_load(join_config(t.inv, t.node, "abcdef.0123456789abcdef", "sha256:x"))
     assert join["nodeRegistration"]["criSocket"] == "unix:///var/run/containerd/containerd.sock"
+
+
+def test_kubeadm_commands_and_evidence_follow_the_runtime():
+    from bootstrap import runtimes
+    from bootstrap.cluster import common
+    from bootstrap.steps import images
+
+    t = target()
+    assert runtimes.cri_flag(t.inv) == " --cri-socket unix:///var/run/containerd/containerd.sock"
+    assert runtimes.cri_flag(load_text(INV)) == ""  # docker: kubeadm finds dockershim itself
+    wanted = next(f for f in images.STEP.facts(t) if f.name == "images:wanted")
+    assert wanted.command.endswith("--cri-socket unix:///var/run/containerd/containerd.sock")
+    present = next(f for f in images.STEP.facts(t) if f.name == "images:present")
+    assert present.command.startswith("crictl images")
+    evidence = common.evidence_script(kubectl=False, runtime="containerd")
+    assert "crictl ps -a" in evidence and "journalctl -u containerd" in evidence
+    undo = common.undo_script("kubeadm join", ("/x",), "", runtimes.cri_flag(t.inv))
+    assert "kubeadm reset -f --cri-socket unix:///var/run/containerd/containerd.sock" in undo
+
+
+def test_crictl_images_lines_become_repository_tag(tmp_path):
+    import os
+    import subprocess
+
+    from bootstrap import runtimes
+
+    crictl = tmp_path / "crictl"
+    crictl.write_text("#!/bin/sh\nprintf 'IMAGE TAG IMAGE ID SIZE\\n"
+                      "registry.k8s.io/pause 3.9 e6f1816883972 322kB\\n'\n")
+    crictl.chmod(0o755)
+    got = subprocess.run(["sh", "-c", runtimes.RUNTIMES["containerd"].images],
+                         capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert got.stdout.split() == ["registry.k8s.io/pause:3.9"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .. import facts as F
 from ..models import Inventory
+from ..runtimes import RUNTIMES
 
 K = "/etc/kubernetes"
 ADMIN_CONF = f"{K}/admin.conf"
@@ -62,7 +63,7 @@ def packages() -> F.Fact:
     return F.rpms(PACKAGES)
 
 
-def unprepared(inv: Inventory, rpms: dict[str, str], docker: dict) -> str | None:
+def unprepared(inv: Inventory, rpms: dict[str, str], runtime: dict) -> str | None:
     """Why a node is not ready for kubeadm (prepare-nodes not run), or None."""
     want = inv.cluster.kubernetes_version
     wrong = [
@@ -73,8 +74,8 @@ def unprepared(inv: Inventory, rpms: dict[str, str], docker: dict) -> str | None
     if wrong:
         have = ", ".join(wrong)
         return f"needs kubeadm/kubelet/kubectl {want} ({have}): run invoke prepare-nodes"
-    if not docker.get("active"):
-        return "docker is not running: run invoke prepare-nodes"
+    if not runtime.get("active"):
+        return f"{inv.cluster.runtime} is not running: run invoke prepare-nodes"
     return None
 
 
@@ -93,13 +94,14 @@ def error_lines(text: str, limit: int = 8) -> list[str]:
     return lines[:limit]
 
 
-def evidence_script(kubectl: bool) -> str:
-    """Read-only: what a user needs when init or join fails (kubelet journal, pods, nodes)."""
+def evidence_script(kubectl: bool, runtime: str = "docker") -> str:
+    """Read-only: what a user needs when init or join fails (kubelet journal, the runtime's
+    state, pods, nodes)."""
     parts = [
         "echo '--- journalctl -u kubelet (last 15 lines)'",
         "journalctl -u kubelet -n 15 --no-pager 2>&1 | tail -n 15",
-        "echo '--- systemctl is-active docker kubelet'",
-        "systemctl is-active docker kubelet 2>&1",
+        f"echo '--- systemctl is-active {runtime} kubelet'",
+        *RUNTIMES[runtime].evidence,
     ]
     if kubectl:
         parts += [
@@ -109,14 +111,16 @@ def evidence_script(kubectl: bool) -> str:
     return "\n".join(parts) + "\ntrue\n"
 
 
-def undo_script(what: str, paths: tuple[str, ...], journal_entry: str) -> str:
+def undo_script(what: str, paths: tuple[str, ...], journal_entry: str, cri_flag: str = ""
+                ) -> str:
     """After a failed init or join: ``kubeadm reset -f`` when any of ``paths`` shows it got
     past preflight, so a re-run starts clean; ``journal_entry`` records the reset."""
     cond = " || ".join(f"[ -e {shlex.quote(p)} ]" for p in paths)
     return (
         f"if {cond}; then\n"
         f"  echo '--- {what} stopped half-way: kubeadm reset -f, so a re-run starts clean'\n"
-        f"  if kubeadm reset -f >/dev/null 2>&1; then echo 'reset: done'; {journal_entry or ':'}"
+        f"  if kubeadm reset -f{cri_flag} >/dev/null 2>&1; then echo 'reset: done'; "
+        f"{journal_entry or ':'}"
         "; else echo 'reset: FAILED'; fi\n"
         "fi\n"
     )

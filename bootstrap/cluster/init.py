@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .. import facts as F
+from .. import runtimes
 from ..engine import (
     CHANGED,
     FAILED,
@@ -112,9 +113,10 @@ def _init_phase(ignore: list[str]) -> Phase:
 
 def _init_failed(t: Target, session: Session, stderr: str) -> str:
     """kubeadm's error lines, the kubelet's journal, the pods; then undo a half-done init."""
-    script = evidence_script(kubectl=True) + undo_script(
+    script = evidence_script(kubectl=True, runtime=t.inv.cluster.runtime) + undo_script(
         "kubeadm init", (ADMIN_CONF, APISERVER),
         session.journal_entry("kubeadm-init", "kubeadm reset -f (undo a half-done init)"),
+        runtimes.cri_flag(t.inv),
     )
     res = session.run(script, what="collect init evidence", timeout=300)
     lines = error_lines(stderr, limit=20)

@@ -12,6 +12,7 @@ import shlex
 import threading
 
 from .. import facts as F
+from .. import runtimes
 from ..engine import (
     CHANGED,
     FAILED,
@@ -74,9 +75,10 @@ def join_command(ignore: list[str]) -> str:
 
 def _join_failed(t: Target, session: Session, stderr: str) -> str:
     """After a failed join: evidence, then ``kubeadm reset -f`` if it got past preflight."""
-    script = evidence_script(kubectl=False) + undo_script(
+    script = evidence_script(kubectl=False, runtime=t.inv.cluster.runtime) + undo_script(
         "kubeadm join", (KUBELET_CONF, f"{K}/bootstrap-kubelet.conf", f"{K}/pki/ca.crt"),
         session.journal_entry("kubeadm-join", "kubeadm reset -f (undo a half-done join)"),
+        runtimes.cri_flag(t.inv),
     )
     return session.run(script, what="collect join evidence", timeout=300).stdout
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import releases
 from ..models import Inventory, Node
+from ..runtimes import RUNTIMES
 from ..templates import render
 
 INIT_CONFIG = "/etc/kubernetes/kubeadm-config.yaml"
@@ -19,13 +20,9 @@ def api_version(version: tuple[int, int, int]) -> str:
     return releases.release(".".join(str(p) for p in version)).kubeadm_api
 
 
-SOCKETS = {"docker": "/var/run/dockershim.sock",
-           "containerd": "/var/run/containerd/containerd.sock"}
-
-
 def cri_socket(version: tuple[int, int, int], runtime: str = "docker") -> str:
-    """The runtime's CRI socket (dockershim's for docker, up to 1.23); a URL from v1beta3 on."""
-    path = SOCKETS[runtime]
+    """The runtime's CRI socket (``runtimes.RUNTIMES``); a URL from v1beta3 on."""
+    path = RUNTIMES[runtime].socket
     return f"unix://{path}" if version[:2] >= (1, 22) else path
 
 

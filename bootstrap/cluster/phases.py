@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import facts as F
+from .. import runtimes
 from ..engine import (
     ABANDONED,
     CHANGED,
@@ -211,13 +212,18 @@ def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:
                 f"run invoke reset --limit {t.node.name} first"
             )
         else:
-            p.error = unprepared(t.inv, facts[packages().name], facts["unit:docker"])
+            p.error = unprepared(t.inv, facts[packages().name], facts[_runtime_unit(t).name])
         return p
 
     return Phase(
         "preflight", "prepared, no leftovers", lambda t: [present(), packages(),
-                                                          F.unit("docker")], plan
+                                                          _runtime_unit(t)], plan
     )
+
+
+def _runtime_unit(t: Target) -> F.Fact:
+    """The container runtime's unit (docker or containerd: runtimes.RUNTIMES)."""
+    return F.unit(runtimes.of(t.inv).name)
 
 
 def images_phase(done: Callable[[set[str]], bool]) -> Phase:

@@ -12,6 +12,7 @@ import shlex
 import time
 
 from .. import facts as F
+from .. import runtimes
 from ..engine import CHANGED, FAILED, NOT_STARTED, OK, HostResult, Runner, StepResult, settle
 from ..errors import BootstrapError
 from ..interrupt import Interrupted
@@ -48,7 +49,7 @@ def _kubeadm_plan(t: Target, facts: F.Facts) -> Plan:
     if not facts["kubeadm-path"]:
         p.error = f"kubeadm is not installed, yet {', '.join(found)} exist: remove them by hand"
         return p
-    p.run("kubeadm reset -f", f"found {', '.join(found)}")
+    p.run(f"kubeadm reset -f{runtimes.cri_flag(t.inv)}", f"found {', '.join(found)}")
     return p
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 
 from .. import facts as F
+from .. import runtimes
 from ..plan import Plan
 from . import Step, Target
 
@@ -30,14 +31,14 @@ def coredns_workaround(t: Target) -> tuple[str, str] | None:
 def _flags(t: Target) -> str:
     c = t.inv.cluster
     return (f"--kubernetes-version v{c.kubernetes_version} "
-            f"--image-repository {shlex.quote(c.image_repository)}")
+            f"--image-repository {shlex.quote(c.image_repository)}{runtimes.cri_flag(t.inv)}")
 
 
 def facts(t: Target) -> list[F.Fact]:
     return [
         F.Fact("images:wanted", f"kubeadm config images list {_flags(t)}",
                lambda out, rc: out.split() if rc == 0 else None),
-        F.Fact("images:present", "docker images --format '{{.Repository}}:{{.Tag}}'",
+        F.Fact("images:present", runtimes.of(t.inv).images,
                lambda out, rc: set(out.split()) if rc == 0 else set()),
     ]
 
@@ -54,10 +55,13 @@ def plan(t: Target, facts: F.Facts) -> Plan:
         p.run(f"kubeadm config images pull {_flags(t)}", why)
         return p
     source, target = fix
+    rt = runtimes.of(t.inv)
+    pull_each = rt.pull.format(image='"$img"')
     p.run(f"for img in $(kubeadm config images list {_flags(t)}); do "
-          f"[ \"$img\" = {shlex.quote(target)} ] || docker pull \"$img\"; done", why)
-    p.run(f"docker pull {shlex.quote(source)} && docker tag {shlex.quote(source)} "
-          f"{shlex.quote(target)}", "kubeadm#2501: the mirror has no coredns/coredns path")
+          f"[ \"$img\" = {shlex.quote(target)} ] || {pull_each}; done", why)
+    p.run(f"{rt.pull.format(image=shlex.quote(source))} && "
+          f"{rt.tag.format(source=shlex.quote(source), target=shlex.quote(target))}",
+          "kubeadm#2501: the mirror has no coredns/coredns path")
     return p
 
 
