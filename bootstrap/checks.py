@@ -80,11 +80,22 @@ def _repo_section(section: str, repo: Repo) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _docker_pins(inv: Inventory) -> list[str]:
-    dv = inv.docker.version
+def _runtime_pins(inv: Inventory) -> list[str]:
+    """The runtime's packages as the transaction pins them (docker-ce with its CLI and
+    containerd.io, or containerd.io alone)."""
     containerd = "containerd.io" + (
         f"-{inv.containerd.version}" if inv.containerd.version else "")
+    if inv.cluster.runtime == "containerd":
+        return [containerd]
+    dv = inv.docker.version
     return [f"docker-ce-{dv}", f"docker-ce-cli-{dv}", containerd]
+
+
+def _runtime_versions(inv: Inventory) -> dict[str, str]:
+    """{package: the version the mirror must have} for the runtime's pinned packages."""
+    if inv.cluster.runtime == "containerd":
+        return {"containerd.io": inv.containerd.version} if inv.containerd.version else {}
+    return {"docker-ce": inv.docker.version, "docker-ce-cli": inv.docker.version}
 
 
 MIRROR, CONFLICTS = "<<mirror", "<<conflicts"
@@ -99,7 +110,8 @@ def packages_command(inv: Inventory, mirror_node: bool) -> str:
     Uses a throw-away reposdir and cache under /tmp, so nothing on the node changes.
     """
     v = inv.cluster.kubernetes_version
-    pinned = [f"kubeadm-{v}", f"kubelet-{v}", f"kubectl-{v}", *_docker_pins(inv)[:2]]
+    runtime = [p for p in _runtime_pins(inv) if p != "containerd.io"]  # unpinned: any
+    pinned = [f"kubeadm-{v}", f"kubelet-{v}", f"kubectl-{v}", *runtime]
     repo = _repo_section("check-docker-ce", inv.repos.docker_ce) + _repo_section(
         "check-kubernetes", releases.kubernetes_repo(inv)
     )
@@ -111,14 +123,14 @@ def packages_command(inv: Inventory, mirror_node: bool) -> str:
         "rc=0",
     ]
     if mirror_node:
-        lines.append(f"echo '{MIRROR}'; yum -q $y list --showduplicates docker-ce docker-ce-cli "
-                     "kubeadm kubelet kubectl 2>&1; rc=$?")
+        listed = " ".join([*_runtime_versions(inv), "kubeadm", "kubelet", "kubectl"])
+        lines.append(f"echo '{MIRROR}'; yum -q $y list --showduplicates {listed} 2>&1; rc=$?")
     lines += [
         f"echo '{CONFLICTS}'",
         "if [ -x /usr/bin/dnf ]; then",
         # (--conflicts and --obsoletes exclude each other: one --qf asks for both)
         "  set -- $(dnf -q $y repoquery --qf '%{conflicts}\\n%{obsoletes}' "
-        f"{' '.join(_docker_pins(inv))} 2>/dev/null | while read -r c _; do echo \"$c\"; done)",
+        f"{' '.join(_runtime_pins(inv))} 2>/dev/null | while read -r c _; do echo \"$c\"; done)",
         # the installed packages providing those, then (a few rounds) what requires them
         '  seen=" "; i=0; while [ $# -gt 0 ] && [ $i -lt 5 ]; do i=$((i + 1))',
         "    new=$({ rpm -q --qf '%{NAME}\\n' --whatprovides \"$@\"; "
@@ -334,8 +346,7 @@ def _mirror(inv: Inventory, name: str, rc: int, out: str) -> list[Finding]:
             version = parts[1].split(":", 1)[-1].rsplit("-", 1)[0]
             listed.setdefault(pkg, set()).add(version)
     wanted = {
-        "docker-ce": inv.docker.version,
-        "docker-ce-cli": inv.docker.version,
+        **_runtime_versions(inv),
         "kubeadm": inv.cluster.kubernetes_version,
         "kubelet": inv.cluster.kubernetes_version,
         "kubectl": inv.cluster.kubernetes_version,

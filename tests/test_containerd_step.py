@@ -129,3 +129,17 @@ def test_crictl_images_lines_become_repository_tag(tmp_path):
                          capture_output=True, text=True,
                          env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert got.stdout.split() == ["registry.k8s.io/pause:3.9"]
+
+
+def test_preflight_asks_the_mirror_and_dnf_about_containerds_package():
+    from bootstrap import checks
+
+    t = target()
+    cmd = checks.packages_command(t.inv, mirror_node=True)
+    assert cmd.startswith("if rpm -q kubeadm-1.23.17 kubelet-1.23.17 kubectl-1.23.17 "
+                          "containerd.io-1.6.33 >/dev/null")
+    assert "list --showduplicates containerd.io kubeadm kubelet kubectl" in cmd
+    assert "docker-ce" not in cmd.split("printf", 1)[0] + cmd.split("check.repo", 1)[1]
+    listing = "containerd.io.x86_64 1.6.33-3.1.el8 c\nkubeadm.x86_64 1.23.17-0 k\n"
+    found = checks._mirror(t.inv, "master1", 0, listing)
+    assert [f.message.split(" is not")[0] for f in found] == ["kubelet 1.23.17", "kubectl 1.23.17"]
