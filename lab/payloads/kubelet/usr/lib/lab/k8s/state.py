@@ -114,6 +114,57 @@ def kubelet_cgroup_driver(config: dict | None) -> str:
     return driver
 
 
+def runtime_endpoint() -> str:
+    """The kubelet's --container-runtime-endpoint when it is a CRI runtime other than docker's
+    dockershim ('' on the docker path)."""
+    from k8s import cri
+
+    endpoint = ""
+    for arg in _flag_args():
+        if arg.startswith("--container-runtime-endpoint="):
+            endpoint = arg.split("=", 1)[1]
+    return "" if not endpoint or cri.is_dockershim(endpoint) else endpoint
+
+
+def containerd_failure(config: dict, endpoint: str) -> list[str]:
+    """Why the kubelet on a CRI endpoint would not run pods (journal texts, see kubelet).
+
+    containerd down / cri disabled: the kubelet exits (run.go "command failed", texts of
+    k8s.io/cri-api remote_runtime.go validateServiceConnection: 1.26-1.27 say "CRI v1 runtime
+    API is not implemented", 1.28+ "validate CRI v1 runtime API"). Cgroup driver mismatch: the
+    kubelet runs but no pod sandbox starts; kubelet cgroupfs with runc's systemd driver gives
+    runc's specconv error (libcontainer/specconv/spec_linux.go).
+    """
+    from k8s import cri
+
+    snap = cri.loaded() if cri.is_containerd(endpoint) else None
+    km = common.minor(out("rpm", "-q", "--qf", "%{VERSION}", "kubelet"))
+    path = endpoint.removeprefix("unix://")
+    if snap is None:
+        return ["failed to run Kubelet: validate service connection: validate CRI v1 runtime "
+                f'API for endpoint "{endpoint}": rpc error: code = Unavailable desc = connection '
+                'error: desc = "transport: Error while dialing: dial unix '
+                f'{path}: connect: no such file or directory"']
+    if snap.get("cri_disabled"):
+        what = ("CRI v1 runtime API is not implemented for endpoint" if km < 28
+                else "validate CRI v1 runtime API for endpoint")
+        return [f'failed to run Kubelet: validate service connection: {what} "{endpoint}": '
+                "rpc error: code = Unimplemented desc = unknown service runtime.v1.RuntimeService"]
+    mine = kubelet_cgroup_driver(config)
+    systemd = bool(snap.get("systemd_cgroup"))
+    if mine == "cgroupfs" and systemd:
+        return ["RunPodSandbox from runtime service failed: rpc error: code = Unknown desc = "
+                "failed to create containerd task: failed to create shim task: OCI runtime "
+                "create failed: runc create failed: expected cgroupsPath to be of format "
+                '"slice:prefix:name" for systemd cgroups, got "/kubepods/burstable/pod'
+                '<uid>/<id>" instead: unknown']
+    if mine == "systemd" and not systemd:
+        return ['lab: kubelet cgroup driver "systemd" but containerd runs runc with '
+                "SystemdCgroup = false (pods run in cgroups the kubelet does not manage; real "
+                "text not confirmed)"]
+    return []
+
+
 def swaps() -> list[str]:
     """Active swap lines of /proc/swaps (through the stand-in command)."""
     return out("cat", "/proc/swaps").splitlines()[1:]
@@ -150,6 +201,9 @@ def kubelet_failure(config: dict | None, docker: str | None = "") -> list[str]:
         shown = " ".join(["Filename\t\t\t\tType\t\tSize\tUsed\tPriority", *lines])
         return ["failed to run Kubelet: running with swap on is not supported, please disable "
                 f"swap! or set --fail-swap-on flag to false. /proc/swaps contained: [{shown}]"]
+    endpoint = runtime_endpoint()
+    if endpoint:
+        return containerd_failure(config, endpoint)
     docker = docker_driver() if docker == "" else docker
     if docker is None:
         return ["failed to run Kubelet: failed to get docker version: Cannot connect to the "
@@ -179,7 +233,8 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
         active = os.path.exists(KUBELET_RUNNING)
     else:
         active = out("systemctl", "is-active", "kubelet") == "active"
-    docker = docker_driver(bool(event)) if docker == "" else docker
+    endpoint = runtime_endpoint()
+    docker = "" if endpoint else docker_driver(bool(event)) if docker == "" else docker
     sysctl = {k: out("/usr/sbin/sysctl", "-n", k) for k in
               ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")}
     return {
@@ -190,6 +245,9 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
         "docker_cgroup_driver": docker, "swap_on": bool(swaps()), "sysctl": sysctl,
         "kubelet_version": "v" + out("rpm", "-q", "--qf", "%{VERSION}", "kubelet"),
         "docker_version": out("rpm", "-q", "--qf", "%{VERSION}", "docker-ce"),
+        "runtime": "containerd" if endpoint else "docker",
+        "containerd_version": out("rpm", "-q", "--qf", "%{VERSION}", "containerd.io")
+        if endpoint else "",
         "os_image": os_image(), "kernel": read_text("/proc/sys/kernel/osrelease").strip(),
     }
 
