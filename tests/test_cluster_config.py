@@ -260,3 +260,15 @@ def test_secrets_mask_any_bootstrap_token_shape():
     assert "0123456789abcdef" not in s.mask(text)
     assert s.mask("version v1.20.10 and file kubeadm-config.yaml") == \
         "version v1.20.10 and file kubeadm-config.yaml"
+
+
+def test_wait_evidence_keeps_only_the_last_progress_line():
+    from bootstrap.cluster.init import _evidence_lines
+
+    text = ("waiting: master1 NotReady\n" * 40 + "NAME STATUS\nmaster1 NotReady\n"
+            "--- kubectl describe node master1 (conditions)\nReady False KubeletNotReady\n"
+            "waiting: master1 NotReady coredns 0/2\n")
+    assert _evidence_lines(text) == ["NAME STATUS", "master1 NotReady",
+                                     "--- kubectl describe node master1 (conditions)",
+                                     "Ready False KubeletNotReady",
+                                     "waiting: master1 NotReady coredns 0/2"]

@@ -269,6 +269,14 @@ def _summary(out: str, nodes: list[str]) -> str:
     return "; ".join(parts)
 
 
+def _evidence_lines(text: str) -> list[str]:
+    """The wait's output without its per-poll ``waiting:`` progress lines (the last one kept:
+    it says what was still missing)."""
+    lines = text.rstrip().splitlines()
+    waiting = [ln for ln in lines if ln.startswith("waiting:")]
+    return [ln for ln in lines if not ln.startswith("waiting:")] + waiting[-1:]
+
+
 def wait_ready(
     runner: Runner, session: Session, t: Target, nodes: list[str], timeout: int
 ) -> StepResult:
@@ -298,11 +306,11 @@ def wait_ready(
             f"{shlex.quote(n)} 2>&1 | sed -n '/^Conditions:/,/^Addresses:/p';"
             for n in not_ready
         )
-        + evidence_script(kubectl=False),
+        + evidence_script(kubectl=False, runtime=t.inv.cluster.runtime),
         what="collect wait evidence", readonly=True,
     )
     runner.reporter.print(
         f"[{t.node.name}] {name} evidence:\n"
-        + "".join(f"    {ln}\n" for ln in (res.stdout + more.stdout).rstrip().splitlines())
+        + "".join(f"    {ln}\n" for ln in _evidence_lines(res.stdout + more.stdout))
     )
     return StepResult(name, FAILED, seconds, f"not ready after {timeout}s: {summary}")
