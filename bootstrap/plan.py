@@ -188,6 +188,16 @@ class Plan:
     def run(self, command: str, why: str = "", label: str = "") -> None:
         self.actions.append(Run(command, why, label))
 
+    def service(self, unit: str, state: dict, name: str, restart: str = "") -> None:
+        """Enable and start ``unit`` (its fact ``state``: enabled, active) as needed; restart it
+        when it runs and ``restart`` says why (its config changed)."""
+        if not state["enabled"]:
+            self.run(f"systemctl enable {unit}", f"{name} is not enabled")
+        if not state["active"]:
+            self.run(f"systemctl start {unit}", f"{name} is not running")
+        elif restart:
+            self.run(f"systemctl restart {unit}", restart)
+
     def install(self, packages: list[str] | tuple[str, ...], why: str = "",
                 options: tuple[str, ...] = ()) -> None:
         self.actions.append(Install(tuple(packages), options, why))

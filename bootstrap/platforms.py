@@ -44,8 +44,6 @@ class Release:
     sha1_signatures: bool
     """Whether the default crypto policy accepts SHA-1 signed repo metadata and packages (not on
     EL9: RHEL 9 security hardening, SHA-1 in signatures is disabled in DEFAULT)."""
-    cgroup: int
-    """The cgroup version the release boots with by default (EL9: v2)."""
     allow_erasing: str | None
     """The install option that lets the transaction remove conflicting packages (dnf's
     --allowerasing; EL7's yum has none), used with node_prep.remove_conflicting_packages."""
@@ -56,13 +54,13 @@ RELEASES: dict[int, Release] = {
     7: Release(
         el=7, package_manager="yum", conntrack_module="nf_conntrack_ipv4",
         sysconfig_modules_runner="initscripts", tools=("iproute", "conntrack-tools", "socat"),
-        selinux_disabled_by_config=True, sha1_signatures=True, cgroup=1, allow_erasing=None,
+        selinux_disabled_by_config=True, sha1_signatures=True, allow_erasing=None,
         base_repos=(BaseRepo("base", "CentOS-$releasever - Base", ""),),
     ),
     8: Release(
         el=8, package_manager="dnf", conntrack_module="nf_conntrack",
         sysconfig_modules_runner="initscripts", tools=("iproute-tc", "conntrack-tools", "socat"),
-        selinux_disabled_by_config=True, sha1_signatures=True, cgroup=1,
+        selinux_disabled_by_config=True, sha1_signatures=True,
         allow_erasing="--allowerasing",
         base_repos=(
             BaseRepo("baseos", "BaseOS", "BaseOS/$basearch/os/"),
@@ -74,7 +72,7 @@ RELEASES: dict[int, Release] = {
         # EL9's minimal install has no initscripts: nothing runs /etc/sysconfig/modules.
         el=9, package_manager="dnf", conntrack_module="nf_conntrack",
         sysconfig_modules_runner=None, tools=("iproute-tc", "conntrack-tools", "socat"),
-        selinux_disabled_by_config=False, sha1_signatures=False, cgroup=2,
+        selinux_disabled_by_config=False, sha1_signatures=False,
         allow_erasing="--allowerasing",
         base_repos=(
             BaseRepo("baseos", "BaseOS", "BaseOS/$basearch/os/"),

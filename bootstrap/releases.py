@@ -12,11 +12,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .models import Inventory, Repo
 
-ALIYUN_LEGACY = "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"
-ALIYUN_PER_MINOR = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/"
-"""pkgs.k8s.io's layout, one repo per minor, as Aliyun mirrors it; its key is
-``repodata/repomd.xml.key`` (kubernetes.io blog 2023-08-15 "pkgs.k8s.io: Introducing
-Kubernetes Community-Owned Package Repositories")."""
 MINOR = "{minor}"
 """The placeholder an inventory's own kubernetes baseurl may use for the minor (``1.28``)."""
 
@@ -38,10 +33,6 @@ class Minor:
     layout: str
     """Package repo layout: "legacy" (the frozen kubernetes-el7 repo, which Aliyun's copy
     carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
-
-    @property
-    def docker_allowed(self) -> bool:
-        return self.runtime == "docker"
 
 
 def _row(minor: str, pause: str) -> Minor:
@@ -97,15 +88,6 @@ def release(version: str) -> Minor:
         raise UnknownRelease(f"Kubernetes {version} is not a release this toolkit knows "
                              f"(it knows {known})")
     return row
-
-
-def kubernetes_baseurl(version: str, baseurl: str | None = None) -> str:
-    """The kubernetes repo URL for a version: the inventory's own (its ``{minor}`` filled in),
-    else Aliyun's legacy repo below 1.24 and its per-minor repo from 1.24."""
-    row = release(version)
-    if baseurl:
-        return baseurl.replace(MINOR, row.minor)
-    return ALIYUN_LEGACY if row.layout == "legacy" else ALIYUN_PER_MINOR.format(minor=row.minor)
 
 
 def pause_image(version: str, image_repository: str) -> str:

@@ -36,29 +36,12 @@ def test_pause_image_by_release(version, pause):
         f"registry.aliyuncs.com/google_containers/pause:{pause}")
 
 
-@pytest.mark.parametrize(("version", "own", "url"), [
-    # the frozen legacy layout below 1.24 (Aliyun's copy of kubernetes-el7)
-    ("1.20.10", None, "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"),
-    ("1.23.17", None, "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"),
-    # pkgs.k8s.io's per-minor layout from 1.24 (kubernetes.io blog 2023-08-15), as Aliyun mirrors it
-    ("1.24.0", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.24/rpm/"),
-    ("1.28.2", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.28/rpm/"),
-    ("1.30.1", None, "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.30/rpm/"),
-    # an inventory's own URL, with the minor as a placeholder
-    ("1.29.3", "http://mirror.internal/k8s/v{minor}/rpm/", "http://mirror.internal/k8s/v1.29/rpm/"),
-    ("1.29.3", "http://mirror.internal/k8s/", "http://mirror.internal/k8s/"),
-])
-def test_kubernetes_repo_url_by_release(version, own, url):
-    assert R.kubernetes_baseurl(version, own) == url
-
-
 @pytest.mark.parametrize(("version", "runtime"), [
     ("1.20.10", "docker"), ("1.23.17", "docker"),  # dockershim until 1.23
     ("1.24.0", "containerd"), ("1.30.0", "containerd"),  # removed in 1.24 (CHANGELOG-1.24)
 ])
 def test_default_runtime_by_release(version, runtime):
     assert R.release(version).runtime == runtime
-    assert R.release(version).docker_allowed == (runtime == "docker")
 
 
 def test_an_unknown_release_is_a_named_error():

@@ -223,7 +223,7 @@ def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:
 
 def _runtime_unit(t: Target) -> F.Fact:
     """The container runtime's unit (docker or containerd: runtimes.RUNTIMES)."""
-    return F.unit(runtimes.of(t.inv).name)
+    return F.unit(runtimes.of(t.inv).unit)
 
 
 def images_phase(done: Callable[[set[str]], bool]) -> Phase:

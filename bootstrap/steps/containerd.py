@@ -41,13 +41,8 @@ def plan(t: Target, facts: F.Facts) -> Plan:
                                  ("--setopt=obsoletes=0",), "containerd is not installed"))
     changed = [path for path, content in files(t).items()
                if p.write(path, content, facts[f"file:{path}"])]
-    unit = facts[f"unit:{UNIT}"]
-    if not unit["enabled"]:
-        p.run(f"systemctl enable {UNIT}", "containerd is not enabled")
-    if not unit["active"]:
-        p.run(f"systemctl start {UNIT}", "containerd is not running")
-    elif changed:
-        p.run(f"systemctl restart {UNIT}", f"{', '.join(changed)} changed")
+    p.service(UNIT, facts[f"unit:{UNIT}"], "containerd",
+              f"{', '.join(changed)} changed" if changed else "")
     return p
 
 

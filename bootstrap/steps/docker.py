@@ -117,10 +117,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
         return p
     changed = p.write(DAEMON, content, before)
     unit = facts[f"unit:{UNIT}"]
-    if not unit["enabled"]:
-        p.run(f"systemctl enable {UNIT}", "docker is not enabled")
-    if not unit["active"]:
-        p.run(f"systemctl start {UNIT}", "docker is not running")
+    p.service(UNIT, unit, "docker")  # its restart has its own reasons, below
     driver, running = facts[INFO.name] or (None, 0)
     if unit["active"] and (changed or driver != t.inv.cluster.cgroup_driver):
         p.run(

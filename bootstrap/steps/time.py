@@ -23,13 +23,7 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     if t.inv.node_prep.ntp_servers:
         conf = render("etc/chrony.conf.j2", servers=t.inv.node_prep.ntp_servers)
         changed = p.write(CONF, conf, facts[f"file:{CONF}"])
-    unit = facts[f"unit:{UNIT}"]
-    if not unit["enabled"]:
-        p.run(f"systemctl enable {UNIT}", "chronyd is not enabled")
-    if not unit["active"]:
-        p.run(f"systemctl start {UNIT}", "chronyd is not running")
-    elif changed:
-        p.run(f"systemctl restart {UNIT}", "chrony.conf changed")
+    p.service(UNIT, facts[f"unit:{UNIT}"], "chronyd", "chrony.conf changed" if changed else "")
     return p
 
 
