@@ -137,14 +137,17 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 @task(help={"nodes": "number of lab nodes (default 3)",
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
-            "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own"})
-def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8") -> None:
+            "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own",
+            "kubernetes": "Kubernetes version (default 1.20.10, the seed's); 1.24 and later "
+                          "run on containerd"})
+def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
+         kubernetes: str = "") -> None:
     """Run the toolkit against a lab of simulated nodes on this machine (no VMs): by default the
     seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
     from lab import demo as lab_demo
 
     try:
-        code = lab_demo.run(nodes, keep, os=os)
+        code = lab_demo.run(nodes, keep, os=os, kubernetes=kubernetes or None)
     except (BootstrapError, RuntimeError) as exc:
         raise Exit(f"demo: {exc}", code=getattr(exc, "exit_code", 1)) from None
     if code:

@@ -113,9 +113,10 @@ def side(code: Path, n: int, flavour: str = "el7") -> dict:
         return int(any(isinstance(r, BaseException) for r in results.values()))
 
     from lab import demo
+    from lab.inventory import pin
 
     the_lab = Lab.up(n, log=lambda msg: None, os=flavour)
-    demo._pin(str(the_lab.inventory_path), demo.DOCKER[flavour])
+    pin(the_lab.inventory_path, None, docker=demo.DOCKER[flavour])
     if code.resolve() != ROOT:  # an older toolkit may not know `registries` (its old key)
         path = the_lab.inventory_path
         path.write_text(path.read_text().replace("registries: {}\n",

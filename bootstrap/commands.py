@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import releases
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import UsageError
@@ -76,6 +77,7 @@ def _runner(
     inv: Inventory, reporter: Reporter, opts: CommonOptions, command: str,
     prompt: Callable[[str], str] | None, interrupt: Interrupt, changes: bool = True,
 ) -> Runner:
+    reporter.print(f"{inv.path}: {releases.summary(inv)}")
     for note in inv.notes:  # an old inventory key and its new name
         reporter.print(f"{inv.path}: note: {note}")
     info = RunInfo.new(command, changes=changes and not opts.dry_run,

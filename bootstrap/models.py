@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 ALIYUN_DOCKER_CE = "https://mirrors.aliyun.com/docker-ce/linux/centos"
 ALIYUN_KUBERNETES = "https://mirrors.aliyun.com/kubernetes/yum"
+ALIYUN_KUBERNETES_NEW = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/"
+"""pkgs.k8s.io's layout, one repo per minor, as Aliyun mirrors it; signed by
+``repodata/repomd.xml.key`` (kubernetes.io blog 2023-08-15 "pkgs.k8s.io: Introducing Kubernetes
+Community-Owned Package Repositories"). ``{minor}`` is filled in per release."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,14 @@ DEFAULT_KUBERNETES = Repo(
     repo_gpgcheck=True,
     gpgkey=(f"{ALIYUN_KUBERNETES}/doc/yum-key.gpg", f"{ALIYUN_KUBERNETES}/doc/rpm-package-key.gpg"),
 )
+DEFAULT_KUBERNETES_PER_MINOR = Repo(
+    baseurl=ALIYUN_KUBERNETES_NEW,
+    gpgcheck=True,
+    repo_gpgcheck=False,
+    gpgkey=(f"{ALIYUN_KUBERNETES_NEW}repodata/repomd.xml.key",),
+)
+KUBERNETES_REPOS = {"legacy": DEFAULT_KUBERNETES, "per-minor": DEFAULT_KUBERNETES_PER_MINOR}
+"""repos.kubernetes's default by the release's layout (releases.Minor.layout)."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ class Minor:
     layout: str
     """Package repo layout: "legacy" (the frozen kubernetes-el7 repo, which Aliyun's copy
     carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
+    flannel: str
+    """The default flannel release (network.flannel_version): v0.14.0 below 1.24, the one of the
+    seed's era; from 1.24 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
+    publishes now (its README "Deploying flannel manually"; kube-flannel.yml of v0.26.4)."""
 
 
 def _row(minor: str, pause: str) -> Minor:
@@ -43,6 +47,7 @@ def _row(minor: str, pause: str) -> Minor:
         pause=pause,
         runtime="docker" if n < 24 else "containerd",
         layout="legacy" if n < 24 else "per-minor",
+        flannel="v0.14.0" if n < 24 else "v0.26.4",
     )
 
 
@@ -102,3 +107,17 @@ def kubernetes_repo(inv: Inventory) -> Repo:
     minor = release(inv.cluster.kubernetes_version).minor
     return replace(repo, baseurl=repo.baseurl.replace(MINOR, minor),
                    gpgkey=tuple(k.replace(MINOR, minor) for k in repo.gpgkey))
+
+
+def summary(inv: Inventory) -> str:
+    """What the release chose, for the top of every command's output: the version, the runtime
+    (and why), where the packages come from."""
+    cluster = inv.cluster
+    why = ("cluster.container_runtime" if cluster.container_runtime
+           else f"the default for {minor_of(cluster.kubernetes_version)}")
+    try:
+        repo = kubernetes_repo(inv).baseurl
+    except UnknownRelease:
+        repo = inv.repos.kubernetes.baseurl
+    return (f"Kubernetes {cluster.kubernetes_version}, container runtime: {cluster.runtime} "
+            f"({why}), packages from {repo}")

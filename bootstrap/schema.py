@@ -9,9 +9,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from . import releases
 from .errors import InventoryError
 from .models import (
     DEFAULT_REGISTRIES,
+    KUBERNETES_REPOS,
     SSH,
     Cluster,
     Containerd,
@@ -37,8 +39,9 @@ _URL = re.compile(r"^(https?|file)://[^\s]+\Z")
 _IMAGE_REPO = re.compile(r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-# kubeadm with the docker runtime: v1beta2 configs exist from 1.15; dockershim is gone in 1.24.
-MIN_K8S, MAX_K8S = (1, 15), (1, 23)
+# kubeadm config v1beta2 exists from 1.15; releases.MINORS knows the rest. Docker (dockershim)
+# only below 1.24 (_runtime), containerd for any of them.
+MIN_K8S, MAX_K8S = (1, 15), (1, 30)
 
 Problems = list[tuple[tuple, str]]
 
@@ -224,9 +227,8 @@ def _k8s_version(value: Any) -> str:
     major, minor = int(m.group(1)), int(m.group(2))
     if not MIN_K8S <= (major, minor) <= MAX_K8S:
         raise ValueError(
-            f"is not supported: this toolkit installs Docker as the runtime, which kubeadm "
-            f"supports from {MIN_K8S[0]}.{MIN_K8S[1]} to {MAX_K8S[0]}.{MAX_K8S[1]} "
-            f"(dockershim was removed in 1.24)"
+            f"is not supported: this toolkit installs Kubernetes {MIN_K8S[0]}.{MIN_K8S[1]} to "
+            f"{MAX_K8S[0]}.{MAX_K8S[1]}"
         )
     return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
 
@@ -522,8 +524,9 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     containerd = Containerd(**containerd_fields)
     registries = Registries(tuple((k, tuple(v)) for k, v in mirrors.items()))
     _runtime(ctx, cluster)
-    network = Network(**_section(ctx, data.get("network"), ("network",), NETWORK))
-    repos = _repos(ctx, data.get("repos"))
+    network = Network(**{"flannel_version": _flannel_default(cluster),
+                         **_section(ctx, data.get("network"), ("network",), NETWORK)})
+    repos = _repos(ctx, data.get("repos"), cluster)
     indexed = _nodes(ctx, data.get("nodes"))
     _cross_checks(ctx, indexed, cluster)
     nodes = [n for _, n in indexed]
@@ -587,24 +590,27 @@ def _registries(ctx: _Ctx, data: Any) -> dict[str, list[str]] | None:
 
 
 def _runtime(ctx: _Ctx, cluster: Cluster) -> None:
-    """The runtime against the release: docker only below 1.24; containerd is not yet one this
-    toolkit installs."""
-    if cluster.container_runtime == "containerd":
-        ctx.add(("cluster", "container_runtime"),
-                "'containerd' is not a runtime this version of the toolkit installs yet: "
-                "docker is, for Kubernetes 1.15 to 1.23")
+    """The runtime against the release: docker only below 1.24 (dockershim was removed in
+    1.24); containerd for every release."""
+    if cluster.container_runtime != "docker" or cluster.version_tuple[:2] < (1, 24):
+        return
+    ctx.add(("cluster", "container_runtime"),
+            f"'docker' cannot run Kubernetes {cluster.kubernetes_version}: kubeadm's dockershim "
+            "was removed in 1.24. Use container_runtime: containerd (or leave it out: the "
+            "release's default), or a release below 1.24")
 
 
-def _repos(ctx: _Ctx, data: Any) -> Repos:
+def _repos(ctx: _Ctx, data: Any, cluster: Cluster) -> Repos:
+    """The repos; repos.kubernetes defaults to the release's layout (releases.py)."""
+    defaults = Repos(kubernetes=_kubernetes_default(cluster))
     if data is None:
-        return Repos()
+        return defaults
     if not isinstance(data, dict):
         ctx.add(("repos",), "must be a mapping with base, docker_ce, kubernetes")
-        return Repos()
+        return defaults
     for key in data:
         if key not in REPO_NAMES:
             _unknown(ctx, ("repos",), key, REPO_NAMES)
-    defaults = Repos()
     found = {
         key: _repo(ctx, data.get(key), ("repos", key), getattr(defaults, key)) for key in REPO_NAMES
     }
@@ -613,6 +619,24 @@ def _repos(ctx: _Ctx, data: Any) -> Repos:
         docker_ce=found["docker_ce"] or defaults.docker_ce,
         kubernetes=found["kubernetes"] or defaults.kubernetes,
     )
+
+
+def _flannel_default(cluster: Cluster) -> str:
+    """network.flannel_version's default: the release's (releases.Minor.flannel)."""
+    try:
+        return releases.release(cluster.kubernetes_version).flannel
+    except releases.UnknownRelease:
+        return Network.flannel_version
+
+
+def _kubernetes_default(cluster: Cluster) -> Repo:
+    """Aliyun's legacy kubernetes-el7 repo below 1.24; from 1.24 its copy of pkgs.k8s.io's
+    per-minor repo (models.KUBERNETES_REPOS by releases.Minor.layout)."""
+    try:
+        layout = releases.release(cluster.kubernetes_version).layout
+    except releases.UnknownRelease:
+        layout = "legacy"
+    return KUBERNETES_REPOS[layout]
 
 
 def _format(name: str, loc: Any, path: tuple, message: str) -> str:

@@ -3,11 +3,10 @@ seed's own system: CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
 
 from __future__ import annotations
 
-import yaml
-
 from bootstrap import commands, journal
 from bootstrap.commands import CommonOptions
 from lab.cluster import Lab, LabError
+from lab.inventory import pin
 
 # What the demo pins per flavour: the seed's header versions (Docker 20.10.8 on CentOS 8,
 # Kubernetes 1.20.10), or the Docker 20.10 the release's docker-ce repo has. The inventory's
@@ -17,19 +16,8 @@ NAMES = {"el7": "CentOS 7", "el8": "CentOS 8", "el9": "Rocky 9"}
 DEFAULT_OS = "el8"
 
 
-def _pin(path: str, docker: str | None) -> None:
-    """Pin docker.version in the lab's inventory (a plain YAML file)."""
-    if docker is None:
-        return
-    with open(path) as f:
-        data = yaml.safe_load(f)
-    data.setdefault("docker", {})["version"] = docker
-    with open(path, "w") as f:
-        f.write("# lab inventory, docker.version pinned by `invoke demo`\n")
-        yaml.safe_dump(data, f, sort_keys=False)
-
-
-def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS) -> int:
+def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS,
+        kubernetes: str | None = None) -> int:
     """Bring up the default lab, run every cluster command that exists, tear down unless keep."""
     if os not in DOCKER:
         raise LabError(f"--os {os!r}: choose one of {', '.join(DOCKER)}")
@@ -44,8 +32,10 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
     code = 1
     try:
         inventory = str(lab.inventory_path)
-        _pin(inventory, DOCKER[os])
-        docker = f", Docker {DOCKER[os]}" if DOCKER[os] else ""
+        modern = bool(kubernetes) and int(kubernetes.split(".")[1]) >= 24
+        pin(inventory, lab.mirror_url, kubernetes, docker=None if modern else DOCKER[os])
+        docker = (f", Kubernetes {kubernetes}, containerd" if modern
+                  else f", Docker {DOCKER[os]}" if DOCKER[os] else "")
         print(f"demo: {nodes} simulated {NAMES[os]} nodes ({os}{docker}) are up; "
               f"inventory: {inventory}\n")
         print("demo: invoke prepare-nodes (preflight checks, then every node-preparation step)")

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 import lab
 
 if TYPE_CHECKING:
@@ -55,3 +57,28 @@ def write(path: Path, the_lab: Lab, user: str = "lab") -> Path:
     """Write the inventory to `path`."""
     path.write_text(render(the_lab, user))
     return path
+
+
+def pin(path: Path | str, mirror: str | None, kubernetes: str | None = None,
+        docker: str | None = None, runtime: str | None = None,
+        containerd: str | None = None) -> None:
+    """Pin versions in a lab inventory, as a user would in theirs: cluster.kubernetes_version,
+    cluster.container_runtime, docker.version, containerd.version. From 1.24 repos.kubernetes
+    points at the lab mirror's per-minor repos (``{minor}`` filled in by the toolkit)."""
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    cluster = data.setdefault("cluster", {})
+    if kubernetes:
+        cluster["kubernetes_version"] = kubernetes
+    if runtime:
+        cluster["container_runtime"] = runtime
+    if docker:
+        data.setdefault("docker", {})["version"] = docker
+    if containerd:
+        data.setdefault("containerd", {})["version"] = containerd
+    if mirror and kubernetes and int(kubernetes.split(".")[1]) >= 24:
+        data.setdefault("repos", {})["kubernetes"] = {
+            "baseurl": mirror + "kubernetes-new/core/stable/v{minor}/rpm/", "gpgcheck": False}
+    with open(path, "w") as f:
+        f.write("# lab inventory, versions pinned\n")
+        yaml.safe_dump(data, f, sort_keys=False)

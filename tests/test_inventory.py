@@ -170,9 +170,18 @@ REJECTIONS = [
     ),
     (
         "unsupported-version",
-        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.26.0"),
+        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.31.0"),
         3,
-        "cluster.kubernetes_version: '1.26.0' is not supported",
+        "cluster.kubernetes_version: '1.31.0' is not supported: this toolkit installs "
+        "Kubernetes 1.15 to 1.30",
+    ),
+    (
+        "docker-with-1.28",
+        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.28.2\n"
+                     "  container_runtime: docker"),
+        4,
+        "cluster.container_runtime: 'docker' cannot run Kubernetes 1.28.2: kubeadm's "
+        "dockershim was removed in 1.24",
     ),
     (
         "bad-docker-version",
@@ -340,8 +349,23 @@ def test_an_old_key_and_its_new_one_set_differently_is_an_error():
     assert "moved to cluster.cgroup_driver, which is also set" in str(exc.value)
 
 
+def test_the_runtime_and_the_kubernetes_repo_follow_the_release():
+    old = load_text(NODES)
+    assert old.cluster.runtime == "docker"
+    assert "kubernetes-el7-x86_64" in old.repos.kubernetes.baseurl
+    new = load_text("cluster: {kubernetes_version: '1.28.2'}\n" + NODES)
+    assert new.cluster.runtime == "containerd"
+    assert new.repos.kubernetes.baseurl == (
+        "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/")
+    assert new.repos.kubernetes.gpgkey == (
+        "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/repodata/"
+        "repomd.xml.key",)
+    assert load_text("cluster: {container_runtime: containerd}\n" + NODES).cluster.runtime == (
+        "containerd")  # containerd also runs 1.20-1.23
+
+
 @pytest.mark.parametrize(("text", "says"), [
-    ("cluster: {container_runtime: containerd}", "not a runtime this version of the toolkit"),
+    ("cluster: {kubernetes_version: '1.24.0', container_runtime: docker}", "dockershim"),
     ("cluster: {container_runtime: cri-o}", "cluster.container_runtime"),
     ("registries: [docker.io]", "must map registry hosts"),
     ("registries: {'not a host': ['https://m.example']}", "is not a registry host"),

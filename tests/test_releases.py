@@ -71,3 +71,45 @@ def test_an_inventory_kubernetes_repo_may_name_the_minor():
     assert "gpgkey=http://mirror.internal/core/stable/v1.22/rpm/repodata/repomd.xml.key" in text
     assert "baseurl=http://mirror.internal/core/stable/v1.22/rpm/" in checks.packages_command(
         inv, mirror_node=True)  # preflight lists the same repo
+
+
+@pytest.mark.parametrize(("version", "baseurl", "key"), [
+    # legacy: Aliyun's copy of packages.cloud.google.com kubernetes-el7-x86_64 (seed 004)
+    ("1.20.10", "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/",
+     "https://mirrors.aliyun.com/kubernetes/yum/doc/yum-key.gpg"),
+    ("1.23.17", "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/",
+     "https://mirrors.aliyun.com/kubernetes/yum/doc/yum-key.gpg"),
+    # per-minor from 1.24: pkgs.k8s.io's core/stable/v1.NN/rpm/ with repodata/repomd.xml.key
+    # (kubernetes.io blog 2023-08-15), as Aliyun's kubernetes-new mirrors it
+    ("1.24.0", "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.24/rpm/",
+     "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.24/rpm/repodata/repomd.xml.key"),
+    ("1.30.1", "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.30/rpm/",
+     "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.30/rpm/repodata/repomd.xml.key"),
+])
+def test_the_default_kubernetes_repo_by_release(version, baseurl, key):
+    from bootstrap.inventory import load_text
+
+    inv = load_text(f"cluster: {{kubernetes_version: '{version}'}}\n"
+                    "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    repo = R.kubernetes_repo(inv)
+    assert repo.baseurl == baseurl
+    assert repo.gpgkey[0] == key
+
+
+@pytest.mark.parametrize(("version", "flannel"), [
+    ("1.20.10", "v0.14.0"),  # the seed's era (kube-flannel.yml of 2021)
+    ("1.23.17", "v0.14.0"),
+    ("1.24.0", "v0.26.4"),   # the first flannel on ghcr.io/flannel-io (its kube-flannel.yml)
+    ("1.30.1", "v0.26.4"),
+])
+def test_the_default_flannel_by_release(version, flannel):
+    from bootstrap.inventory import load_text
+
+    inv = load_text(f"cluster: {{kubernetes_version: '{version}'}}\n"
+                    "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    assert R.release(version).flannel == flannel
+    assert inv.network.flannel_version == flannel
+    pinned = load_text(f"cluster: {{kubernetes_version: '{version}'}}\n"
+                       "network: {flannel_version: v0.22.0}\n"
+                       "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    assert pinned.network.flannel_version == "v0.22.0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lab import demo
+from lab.inventory import pin
 
 from . import (
     assert_noop_rerun,
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.lab
 def flavour_lab(request, tmp_path_factory):
     """A 3-node lab of one flavour, docker pinned as the demo pins it, before any run."""
     with module_lab(3, os=request.param) as the_lab:
-        demo._pin(str(the_lab.inventory_path), demo.DOCKER[request.param])
+        pin(the_lab.inventory_path, None, docker=demo.DOCKER[request.param])
         yield the_lab, tmp_path_factory.mktemp(f"flavour-{request.param}")
 
 
@@ -67,7 +68,7 @@ def test_dry_run_then_prepare_then_noop_then_reboot(flavour_lab):
 def podman_lab():
     """One el8 node with podman, buildah, runc and podman-docker installed."""
     with module_lab(1, os="el8", podman=True) as the_lab:
-        demo._pin(str(the_lab.inventory_path), demo.DOCKER["el8"])
+        pin(the_lab.inventory_path, None, docker=demo.DOCKER["el8"])
         yield the_lab
 
 
