@@ -329,6 +329,14 @@ def _mirror(inv: Inventory, name: str, rc: int, out: str) -> list[Finding]:
         return []
     if rc != 0:
         excerpt = " | ".join(ln.strip() for ln in out.strip().splitlines()[-3:])
+        if "repo 'check-kubernetes'" in out:
+            version = inv.cluster.kubernetes_version
+            url = releases.kubernetes_repo(inv).baseurl
+            return [Finding(
+                "PackageVersions", ERROR, name,
+                f"repos.kubernetes {url} cannot be read, so Kubernetes {version} cannot be "
+                f"installed from it: pick a version whose repo the mirror carries, or point "
+                f"repos.kubernetes.baseurl at one that does ({excerpt})")]
         return [
             Finding(
                 "PackageVersions",
