@@ -7,11 +7,16 @@ figure (wall time / workers) to show that joins run in parallel rather than one 
 a 2-core machine, so absolute times say more about the lab than about real nodes; compare
 ratios within one run.
 
-Usage: python benchmarks/cluster.py [N ...]   (as root; default 3 10)
+Paths (``--paths``, default both): ``docker`` is the seed's (el8, Docker 20.10.8, Kubernetes
+1.20.10, as `invoke demo`); ``containerd`` is el9 with containerd.io 1.7.27 and Kubernetes 1.30.1
+from the per-minor repo. Their rows are printed side by side with the ratio containerd/docker.
+
+Usage: python benchmarks/cluster.py [N ...] [--paths docker,containerd]   (as root; default 3 10)
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import sys
 import time
@@ -22,7 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bootstrap import commands
 from bootstrap.commands import CommonOptions
 from bootstrap.report import Reporter
+from lab import demo
 from lab.cluster import Lab
+from lab.inventory import pin
+
+# path -> (flavour, how its inventory is pinned)
+PATHS = {
+    "docker": ("el8", {"docker": demo.DOCKER["el8"]}),
+    "containerd": ("el9", {"kubernetes": "1.30.1", "runtime": "containerd",
+                           "containerd": "1.7.27"}),
+}
 
 
 def timed(fn, inventory: str, **opts) -> tuple[float, int]:
@@ -32,24 +46,48 @@ def timed(fn, inventory: str, **opts) -> tuple[float, int]:
     return time.monotonic() - started, rc
 
 
-def main(sizes: list[int]) -> None:
-    print(f"{'nodes':>5} {'command':<22} {'wall s':>8} {'rc':>3}  note")
+def measure(n: int, path: str) -> list[tuple[str, float, int, str]]:
+    """The commands' figures on a fresh lab of ``n`` nodes on one path."""
+    flavour, pins = PATHS[path]
+    lab = Lab.up(n, os=flavour, log=lambda msg: None)
+    try:
+        pin(lab.inventory_path, lab.mirror_url, **pins)
+        inv = str(lab.inventory_path)
+        rows = [("prepare-nodes", *timed(commands.prepare_nodes, inv), "")]
+        rows.append(("prepare-nodes (no-op)", *timed(commands.prepare_nodes, inv), ""))
+        rows.append(("init-master", *timed(commands.init_master, inv), ""))
+        wall, rc = timed(commands.join_workers, inv)
+        rows.append(("join-workers", wall, rc, f"{wall / max(1, n - 1):.2f} s per worker"))
+        rows.append(("join-workers (no-op)", *timed(commands.join_workers, inv), ""))
+        rows.append(("reset", *timed(commands.reset, inv, yes=True), ""))
+        rows.append(("reset (no-op)", *timed(commands.reset, inv, yes=True), ""))
+        return rows
+    finally:
+        lab.down()
+
+
+def main(sizes: list[int], paths: list[str]) -> None:
+    head = "".join(f" {p + ' s':>14} {'rc':>3}" for p in paths)
+    ratio = len(paths) == 2
+    print(f"{'nodes':>5} {'command':<22}{head}{'  ratio' if ratio else ''}  note")
     for n in sizes:
-        lab = Lab.up(n, log=lambda msg: None)
-        try:
-            inv = str(lab.inventory_path)
-            rows = [("prepare-nodes", *timed(commands.prepare_nodes, inv), "")]
-            rows.append(("init-master", *timed(commands.init_master, inv), ""))
-            wall, rc = timed(commands.join_workers, inv)
-            rows.append(("join-workers", wall, rc, f"{wall / max(1, n - 1):.2f} s per worker"))
-            rows.append(("join-workers (no-op)", *timed(commands.join_workers, inv), ""))
-            rows.append(("reset", *timed(commands.reset, inv, yes=True), ""))
-            rows.append(("reset (no-op)", *timed(commands.reset, inv, yes=True), ""))
-        finally:
-            lab.down()
-        for name, wall, rc, note in rows:
-            print(f"{n:>5} {name:<22} {wall:>8.2f} {rc:>3}  {note}")
+        results = {p: measure(n, p) for p in paths}
+        for i, (name, *_rest) in enumerate(results[paths[0]]):
+            cells = "".join(f" {results[p][i][1]:>14.2f} {results[p][i][2]:>3}" for p in paths)
+            r = (f"  {results[paths[1]][i][1] / max(results[paths[0]][i][1], 1e-6):>5.2f}"
+                 if ratio else "")
+            note = next((results[p][i][3] for p in paths if results[p][i][3]), "")
+            print(f"{n:>5} {name:<22}{cells}{r}  {note}")
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [3, 10])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[3, 10])
+    parser.add_argument("--paths", default="docker,containerd",
+                        help="comma-separated: " + ", ".join(PATHS))
+    args = parser.parse_args()
+    chosen = [p for p in args.paths.split(",") if p]
+    for p in chosen:
+        if p not in PATHS:
+            parser.error(f"--paths: {p!r} is not one of {', '.join(PATHS)}")
+    main(args.sizes, chosen)
