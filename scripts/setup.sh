@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import fabric, invoke, jinja2, yaml, pytest, pytest_timeout, hypothesis' 2>/dev/null \
+if ! .venv/bin/python -c 'import fabric, invoke, jinja2, yaml, pytest, pytest_timeout, hypothesis, kubernetes_validate' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch .venv/.installed
