@@ -216,6 +216,16 @@ def _el9() -> list[Pkg]:
                           "iptables", "tar", "xz"))
 
 
+LEGACY_K8S = ("1.20.10", "1.21.0", "1.22.17", "1.23.17")
+"""kubelet/kubeadm/kubectl versions of the legacy el7 repo (release `0`). Their Requires are the
+kubepkg era's (kubernetes/release pkg/kubepkg: minimumKubernetesVersion 1.13.0, MinimumCNIVersion
+0.8.6, CurrentCNIVersion 0.8.7 for the kubelet, minimumCRIToolsVersion = 1.13.0), which built
+every 1.2x package before krel's metadata.yaml (its first kubeadm entry is ">= 1.24.0": cri-tools
+>= 1.23.0, kubelet/kubectl >= 1.19.0). cri-tools 1.23.0 is the one released with 1.23.
+unconfirmed: the repo listing itself (gone with packages.cloud.google.com); the later cri-tools
+(1.24.2 ... 1.26.0) and kubernetes-cni (1.1.1, 1.2.0) builds it also carried are not served."""
+
+
 def _pkgs() -> list[Pkg]:
     b, d, k = "base", "docker-ce", "kubernetes"
     docker_req = (
@@ -335,10 +345,11 @@ def _pkgs() -> list[Pkg]:
         # kubernetes (packages.cloud.google.com/yum/repos/kubernetes-el7-x86_64)
         Pkg("cri-tools", "1.13.0", "0", k),
         Pkg("cri-tools", "1.19.0", "0", k),
+        Pkg("cri-tools", "1.23.0", "0", k),
         Pkg("kubernetes-cni", "0.8.7", "0", k),
         *[
             Pkg(n, v, "0", k, requires=r)
-            for v in ("1.20.10", "1.21.0", "1.22.17")
+            for v in LEGACY_K8S
             for n, r in (("kubectl", ()), ("kubelet", kubelet_req), ("kubeadm", kubeadm_req))
         ],
     ]

@@ -89,7 +89,7 @@ def test_served_on_loopback_with_three_repos(mirror):
 def test_declared_versions():
     by = {(p.name, p.version) for p in PACKAGES}
     for k in ("kubelet", "kubeadm", "kubectl"):
-        assert {(k, "1.20.10"), (k, "1.21.0"), (k, "1.22.17")} <= by
+        assert {(k, "1.20.10"), (k, "1.21.0"), (k, "1.22.17"), (k, "1.23.17")} <= by
     assert {
         ("docker-ce", "19.03.15"),
         ("docker-ce", "20.10.9"),
@@ -159,4 +159,4 @@ def test_only_kubeadm_pinned_pulls_newer_kubelet(mirror, tmp_path):
     assert dnf(root, url, "install", "base-system").returncode == 0
     assert dnf(root, url, "install", "kubeadm-1.20.10").returncode == 0
     got = installed(root)
-    assert got["kubeadm"] == "1.20.10-0" and got["kubelet"] == "1.22.17-0"  # the newest
+    assert got["kubeadm"] == "1.20.10-0" and got["kubelet"] == "1.23.17-0"  # the newest
