@@ -152,8 +152,10 @@ def test_crictl(lab):
               "sudo -n tee /etc/crictl.yaml >/dev/null")
     r = run(node, "sudo -n crictl info")
     assert r.returncode == 1 and "default endpoints" not in r.stderr
-    assert ('validate service connection: validate CRI v1 runtime API for endpoint '
-            f'"unix:///run/containerd/containerd.sock": {UNAVAILABLE}') in r.stderr, r.stderr
+    # not a terminal: logrus' key=value form, the message quoted
+    assert ('level=fatal msg="validate service connection: validate CRI v1 runtime API for '
+            f'endpoint \\"unix:///run/containerd/containerd.sock\\": {UNAVAILABLE}"\n') \
+        in r.stderr, r.stderr
     # a v2 config with cri on: crictl info shows the loaded values
     run(node, f"printf %s {shlex.quote(V2)} | sudo -n tee /etc/containerd/config.toml >/dev/null;"
               " sudo -n systemctl restart containerd")

@@ -92,12 +92,20 @@ def sandbox_image(endpoint: str) -> str | None:
     return (snap or {}).get("sandbox_image")
 
 
-def pull(endpoint: str, image: str) -> tuple[int, str]:
-    """`crictl -r ENDPOINT inspecti IMAGE || crictl -r ENDPOINT pull IMAGE` (kubeadm's
-    ImageExists/PullImage); without a crictl on the node every image counts as present."""
+PULL_RETRY = 5  # cmd/kubeadm/app/constants PullImageRetry
+
+
+def pull(endpoint: str, image: str, if_missing: bool = True) -> tuple[int, str]:
+    """kubeadm 1.23-1.30 util/runtime CRIRuntime: ImageExists is `crictl -r ENDPOINT inspecti
+    IMAGE` (preflight's ImagePullCheck asks it first; `config images pull` does not), PullImage
+    runs `crictl -r ENDPOINT pull IMAGE` up to PullImageRetry times and keeps the last combined
+    output. Without a crictl on the node every image counts as present."""
     if not os.access(CRICTL, os.X_OK):
         return 0, ""
-    if run(CRICTL, "-r", endpoint, "inspecti", image).returncode == 0:
+    if if_missing and run(CRICTL, "-r", endpoint, "inspecti", image).returncode == 0:
         return 0, ""
-    res = run(CRICTL, "-r", endpoint, "pull", image)
+    for _ in range(PULL_RETRY):
+        res = run(CRICTL, "-r", endpoint, "pull", image)
+        if res.returncode == 0:
+            return 0, ""
     return res.returncode, res.stdout + res.stderr
