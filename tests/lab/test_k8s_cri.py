@@ -1,15 +1,14 @@
 """kubeadm on containerd by release (issue #13, section 8): the config API versions 1.23, 1.28
 and 1.30 accept and refuse, criSocket / --cri-socket, the real [ERROR CRI] with containerd.io's
 shipped config and with containerd down, the docker socket refused from 1.24, and (1.27+) the
-sandbox image warning. One shared lab; kubelet/kubeadm/kubectl of each release are test-only
-RPMs of today's payloads (the mirror has no 1.23.x; rpm reports the version the stand-ins read).
+sandbox image warning. One shared lab; kubelet/kubeadm/kubectl of each release come from the
+lab mirror: 1.23.17 (and cri-tools 1.23.0) from the legacy kubernetes repo, 1.28.2 / 1.30.1 (with
+cri-tools 1.28.0 / 1.30.0) from the per-minor repos; the stand-ins read the installed version.
 """
 
 from __future__ import annotations
 
 import shlex
-import shutil
-from pathlib import Path
 
 import pytest
 from test_k8s_lab import root
@@ -40,22 +39,14 @@ def config(api: str, version: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab():
     with module_lab(1) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        work = tmp_path_factory.mktemp("rpms")
-        dest = the_lab.cluster_dir / "rpms"
-        dest.mkdir(exist_ok=True)
-        for v in RELEASES:
-            for name in ("kubelet", "kubeadm", "kubectl", "cri-tools"):
-                ver = v if name != "cri-tools" else ".".join(v.split(".")[:2]) + ".0"
-                pkg = mirror.Pkg(name, ver, "0", "kubernetes")
-                rpm = mirror._build_one(pkg, work / f"{name}-{v}", work / "out")
-                shutil.copy(rpm, dest / Path(rpm).name)
+        rids = ("base", "docker-ce", "kubernetes", *[mirror.k8s_repo(m) for m in mirror.K8S_MINORS])
         repo = "".join(
-            f"[{rid}]\nname={rid}\nbaseurl={the_lab.mirror_url}{rid}/\nenabled=1\ngpgcheck=0\n\n"
-            for rid in ("base", "docker-ce", "kubernetes"))
+            f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl={the_lab.mirror_url}{rid}/\n"
+            "enabled=1\ngpgcheck=0\n\n" for rid in rids)
         node = the_lab.nodes[0]
         r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
                  "yum install -y -q containerd.io kubelet-1.22.17 kubeadm-1.22.17 "
@@ -67,12 +58,13 @@ def lab(tmp_path_factory):
 
 
 def use(lab, version: str) -> None:
-    """Switch the node's kubelet/kubeadm/kubectl (and cri-tools) to VERSION."""
-    r = root(lab, lab.nodes[0], "rpm -U --force --nodeps --oldpackage "
-             f"/var/lib/lab-cluster/rpms/*-{version}-0.x86_64.rpm "
-             f"/var/lib/lab-cluster/rpms/cri-tools-{'.'.join(version.split('.')[:2])}.0-0."
-             "x86_64.rpm && kubeadm version -o short")
-    assert r.stdout == f"v{version}\n", r.stderr
+    """Switch the node's kubelet/kubeadm/kubectl (and cri-tools) to VERSION from the mirror
+    (install what is older or missing, downgrade what is newer)."""
+    crictl = ".".join(version.split(".")[:2]) + ".0"
+    pkgs = f"kubelet-{version} kubeadm-{version} kubectl-{version} cri-tools-{crictl}"
+    r = root(lab, lab.nodes[0], f"yum install -y -q {pkgs} >/dev/null 2>&1; yum downgrade -y -q "
+             f"{pkgs} >/dev/null 2>&1; kubeadm version -o short && crictl --version")
+    assert r.stdout == f"v{version}\ncrictl version v{crictl}\n", r.stdout + r.stderr
 
 
 def containerd(lab, toml: str | None) -> None:
@@ -180,9 +172,6 @@ def test_kubelet_on_containerd(lab, version):
     use(lab, version)
     node = lab.nodes[0]
     m = int(version.split(".")[1])
-    (lab.cluster_dir / "registry").mkdir(exist_ok=True)
-    (lab.cluster_dir / "registry" / "catalogue.txt").write_text(
-        "docker.io/flannel/flannel-cni-plugin:v1.1.2\ndocker.io/flannel/flannel:v0.22.0\n")
     pause = f"{REPO}/pause:" + {23: "3.6", 28: "3.9", 30: "3.9"}[m]
     root(lab, node, "cat > /root/init.yaml", stdin=config("v1beta3", version))
     containerd(lab, V2.replace("registry.k8s.io/pause:3.6", pause))
@@ -199,6 +188,14 @@ def test_kubelet_on_containerd(lab, version):
     from test_k8s_lab import FLANNEL
 
     kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+    # kubeadm pulled its images through crictl (the lab registry has them all)
+    r = root(lab, node, "crictl images | awk 'NR > 1 {print $1 \":\" $2}'")
+    assert f"{REPO}/kube-apiserver:v{version}" in r.stdout.split(), r.stdout
+    # before the CNI: NotReady with containerd's own network condition (not dockershim's)
+    r = root(lab, node, f"{kubectl} describe node master1")
+    assert ("KubeletNotReady   container runtime network not ready: NetworkReady=false "
+            "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not "
+            "initialized") in r.stdout, r.stdout
     r = root(lab, node, f"{kubectl} apply -f - >/dev/null && {kubectl} get nodes -o wide",
              stdin=FLANNEL)
     assert r.returncode == 0, r.stderr
@@ -232,7 +229,8 @@ def test_kubelet_on_containerd(lab, version):
     r = root(lab, node, f"kubeadm reset -f --cri-socket {SOCK}")
     assert r.returncode == 0, r.stderr
     assert "cleanupnode.go:99] [reset] Failed to remove containers: output: " in r.stderr
-    assert "unknown service runtime.v1.RuntimeService" in r.stderr
+    api = "v1alpha2" if m < 24 else "v1"  # crictl 1.23 falls back to v1alpha2 (CRI off: neither)
+    assert f"unknown service runtime.{api}.RuntimeService" in r.stderr, r.stderr
     if m >= 24:  # 1.23 lists it only when it exists
         assert "/var/lib/dockershim" not in r.stdout, r.stdout
     containerd(lab, V2)

@@ -27,6 +27,7 @@ FACTS = f"{ROOT}/nodes"
 KUBELET_DIR = "/var/lib/kubelet"
 KUBELET_RUNNING = "/run/lab/kubelet/running"  # kept by the kubelet unit hooks
 DOCKER_SNAPSHOT = "/run/lab/docker/daemon.json"  # kept by the docker unit hooks
+# the lab registry: containerd.io's list (both runtime paths install containerd.io) + extras
 CATALOGUES = ("/usr/share/lab/registry-catalogue.txt", f"{ROOT}/registry/catalogue.txt")
 
 
@@ -348,12 +349,26 @@ def node_status(data: dict, name: str) -> dict:
     problem = cni_problem(data, facts)
     if problem:
         return {"status": "False", "reason": "KubeletNotReady",
-                "message": "runtime network not ready: NetworkReady=false "
-                           "reason:NetworkPluginNotReady message:docker: network plugin is "
-                           "not ready: cni config uninitialized", "kubelet": True,
+                "message": network_not_ready(facts), "kubelet": True,
                 "cni": False, "cni_problem": problem}
     return {"status": "True", "reason": "KubeletReady",
             "message": "kubelet is posting ready status", "kubelet": True, "cni": True}
+
+
+def network_not_ready(facts: dict) -> str:
+    """The Ready condition's message while no CNI config is loaded: kubelet.go updateRuntimeUp
+    `fmt.Errorf("... network not ready: %v", networkReady)`, the runtime's NetworkReady
+    condition printed as `NetworkReady=false reason:R message:M`. docker (dockershim 1.20):
+    "runtime network not ready", dockershim's "docker: network plugin is not ready: cni config
+    uninitialized"; containerd (kubelet 1.23+, structured-logging form of kubelet.go): "container
+    runtime network not ready", containerd's CRI status.go `Network plugin returns error: %v`
+    with go-cni's "cni plugin not initialized" (what `crictl info` shows as well)."""
+    if facts.get("runtime") == "containerd":
+        return ("container runtime network not ready: NetworkReady=false "
+                "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin "
+                "not initialized")
+    return ("runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+            "message:docker: network plugin is not ready: cni config uninitialized")
 
 
 def cni_problem(data: dict, facts: dict) -> str | None:
@@ -523,11 +538,17 @@ def pods(data: dict) -> list[dict]:
             delegate = "failed to delegate add: " if any(
                 "flannel-cni-plugin" in im for im in (net or {}).get("images", [])) else ""
             sandbox = hashlib.sha256(f"{cid}/{name}".encode()).hexdigest()
+            if node_facts(node).get("runtime") == "containerd":
+                # containerd's CRI sandbox_run.go `failed to setup network for sandbox %q: %w`,
+                # libcni's `plugin type=%q failed (add): %w`
+                why = (f'failed to setup network for sandbox "{sandbox}": plugin '
+                       f'type="flannel" failed (add): {delegate}{conflict}')
+            else:  # dockershim's docker_sandbox.go / network plugin texts
+                why = (f'failed to set up sandbox container "{sandbox}" network for pod '
+                       f'"{name}": networkPlugin cni failed to set up pod "{name}_kube-system" '
+                       f"network: {delegate}{conflict}")
             events += [("Warning", "FailedCreatePodSandBox", "kubelet",
-                        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed "
-                        f'to set up sandbox container "{sandbox}" network for pod "{name}": '
-                        f'networkPlugin cni failed to set up pod "{name}_kube-system" network: '
-                        f"{delegate}{conflict}"),
+                        f"Failed to create pod sandbox: rpc error: code = Unknown desc = {why}"),
                        ("Normal", "SandboxChanged", "kubelet",
                         "Pod sandbox changed, it will be killed and re-created.")]
             pod("kube-system", name, node, "Pending", "ContainerCreating", owner="ReplicaSet",
