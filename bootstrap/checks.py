@@ -33,6 +33,9 @@ NAMES = (
     "PackageConflicts",
     "RepoSignatures",
     "CgroupVersion",
+    "CgroupV1",
+    "ContainerdVersion",
+    "NftablesKernel",
     *(f"Port-{p}" for p in MASTER_PORTS),
 )
 
@@ -229,6 +232,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
         else:
             out += _repo_signatures(inv, name, platform)
             out += _cgroup_version(inv, name, platform, f.get("cgroup"))
+            out += _release_rules(inv, name, platform, f)
         cpus, mem = f["cpus"], f["memory-mb"]
         if node.is_master and cpus is not None and cpus < MIN_MASTER_CPUS:
             out.append(
@@ -306,6 +310,74 @@ def _cgroup_version(inv: Inventory, name: str, platform: platforms.Platform,
                            f"{inv.cluster.kubernetes_version} there is not what upstream tested. "
                            "Boot the node with cgroup v1 (systemd.unified_cgroup_hierarchy=0) "
                            "or use EL8"))
+    return out
+
+
+NFTABLES_KERNEL = (5, 13)
+"""kube-proxy's nftables mode refuses older kernels: "kube-proxy in nftables mode requires kernel
+5.13 or later" (pkg/proxy/nftables, utilkernel.NFTablesKubeProxyKernelVersion)."""
+CGROUP_V2_HOWTO = ("move the node to cgroup v2 (EL8: grubby --update-kernel=ALL "
+                   "--args=systemd.unified_cgroup_hierarchy=1, reboot; `stat -fc %T "
+                   "/sys/fs/cgroup` then says cgroup2fs; EL7's kernel has no usable cgroup v2)")
+
+
+def _kernel(release: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = (release or "").split("-", 1)[0].split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def _release_rules(inv: Inventory, name: str, platform: platforms.Platform,
+                   f: dict) -> list[Finding]:
+    """What the release asks of the node (releases.Minor): cgroup v2 from 1.35, containerd 2
+    from 1.36, a 5.13 kernel for nftables. Sources in releases.py and docs/RELEASE-FACTS.md."""
+    cluster = inv.cluster
+    row = releases.release(cluster.kubernetes_version)
+    version = cluster.kubernetes_version
+    out = []
+    if f.get("cgroup") == 1 and row.cgroup_v1 == "refused":
+        if cluster.allow_cgroup_v1:
+            out.append(Finding("CgroupV1", WARNING, name,
+                               f"{platform.pretty} runs cgroup v1, which Kubernetes {version} "
+                               "supports only because cluster.allow_cgroup_v1 is set (the "
+                               "kubelet's failCgroupV1: false, kubeadm's SystemVerification "
+                               f"skipped; KEP-5573 removes cgroup v1 no earlier than 1.38): "
+                               f"{CGROUP_V2_HOWTO}"))
+        else:
+            out.append(Finding("CgroupV1", ERROR, name,
+                               f"{platform.pretty} runs cgroup v1, and the kubelet of Kubernetes "
+                               f"{version} refuses it (failCgroupV1 defaults to true from 1.35, "
+                               "KEP-5573; kubeadm's SystemVerification fails too): "
+                               f"{CGROUP_V2_HOWTO}, or set cluster.allow_cgroup_v1: true"))
+    elif f.get("cgroup") == 1 and row.cgroup_v1 == "maintenance":
+        out.append(Finding("CgroupV1", WARNING, name,
+                           f"{platform.pretty} runs cgroup v1, in maintenance mode from 1.31 "
+                           "(KEP-4569) and refused by default from 1.35"))
+    if cluster.runtime == "containerd" and row.containerd_min == "2.0":
+        pinned = inv.containerd.version
+        have = pinned or platforms.installed(f).get("containerd.io", "").rsplit("-", 1)[0]
+        why = (f"Kubernetes {version} wants containerd 2.x: kubeadm warns "
+               "(ContainerRuntimeVersion) that containerd 1.x lacks the CRI RuntimeConfig "
+               "method the kubelet takes its cgroup driver from, and the kubelet's fallback is "
+               "to be removed (KEP-4033, planned for 1.38)")
+        if not platform.release.containerd_2:
+            out.append(Finding("ContainerdVersion", ERROR, name,
+                               f"{why}; docker's repo has no containerd 2.x for "
+                               f"{platform.pretty}: use EL8/EL9, or Kubernetes 1.35 or older, "
+                               "or --ignore ContainerdVersion to run containerd 1.x anyway"))
+        elif have.split(".")[0].isdigit() and int(have.split(".")[0]) < 2:
+            where = "containerd.version pins" if pinned else "the node has"
+            out.append(Finding("ContainerdVersion", ERROR, name,
+                               f"{why}; {where} {have}: pin containerd.version to a 2.x "
+                               "release, or --ignore ContainerdVersion to keep it"))
+    kernel = _kernel(f.get("kernel"))
+    if cluster.proxy_mode == "nftables" and kernel and kernel < NFTABLES_KERNEL:
+        out.append(Finding("NftablesKernel", ERROR, name,
+                           f"kernel {f.get('kernel')}: kube-proxy in nftables mode requires "
+                           "kernel 5.13 or later (EL9 has 5.14; EL8's 4.18 does not): use "
+                           "proxy_mode ipvs or iptables here"))
     return out
 
 

@@ -1,5 +1,6 @@
-"""containerd's files, rendered whole: /etc/containerd/config.toml (config version 2, for the
-1.x line), one /etc/containerd/certs.d/<registry>/hosts.toml per registry with mirrors, and
+"""containerd's files, rendered whole: /etc/containerd/config.toml (config version 2 for the 1.x
+line and an unpinned containerd, which 2.x reads and migrates; version 3 when containerd.version
+pins 2.x), one /etc/containerd/certs.d/<registry>/hosts.toml per registry with mirrors, and
 /etc/crictl.yaml. Pure functions; the containerd step writes what they return."""
 
 from __future__ import annotations
@@ -17,11 +18,24 @@ SOCKET = "/run/containerd/containerd.sock"
 UPSTREAM = {"docker.io": "https://registry-1.docker.io"}
 
 
-def config_toml(kubernetes_version: str, image_repository: str, cgroup_driver: str) -> str:
+TEMPLATES = {2: "etc/containerd/config.toml.j2", 3: "etc/containerd/config-v3.toml.j2"}
+"""config.toml's version -> its template (containerd docs/cri/config.md: version 3 from
+containerd 2.0; version 2 configs are still read and converted)."""
+
+
+def config_version(containerd_version: str | None) -> int:
+    """3 for a pinned containerd 2.x, else 2 (what 1.x needs and 2.x still reads)."""
+    major = (containerd_version or "1").split(".")[0]
+    return 3 if major.isdigit() and int(major) >= 2 else 2
+
+
+def config_toml(kubernetes_version: str, image_repository: str, cgroup_driver: str,
+                containerd_version: str | None = None) -> str:
     """config.toml: CRI on, runc with SystemdCgroup following the cgroup driver, the sandbox
     image kubeadm of that release expects, mirrors through certs.d."""
-    return render("etc/containerd/config.toml.j2", socket=SOCKET, certs_dir=CERTS_DIR,
-                  minor=releases.minor_of(kubernetes_version), cgroup_driver=cgroup_driver,
+    return render(TEMPLATES[config_version(containerd_version)], socket=SOCKET,
+                  certs_dir=CERTS_DIR, minor=releases.minor_of(kubernetes_version),
+                  cgroup_driver=cgroup_driver,
                   sandbox_image=releases.pause_image(kubernetes_version, image_repository))
 
 
@@ -37,9 +51,11 @@ def crictl_yaml() -> str:
 
 
 def files(kubernetes_version: str, image_repository: str, cgroup_driver: str,
-          mirrors: dict[str, list[str]]) -> dict[str, str]:
+          mirrors: dict[str, list[str]], containerd_version: str | None = None
+          ) -> dict[str, str]:
     """{path: content} of every file containerd and crictl need on a node."""
-    out = {CONFIG: config_toml(kubernetes_version, image_repository, cgroup_driver),
+    out = {CONFIG: config_toml(kubernetes_version, image_repository, cgroup_driver,
+                               containerd_version),
            CRICTL: crictl_yaml()}
     for registry, urls in sorted(mirrors.items()):
         if urls:

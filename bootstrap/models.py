@@ -22,6 +22,7 @@ class Cluster:
     proxy_mode: str = "ipvs"
     control_plane_endpoint: str | None = None
     container_runtime: str | None = None  # docker | containerd; None: the release's default
+    allow_cgroup_v1: bool = False  # 1.35+: kubelet failCgroupV1 false, kubeadm skips the check
     cgroup_driver: str = "systemd"  # the kubelet's and the runtime's: one setting for both
 
     @property

@@ -48,6 +48,9 @@ class Release:
     """The install option that lets the transaction remove conflicting packages (dnf's
     --allowerasing; EL7's yum has none), used with node_prep.remove_conflicting_packages."""
     base_repos: tuple[BaseRepo, ...]
+    containerd_2: bool = True
+    """Whether docker's repo builds containerd.io 2.x here: not for EL7 (docker/containerd-packaging
+    removed CentOS 7 from its Jenkinsfile in June 2024, before 2.x: docs/RELEASE-FACTS.md 6)."""
 
 
 RELEASES: dict[int, Release] = {
@@ -56,6 +59,7 @@ RELEASES: dict[int, Release] = {
         sysconfig_modules_runner="initscripts", tools=("iproute", "conntrack-tools", "socat"),
         selinux_disabled_by_config=True, sha1_signatures=True, allow_erasing=None,
         base_repos=(BaseRepo("base", "CentOS-$releasever - Base", ""),),
+        containerd_2=False,
     ),
     8: Release(
         el=8, package_manager="dnf", conntrack_module="nf_conntrack",

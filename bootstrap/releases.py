@@ -23,20 +23,35 @@ class Minor:
     minor: str
     kubeadm_api: str
     """kubeadm's config API: v1beta2 (1.15-1.26), v1beta3 from 1.22 (kubernetes#114540; the
-    toolkit moves at 1.22, as KubeKey does), v1beta4 from 1.31 (FIELD-NOTES)."""
+    toolkit moves at 1.22, as KubeKey does), v1beta4 from 1.31 (kubernetes PR #125029; v1beta3 is
+    deprecated from 1.31 and refused by kubeadm 1.37, PR #136016: docs/RELEASE-FACTS.md 2)."""
     pause: str
     """The sandbox image tag kubeadm of this minor uses (kubeadm constants.go PauseVersion;
-    FIELD-NOTES "pause by release")."""
+    FIELD-NOTES "pause by release"; 1.31-1.37 from `kubeadm config images list` of each
+    release as minikube records it: docs/RELEASE-FACTS.md 1)."""
     runtime: str
     """The default container runtime: docker until dockershim's removal in 1.24, containerd
     from 1.24 (kubernetes CHANGELOG-1.24)."""
     layout: str
     """Package repo layout: "legacy" (the frozen kubernetes-el7 repo, which Aliyun's copy
     carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
+    proxy_modes: tuple[str, ...]
+    """kube-proxy modes the toolkit offers: iptables and ipvs; nftables from 1.33, where it is GA
+    (KEP-3866: alpha 1.29, beta 1.31, GA 1.33; kubernetes.io blog 2025-04-23 "Kubernetes v1.33")."""
+    containerd_min: str
+    """The containerd line the toolkit wants: 1.6 (the oldest with CRI v1, the one EL7 has); 2.0
+    from 1.36, where kubeadm warns that containerd 1.x lacks the CRI RuntimeConfig method the
+    kubelet takes its cgroup driver from (KEP-4033; the fallback's removal is planned for 1.38:
+    docs/RELEASE-FACTS.md 4). Ignorable by name: ContainerdVersion."""
+    cgroup_v1: str
+    """What the kubelet does on a cgroup v1 node: "ok"; "maintenance" from 1.31 (KEP-4569, a
+    warning); "refused" from 1.35 (failCgroupV1 defaults to true, kubernetes PR #134298, and
+    kubeadm's SystemVerification errors: docs/RELEASE-FACTS.md 3)."""
     flannel: str
     """The default flannel release (network.flannel_version): v0.14.0 below 1.24, the one of the
-    seed's era; from 1.24 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
-    publishes now (its README "Deploying flannel manually"; kube-flannel.yml of v0.26.4)."""
+    seed's era; 1.24-1.30 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
+    publishes now (kube-flannel.yml of v0.26.4); from 1.31 v0.28.9, the newest (2026-08-07:
+    docs/RELEASE-FACTS.md 8)."""
 
 
 def _row(minor: str, pause: str) -> Minor:
@@ -47,7 +62,10 @@ def _row(minor: str, pause: str) -> Minor:
         pause=pause,
         runtime="docker" if n < 24 else "containerd",
         layout="legacy" if n < 24 else "per-minor",
-        flannel="v0.14.0" if n < 24 else "v0.26.4",
+        proxy_modes=("iptables", "ipvs") + (("nftables",) if n >= 33 else ()),
+        containerd_min="1.6" if n < 36 else "2.0",
+        cgroup_v1="ok" if n < 31 else "maintenance" if n < 35 else "refused",
+        flannel="v0.14.0" if n < 24 else "v0.26.4" if n < 31 else "v0.28.9",
     )
 
 
@@ -72,6 +90,10 @@ MINORS: dict[str, Minor] = {m.minor: m for m in (
     _row("1.31", "3.10"),
     _row("1.32", "3.10"),
     _row("1.33", "3.10"),
+    _row("1.34", "3.10.1"),
+    _row("1.35", "3.10.1"),
+    _row("1.36", "3.10.2"),
+    _row("1.37", "3.10.2"),  # from 1.37.0-rc.0's image list (1.37.0's own: unconfirmed)
 )}
 
 

@@ -41,7 +41,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 # kubeadm config v1beta2 exists from 1.15; releases.MINORS knows the rest. Docker (dockershim)
 # only below 1.24 (_runtime), containerd for any of them.
-MIN_K8S, MAX_K8S = (1, 15), (1, 30)
+MIN_K8S, MAX_K8S = (1, 15), (1, 37)
 
 Problems = list[tuple[tuple, str]]
 
@@ -225,11 +225,15 @@ def _k8s_version(value: Any) -> str:
         )
         raise ValueError(f"is not a Kubernetes version like 1.20.10{hint}")
     major, minor = int(m.group(1)), int(m.group(2))
-    if not MIN_K8S <= (major, minor) <= MAX_K8S:
+    known = f"{MIN_K8S[0]}.{MIN_K8S[1]} to {MAX_K8S[0]}.{MAX_K8S[1]}"
+    if (major, minor) > MAX_K8S:
         raise ValueError(
-            f"is not supported: this toolkit installs Kubernetes {MIN_K8S[0]}.{MIN_K8S[1]} to "
-            f"{MAX_K8S[0]}.{MAX_K8S[1]}"
+            f"is not supported: it is newer than the releases this toolkit knows "
+            f"(KubernetesRelease: it installs Kubernetes {known}, each release's rules are data "
+            "in bootstrap/releases.py). Pick one of them, or a newer toolkit"
         )
+    if (major, minor) < MIN_K8S:
+        raise ValueError(f"is not supported: this toolkit installs Kubernetes {known}")
     return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
 
 
@@ -294,10 +298,11 @@ CLUSTER: Spec = {
     "image_repository": _image_repo,
     "pod_network_cidr": _cidr,
     "service_cidr": _cidr,
-    "proxy_mode": _enum("ipvs", "iptables"),
+    "proxy_mode": _enum("ipvs", "iptables", "nftables"),
     "control_plane_endpoint": _optional(_endpoint),
     "container_runtime": _optional(_enum("docker", "containerd")),
     "cgroup_driver": _enum("systemd", "cgroupfs"),
+    "allow_cgroup_v1": _bool,
 }
 SSH_SPEC: Spec = {
     "user": _user,
@@ -524,6 +529,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     containerd = Containerd(**containerd_fields)
     registries = Registries(tuple((k, tuple(v)) for k, v in mirrors.items()))
     _runtime(ctx, cluster)
+    _proxy_mode(ctx, cluster)
     network = Network(**{"flannel_version": _flannel_default(cluster),
                          **_section(ctx, data.get("network"), ("network",), NETWORK)})
     repos = _repos(ctx, data.get("repos"), cluster)
@@ -587,6 +593,20 @@ def _registries(ctx: _Ctx, data: Any) -> dict[str, list[str]] | None:
         except ValueError as exc:
             ctx.add(("registries", key), f"{_show(value)} {exc}")
     return out
+
+
+def _proxy_mode(ctx: _Ctx, cluster: Cluster) -> None:
+    """The proxy mode against the release (releases.Minor.proxy_modes)."""
+    try:
+        modes = releases.release(cluster.kubernetes_version).proxy_modes
+    except releases.UnknownRelease:
+        return
+    if cluster.proxy_mode not in modes:
+        ctx.add(("cluster", "proxy_mode"),
+                f"'{cluster.proxy_mode}' is not offered with Kubernetes "
+                f"{cluster.kubernetes_version}: kube-proxy's nftables mode is GA from 1.33 "
+                "(alpha behind a feature gate from 1.29, beta from 1.31). Use ipvs or iptables, "
+                "or Kubernetes 1.33 or later")
 
 
 def _runtime(ctx: _Ctx, cluster: Cluster) -> None:

@@ -83,6 +83,40 @@ def test_init_config_carries_the_inventory(extra, api, mode, driver, cri):
     assert cluster["controlPlaneEndpoint"] == "192.168.177.100:6443"
 
 
+# v1beta4 (kubernetes PR #125029; RELEASE-FACTS 2): JoinConfiguration.discovery.timeout moved to
+# JoinConfiguration.timeouts.discovery; an old key in a v1beta4 file is an unknown field.
+@pytest.mark.parametrize(("version", "api"), [
+    ("1.30.1", "v1beta3"), ("1.31.0", "v1beta4"), ("1.37.0", "v1beta4")])
+def test_join_config_timeout_where_the_api_keeps_it(version, api):
+    inv = inventory(f"cluster: {{kubernetes_version: '{version}'}}\n")
+    d = docs(K.join_config(inv, inv.workers[0], "abcdef.0123456789abcdef",
+                           "sha256:" + "a" * 64))["JoinConfiguration"]
+    assert d["apiVersion"] == f"kubeadm.k8s.io/{api}"
+    if api == "v1beta4":
+        assert "timeout" not in d["discovery"]
+        assert d["timeouts"] == {"discovery": K.DISCOVERY_TIMEOUT}
+    else:
+        assert d["discovery"]["timeout"] == K.DISCOVERY_TIMEOUT and "timeouts" not in d
+
+
+@pytest.mark.parametrize(("version", "allow", "opted_out"), [
+    ("1.35.0", True, True),    # KEP-5573: failCgroupV1 true by default from 1.35
+    ("1.37.0", True, True),
+    ("1.35.0", False, False),  # no opt-out: preflight's CgroupV1 check stops the run instead
+    ("1.34.2", True, False),   # nothing to opt out of before 1.35
+])
+def test_cgroup_v1_opt_out(version, allow, opted_out):
+    inv = inventory(f"cluster: {{kubernetes_version: '{version}', "
+                    f"allow_cgroup_v1: {str(allow).lower()}}}\n")
+    d = docs(K.init_config(inv))
+    join = docs(K.join_config(inv, inv.workers[0], "abcdef.0123456789abcdef",
+                              "sha256:" + "a" * 64))["JoinConfiguration"]
+    ignored = ["SystemVerification"] if opted_out else None
+    assert d["InitConfiguration"]["nodeRegistration"].get("ignorePreflightErrors") == ignored
+    assert join["nodeRegistration"].get("ignorePreflightErrors") == ignored
+    assert d["KubeletConfiguration"].get("failCgroupV1") == (False if opted_out else None)
+
+
 def test_init_config_endpoint_and_port_from_the_inventory():
     inv = inventory("cluster: {control_plane_endpoint: 'k8s-api.example.com:8443'}\n")
     d = docs(K.init_config(inv))
@@ -136,6 +170,19 @@ def test_join_plan_sends_the_token_on_stdin_only():
          "docker.io/flannel/flannel-cni-plugin:v1.1.2", "kube-flannel"),
         ("v0.26.4", "ghcr.io/flannel-io/flannel:v0.26.4",
          "ghcr.io/flannel-io/flannel-cni-plugin:v1.6.2-flannel1", "kube-flannel"),
+        # docs/RELEASE-FACTS.md 8: kube-flannel.yml at each tag
+        ("v0.27.2", "ghcr.io/flannel-io/flannel:v0.27.2",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.7.1-flannel1", "kube-flannel"),
+        ("v0.27.4", "ghcr.io/flannel-io/flannel:v0.27.4",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", "kube-flannel"),
+        ("v0.28.2", "ghcr.io/flannel-io/flannel:v0.28.2",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.0-flannel1", "kube-flannel"),
+        ("v0.28.5", "ghcr.io/flannel-io/flannel:v0.28.5",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1", "kube-flannel"),
+        ("v0.28.8", "ghcr.io/flannel-io/flannel:v0.28.8",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel2", "kube-flannel"),
+        ("v0.28.9", "ghcr.io/flannel-io/flannel:v0.28.9",
+         "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3", "kube-flannel"),
     ],
 )
 def test_flannel_images_and_namespace_follow_the_release(version, image, plugin, namespace):

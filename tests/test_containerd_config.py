@@ -31,6 +31,37 @@ def test_config_toml_version_2(version, driver, pause, systemd):
     assert cfg["grpc"]["address"] == "/run/containerd/containerd.sock"
 
 
+@pytest.mark.parametrize(("version", "containerd", "driver", "pause", "systemd"), [
+    ("1.37.0", "2.1.5", "systemd", "3.10.2", True),
+    ("1.35.7", "2.2.7", "cgroupfs", "3.10.1", False),
+    ("1.33.0", "2.0.11", "systemd", "3.10", True),
+])
+def test_config_toml_version_3_for_containerd_2(version, containerd, driver, pause, systemd):
+    """The 2.x key paths of containerd docs/cri/config.md v2.0-v2.2 (RELEASE-FACTS 6): the
+    image settings under io.containerd.cri.v1.images, runc under io.containerd.cri.v1.runtime;
+    no version-2 key is left (2.x would migrate them, the file says what it loads as written)."""
+    text = C.config_toml(version, "registry.aliyuncs.com/google_containers", driver, containerd)
+    cfg = tomllib.loads(text)
+    assert cfg["version"] == 3 and cfg["disabled_plugins"] == []
+    images = cfg["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"] == {
+        "sandbox": f"registry.aliyuncs.com/google_containers/pause:{pause}"}
+    assert images["registry"] == {"config_path": "/etc/containerd/certs.d"}
+    runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]
+    assert runtime["default_runtime_name"] == "runc"
+    runc = runtime["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"] == {"SystemdCgroup": systemd}
+    assert set(cfg["plugins"]) == {"io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"}
+    assert CRI not in text and "sandbox_image" not in text
+
+
+@pytest.mark.parametrize(("containerd", "version"), [
+    (None, 2), ("1.6.33", 2), ("1.7.27", 2), ("2.0.0", 3), ("2.1.5", 3), ("10.0.0", 3)])
+def test_config_version_follows_the_pinned_containerd_line(containerd, version):
+    assert C.config_version(containerd) == version
+
+
 def test_hosts_toml_lists_mirrors_in_order_then_the_registry():
     docker = tomllib.loads(C.hosts_toml("docker.io", ["https://m1.example", "https://m2.example"]))
     assert docker["server"] == "https://registry-1.docker.io"

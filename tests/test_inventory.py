@@ -170,10 +170,10 @@ REJECTIONS = [
     ),
     (
         "unsupported-version",
-        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.31.0"),
+        GOOD.replace("  name: k8s", "  name: k8s\n  kubernetes_version: 1.38.0"),
         3,
-        "cluster.kubernetes_version: '1.31.0' is not supported: this toolkit installs "
-        "Kubernetes 1.15 to 1.30",
+        "cluster.kubernetes_version: '1.38.0' is not supported: it is newer than the releases "
+        "this toolkit knows (KubernetesRelease: it installs Kubernetes 1.15 to 1.37",
     ),
     (
         "docker-with-1.28",
@@ -208,7 +208,7 @@ REJECTIONS = [
         "bad-proxy-mode",
         GOOD.replace("  name: k8s", "  name: k8s\n  proxy_mode: ipvsadm"),
         3,
-        "cluster.proxy_mode: 'ipvsadm' must be one of ipvs, iptables (did you mean 'ipvs'?)",
+        "cluster.proxy_mode: 'ipvsadm' must be one of ipvs, iptables, nftables (did you mean 'ipvs'?)",
     ),
     (
         "bad-policy",

@@ -297,3 +297,39 @@ def test_cgroup_v2_warnings(cgroup, extra, found):
     got = checks._cgroup_version(_inv(extra), "node1", platform, cgroup)
     assert len(got) == found
     assert all(f.check == "CgroupVersion" and f.severity == checks.WARNING for f in got)
+
+
+# The release's rules on a node (checks._release_rules; sources in releases.py and
+# docs/RELEASE-FACTS.md 3, 4, 7): cgroup v1 refused from 1.35, containerd 2 from 1.36, nftables
+# only on a 5.13+ kernel.
+@pytest.mark.parametrize(("flavour", "facts", "extra", "want"), [
+    ("el8", {"cgroup": 1}, "cluster: {kubernetes_version: '1.35.0'}\n", [("CgroupV1", "error")]),
+    ("el8", {"cgroup": 1}, "cluster: {kubernetes_version: '1.35.0', allow_cgroup_v1: true}\n",
+     [("CgroupV1", "warning")]),
+    ("el8", {"cgroup": 1}, "cluster: {kubernetes_version: '1.33.0'}\n", [("CgroupV1", "warning")]),
+    ("el8", {"cgroup": 1}, "cluster: {kubernetes_version: '1.30.1'}\n", []),
+    ("el9", {"cgroup": 2}, "cluster: {kubernetes_version: '1.37.0'}\n", []),
+    ("el9", {"cgroup": 2}, "cluster: {kubernetes_version: '1.36.0'}\n"
+     "containerd: {version: 1.7.27}\n", [("ContainerdVersion", "error")]),
+    ("el9", {"cgroup": 2, "rpm:containerd.io": "1.7.27-3.1.el9"},
+     "cluster: {kubernetes_version: '1.36.0'}\n", [("ContainerdVersion", "error")]),
+    ("el9", {"cgroup": 2}, "cluster: {kubernetes_version: '1.36.0'}\n"
+     "containerd: {version: 2.1.5}\n", []),
+    ("el9", {"cgroup": 2}, "cluster: {kubernetes_version: '1.35.7'}\n"
+     "containerd: {version: 1.7.27}\n", []),
+    ("el7", {"cgroup": 1}, "cluster: {kubernetes_version: '1.36.0', allow_cgroup_v1: true}\n",
+     [("CgroupV1", "warning"), ("ContainerdVersion", "error")]),
+    ("el8", {"cgroup": 1, "kernel": "4.18.0-553.el8_10.x86_64"},
+     "cluster: {kubernetes_version: '1.33.0', proxy_mode: nftables}\n",
+     [("CgroupV1", "warning"), ("NftablesKernel", "error")]),
+    ("el9", {"cgroup": 2, "kernel": "5.14.0-503.el9.x86_64"},
+     "cluster: {kubernetes_version: '1.33.0', proxy_mode: nftables}\n", []),
+])
+def test_release_rules_on_a_node(flavour, facts, extra, want):
+    platform = platforms.detect(stock.FLAVOURS[flavour]["os-release"])
+    installed = {k[4:]: v for k, v in facts.items() if k.startswith("rpm:")}
+    f = {**{k: v for k, v in facts.items() if not k.startswith("rpm:")},
+         platforms.matter().name: installed}
+    got = checks._release_rules(_inv(extra), "node1", platform, f)
+    assert [(x.check, x.severity) for x in got] == want, [x.message for x in got]
+    assert all("node1" == x.node for x in got)

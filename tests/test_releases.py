@@ -13,7 +13,8 @@ from bootstrap import releases as R
     ("1.22.0", "v1beta3"),   # v1beta3 from 1.22 (kubernetes#114540)
     ("1.26.1", "v1beta3"),
     ("1.30.5", "v1beta3"),
-    ("1.31.0", "v1beta4"),   # v1beta4 from 1.31 (FIELD-NOTES)
+    ("1.31.0", "v1beta4"),   # v1beta4 from 1.31 (kubernetes PR #125029)
+    ("1.37.0", "v1beta4"),   # v1beta3 refused by 1.37 (PR #136016; RELEASE-FACTS 2)
 ])
 def test_kubeadm_config_api_by_release(version, api):
     assert R.release(version).kubeadm_api == api
@@ -30,6 +31,11 @@ def test_kubeadm_config_api_by_release(version, api):
     ("1.28.2", "3.9"),
     ("1.30.14", "3.9"),
     ("1.31.1", "3.10"),
+    ("1.33.13", "3.10"),  # RELEASE-FACTS 1: kubeadm config images list per release (minikube)
+    ("1.34.0", "3.10.1"),
+    ("1.35.7", "3.10.1"),
+    ("1.36.3", "3.10.2"),
+    ("1.37.0", "3.10.2"),  # 1.37.0-rc.0's list
 ])
 def test_pause_image_by_release(version, pause):
     assert R.pause_image(version, "registry.aliyuncs.com/google_containers/") == (
@@ -101,6 +107,8 @@ def test_the_default_kubernetes_repo_by_release(version, baseurl, key):
     ("1.23.17", "v0.14.0"),
     ("1.24.0", "v0.26.4"),   # the first flannel on ghcr.io/flannel-io (its kube-flannel.yml)
     ("1.30.1", "v0.26.4"),
+    ("1.31.0", "v0.28.9"),   # the newest flannel (RELEASE-FACTS 8)
+    ("1.37.0", "v0.28.9"),
 ])
 def test_the_default_flannel_by_release(version, flannel):
     from bootstrap.inventory import load_text
@@ -113,3 +121,36 @@ def test_the_default_flannel_by_release(version, flannel):
                        "network: {flannel_version: v0.22.0}\n"
                        "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
     assert pinned.network.flannel_version == "v0.22.0"
+
+
+@pytest.mark.parametrize(("version", "mode", "ok"), [
+    ("1.30.1", "ipvs", True), ("1.30.1", "iptables", True),
+    ("1.30.1", "nftables", False),  # beta in 1.31, GA in 1.33 (KEP-3866)
+    ("1.33.0", "nftables", True),
+])
+def test_proxy_mode_by_release(version, mode, ok):
+    from bootstrap.errors import InventoryError
+    from bootstrap.inventory import load_text
+
+    text = (f"cluster: {{kubernetes_version: '{version}', proxy_mode: {mode}}}\n"
+            "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    if ok:
+        assert load_text(text).cluster.proxy_mode == mode
+        return
+    with pytest.raises(InventoryError) as exc:
+        load_text(text)
+    assert (f"cluster.proxy_mode: 'nftables' is not offered with Kubernetes {version}: "
+            "kube-proxy's nftables mode is GA from 1.33") in str(exc.value)
+
+
+@pytest.mark.parametrize(("version", "containerd_min", "cgroup_v1"), [
+    ("1.30.1", "1.6", "ok"),
+    ("1.31.0", "1.6", "maintenance"),  # KEP-4569: cgroup v1 in maintenance mode from 1.31
+    ("1.34.2", "1.6", "maintenance"),
+    ("1.35.0", "1.6", "refused"),      # failCgroupV1 true by default (kubernetes PR #134298)
+    ("1.36.0", "2.0", "refused"),      # kubeadm warns: containerd 1.x lacks RuntimeConfig (KEP-4033)
+    ("1.37.0", "2.0", "refused"),
+])
+def test_runtime_and_cgroup_rules_by_release(version, containerd_min, cgroup_v1):
+    row = R.release(version)
+    assert (row.containerd_min, row.cgroup_v1) == (containerd_min, cgroup_v1)

@@ -52,6 +52,19 @@ _RELEASES: list[tuple[tuple[int, int, int], str, str | None, str]] = [
      "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2", "kube-flannel"),
     ((0, 26, 4), "ghcr.io/flannel-io/flannel",
      "ghcr.io/flannel-io/flannel-cni-plugin:v1.6.2-flannel1", "kube-flannel"),
+    # v0.27-v0.28: kube-flannel.yml at each tag (docs/RELEASE-FACTS.md 8)
+    ((0, 27, 0), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.7.1-flannel1", "kube-flannel"),
+    ((0, 27, 4), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1", "kube-flannel"),
+    ((0, 28, 1), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.0-flannel1", "kube-flannel"),
+    ((0, 28, 3), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1", "kube-flannel"),
+    ((0, 28, 6), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel2", "kube-flannel"),
+    ((0, 28, 9), "ghcr.io/flannel-io/flannel",
+     "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3", "kube-flannel"),
 ]
 
 

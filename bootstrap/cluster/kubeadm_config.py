@@ -26,6 +26,14 @@ def cri_socket(version: tuple[int, int, int], runtime: str = "docker") -> str:
     return f"unix://{path}" if version[:2] >= (1, 22) else path
 
 
+def cgroup_v1_opt_out(inv: Inventory) -> bool:
+    """cluster.allow_cgroup_v1 on a release that refuses cgroup v1 (1.35+): the kubelet gets
+    failCgroupV1: false and kubeadm skips SystemVerification, both of which KEP-5573 asks for
+    (docs/RELEASE-FACTS.md 3)."""
+    return inv.cluster.allow_cgroup_v1 and (
+        releases.release(inv.cluster.kubernetes_version).cgroup_v1 == "refused")
+
+
 def _bind_port(inv: Inventory) -> int:
     """The API server port: the endpoint's when it is the master's own address, else 6443."""
     host, _, port = inv.control_plane_endpoint.rpartition(":")
@@ -45,6 +53,7 @@ def init_config(inv: Inventory) -> str:
         cluster=inv.cluster,
         control_plane_endpoint=inv.control_plane_endpoint,
         docker=inv.docker,
+        cgroup_v1_opt_out=cgroup_v1_opt_out(inv),
     )
 
 
@@ -60,4 +69,5 @@ def join_config(inv: Inventory, node: Node, token: str, ca_hash: str) -> str:
         ca_hash=ca_hash,
         discovery_timeout=DISCOVERY_TIMEOUT,
         node=node,
+        cgroup_v1_opt_out=cgroup_v1_opt_out(inv),
     )

@@ -1,5 +1,6 @@
 """containerd (cluster.container_runtime containerd): containerd.io from ``repos.docker_ce``,
-pinned with ``containerd.version``; /etc/containerd/config.toml written whole (config version 2:
+pinned with ``containerd.version``; /etc/containerd/config.toml written whole (config version 2,
+or 3 when containerd.version pins 2.x:
 CRI on, SystemdCgroup from ``cluster.cgroup_driver``, the release's sandbox image from
 ``cluster.image_repository``, mirrors through certs.d), one hosts.toml per registry with mirrors,
 /etc/crictl.yaml; enabled and running, restarted only when one of its files changed."""
@@ -20,7 +21,7 @@ RPMS = F.rpms([PACKAGE])
 def files(t: Target) -> dict[str, str]:
     c = t.inv.cluster
     return C.files(c.kubernetes_version, c.image_repository, c.cgroup_driver,
-                   t.inv.registries.as_dict())
+                   t.inv.registries.as_dict(), t.inv.containerd.version)
 
 
 def facts(t: Target) -> list[F.Fact]:

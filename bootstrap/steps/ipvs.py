@@ -48,7 +48,8 @@ def plan(t: Target, facts: F.Facts) -> Plan:
 
 
 def skip(t: Target) -> str | None:
-    return None if t.inv.cluster.proxy_mode == "ipvs" else "cluster.proxy_mode is iptables"
+    mode = t.inv.cluster.proxy_mode
+    return None if mode == "ipvs" else f"cluster.proxy_mode is {mode}"
 
 
 STEP = Step("ipvs", __doc__, facts, plan, skip)
