@@ -319,3 +319,29 @@ def test_wait_evidence_keeps_only_the_last_progress_line():
                                      "--- kubectl describe node master1 (conditions)",
                                      "Ready False KubeletNotReady",
                                      "waiting: master1 NotReady coredns 0/2"]
+
+
+@pytest.mark.parametrize(("info", "have"), [
+    ('{"config": {"sandboxImage": "registry.k8s.io/pause:3.8"}}', "registry.k8s.io/pause:3.8"),
+    ('{"config": {"sandboxImage": ""}}', None),  # containerd 2.x reports none (RELEASE-FACTS 5)
+    ('{"status": {}}', None),
+    ("", None),
+])
+def test_sandbox_image_from_crictl_info(info, have):
+    from bootstrap.cluster import phases
+
+    assert phases._sandbox(info, 0) == have
+
+
+def test_a_sandbox_image_kubeadm_would_call_inconsistent_stops_init():
+    from bootstrap.cluster import phases
+
+    inv = inventory("cluster: {kubernetes_version: '1.30.1'}\n")
+    t = Target(inv, inv.master)
+    assert phases.sandbox_mismatch(t, "registry.aliyuncs.com/google_containers/pause:3.9") is None
+    assert phases.sandbox_mismatch(t, None) is None
+    why = phases.sandbox_mismatch(t, "registry.k8s.io/pause:3.8")
+    assert why == ("containerd's sandbox image is registry.k8s.io/pause:3.8, not "
+                   "registry.aliyuncs.com/google_containers/pause:3.9 (what kubeadm 1.30.1 uses "
+                   "from cluster.image_repository): run invoke prepare-nodes --limit master1, "
+                   "which writes containerd's config")

@@ -7,12 +7,13 @@ and a phase that stops the ones after it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import facts as F
-from .. import runtimes
+from .. import releases, runtimes
 from ..engine import (
     ABANDONED,
     CHANGED,
@@ -212,13 +213,39 @@ def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:
                 f"run invoke reset --limit {t.node.name} first"
             )
         else:
-            p.error = unprepared(t.inv, facts[packages().name], facts[_runtime_unit(t).name])
+            p.error = (unprepared(t.inv, facts[packages().name], facts[_runtime_unit(t).name])
+                       or sandbox_mismatch(t, facts.get(SANDBOX.name)))
         return p
 
-    return Phase(
-        "preflight", "prepared, no leftovers", lambda t: [present(), packages(),
-                                                          _runtime_unit(t)], plan
-    )
+    def facts(t: Target) -> list[F.Fact]:
+        found = [present(), packages(), _runtime_unit(t)]
+        return [*found, SANDBOX] if t.inv.cluster.runtime == "containerd" else found
+
+    return Phase("preflight", "prepared, no leftovers", facts, plan)
+
+
+def _sandbox(out: str, rc: int) -> str | None:
+    """The sandbox image `crictl info` reports (containerd 1.x: .config.sandboxImage; 2.x
+    reports none: docs/RELEASE-FACTS.md 5)."""
+    try:
+        return json.loads(out).get("config", {}).get("sandboxImage") or None
+    except (ValueError, AttributeError):
+        return None
+
+
+SANDBOX = F.Fact("sandbox-image", "crictl info 2>/dev/null", _sandbox)
+
+
+def sandbox_mismatch(t: Target, have: str | None) -> str | None:
+    """kubeadm (1.27+) only warns that the runtime's sandbox image "is inconsistent with that
+    used by kubeadm", and pods then pull pause from where containerd says, often unreachable
+    (kubeasz#1490, kubekey#2492): here it stops init or join, before anything changes."""
+    want = releases.pause_image(t.inv.cluster.kubernetes_version, t.inv.cluster.image_repository)
+    if not have or have == want:
+        return None
+    return (f"containerd's sandbox image is {have}, not {want} (what kubeadm "
+            f"{t.inv.cluster.kubernetes_version} uses from cluster.image_repository): run "
+            f"invoke prepare-nodes --limit {t.node.name}, which writes containerd's config")
 
 
 def _runtime_unit(t: Target) -> F.Fact:
