@@ -87,9 +87,21 @@ def crictl_info(endpoint: str) -> tuple[int, str]:
 
 
 def sandbox_image(endpoint: str) -> str | None:
-    """The runtime's sandbox image (kubeadm 1.27+: `crictl info` .config.sandboxImage)."""
+    """The runtime's sandbox image as kubeadm 1.27+ reads it (the CRI status' info
+    .config.sandboxImage). containerd 2.x's status config has no sandboxImage (the pinned
+    image belongs to the images plugin; internal/cri/server/status.go), so kubeadm gets ""
+    (1.31/1.32 warn with "", 1.33+ do not: docs/RELEASE-FACTS.md 5). None when unknown."""
     snap = loaded() if is_containerd(endpoint) else None
+    if snap and snap.get("runtime_config") and not snap.get("cri_disabled"):
+        return ""
     return (snap or {}).get("sandbox_image")
+
+
+def runtime_config(endpoint: str) -> bool:
+    """Whether the runtime answers CRI RuntimeConfig (containerd 2.0+), so a kubelet with
+    KubeletCgroupDriverFromCRI takes its cgroup driver from it."""
+    snap = loaded() if is_containerd(endpoint) else None
+    return bool((snap or {}).get("runtime_config"))
 
 
 PULL_RETRY = 5  # cmd/kubeadm/app/constants PullImageRetry
