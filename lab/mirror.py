@@ -117,15 +117,20 @@ def _docker(os_name: str, containerd: tuple[str, ...], docker: tuple[str, ...],
 
 CONTAINERD_LINES: dict[str, tuple[str, ...]] = {
     "el7": ("1.6.32", "1.6.33"),
-    "el8": ("1.6.32", "1.6.33", "1.7.25", "1.7.27"),
-    "el9": ("1.6.32", "1.6.33", "1.7.25", "1.7.27"),
+    "el8": ("1.6.32", "1.6.33", "1.7.25", "1.7.27", "2.1.5", "2.2.1"),
+    "el9": ("1.6.32", "1.6.33", "1.7.25", "1.7.27", "2.1.5", "2.2.1"),
 }
 """containerd.io of the 1.6 and 1.7 lines in each flavour's docker-ce repo (besides the older
 builds kept for the docker path). Sources: docker/containerd-packaging `rpm/containerd.spec`
 %changelog (`1.6.32-3.1`, `1.6.33-3.1` 2024-06-04, `1.7.25-3.1`, `1.7.27-3.1`; Release is
 `3.1%{?dist}`), its Jenkinsfile (centos:7 is built up to 1.6.33 and removed before 1.7.18,
 the first 1.7 it packaged: there is no el7 build of 1.7), rockylinux:8/9 and almalinux:8/9
-images for el8/el9. Unconfirmed: the download.docker.com listings themselves (not reachable)."""
+images for el8/el9. Unconfirmed: the download.docker.com listings themselves (not reachable).
+2.x (el8/el9 only): 2.1.5 is the first and only 2.1 build docker shipped (docker-ce-packaging
+PR #1334: "container.io v2.1.5 is the oldest v2 version we shipped as packages", "we only
+shipped a single v2.1 version"), then the 2.2 line; 2.2.1 is unconfirmed (a containerd tag, the
+repo's 2.2 builds were not read), as are the 2.x spec's relations (kept as 1.7's). No el7 build
+(containerd-packaging dropped CentOS 7 in 2024, docs/RELEASE-FACTS.md 6)."""
 
 
 def containerd_lines(os_name: str) -> list[Pkg]:
@@ -133,7 +138,7 @@ def containerd_lines(os_name: str) -> list[Pkg]:
     Provides runc only below RHEL 8; Obsoletes and Conflicts containerd and runc;
     Requires `container-selinux >= 2:2.74` up to 1.6.33 and plain `container-selinux` from
     1.7.18 (containerd-packaging 018d28e "rpm: remove version-constraint for container-selinux");
-    Requires libseccomp."""
+    Requires libseccomp. The 2.x builds get 1.7's relations (unconfirmed for 2.x)."""
     d = "docker-ce" if os_name == "el7" else tree(os_name, "docker-ce")
     dist = "el7" if os_name == "el7" else flavours.get(os_name).docker_release
     runc = ("runc",) if os_name == "el7" else ()
