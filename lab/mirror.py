@@ -418,6 +418,22 @@ K8S_MINORS: dict[str, dict[str, object]] = {
     "1.30": {"patches": ("1.30.0", "1.30.1"), "cri_tools": "1.30.0",
              "cni": ("1.4.0", "150500.1.1"),
              "kubeadm_requires": ("cri-tools >= 1.30.0",)},
+    # 1.31-1.37 (docs/RELEASE-FACTS.md 1 and 10): the latest patch of each minor the facts name
+    # (1.37.0 itself is known to exist, its constants unconfirmed). cri-tools: the release of
+    # the minor, else the newest one before the build (krel's GetCRIToolsVersion; 1.37.0 was
+    # built when v1.36.0 was the newest tag: unconfirmed). kubernetes-cni: unconfirmed guesses
+    # (the plugins release of that time). kubeadm: ">= 1.30.0 < 1.32.0" cri-tools >= 1.30.0,
+    # nothing from 1.32 (builds before 2026-04-24 still carried cri-tools >= 1.30.0: which of
+    # these did is unconfirmed). kubelet: built after 2025-09-06 (commit d2a7ae37), so no
+    # iproute/socat/ethtool/ebtables/conntrack: unconfirmed for which patch that first held.
+    "1.31": {"patches": ("1.31.14",), "cri_tools": "1.31.1", "cni": ("1.5.1", "150500.1.1"),
+             "kubeadm_requires": ("cri-tools >= 1.30.0",), "kubelet_requires": "new"},
+    "1.33": {"patches": ("1.33.13",), "cri_tools": "1.33.0", "cni": ("1.6.2", "150500.1.1"),
+             "kubeadm_requires": (), "kubelet_requires": "new"},
+    "1.35": {"patches": ("1.35.7",), "cri_tools": "1.35.0", "cni": ("1.7.1", "150500.1.1"),
+             "kubeadm_requires": (), "kubelet_requires": "new"},
+    "1.37": {"patches": ("1.37.0",), "cri_tools": "1.36.0", "cni": ("1.8.0", "150500.1.1"),
+             "kubeadm_requires": (), "kubelet_requires": "new"},
 }
 """pkgs.k8s.io's per-minor repos as Aliyun mirrors them (`kubernetes-new/core/stable/v1.NN/rpm/`,
 FIELD-NOTES "The modern stack"). Release strings are OBS's (`150500.1.1`). kubeadm's Requires:
@@ -432,6 +448,9 @@ today's kubeadm/kubelet/kubectl stand-ins (their version texts follow the instal
 `rpm -q`); a later piece makes them version-true."""
 K8S_KUBELET_REQUIRES = ("iptables >= 1.4.21", "kubernetes-cni >= 1.2.0", "iproute", "socat",
                         "util-linux", "ethtool", "ebtables", "conntrack")
+# kubelet.spec after kubernetes/release d2a7ae37 (2025-09-06): iptables, util-linux and
+# metadata.yaml's kubernetes-cni >= 1.2.0 (docs/RELEASE-FACTS.md 10)
+K8S_KUBELET_REQUIRES_NEW = ("iptables >= 1.4.21", "kubernetes-cni >= 1.2.0", "util-linux")
 OBS_RELEASE = "150500.1.1"
 
 
@@ -452,7 +471,8 @@ def _k8s_minors() -> list[Pkg]:
         for v in m["patches"]:  # type: ignore[attr-defined]
             out += [
                 Pkg("kubectl", v, OBS_RELEASE, r),
-                Pkg("kubelet", v, OBS_RELEASE, r, requires=K8S_KUBELET_REQUIRES),
+                Pkg("kubelet", v, OBS_RELEASE, r, requires=K8S_KUBELET_REQUIRES_NEW
+                    if m.get("kubelet_requires") == "new" else K8S_KUBELET_REQUIRES),
                 Pkg("kubeadm", v, OBS_RELEASE, r,
                     requires=m["kubeadm_requires"]),  # type: ignore[arg-type]
             ]

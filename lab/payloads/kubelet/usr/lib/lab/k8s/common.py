@@ -59,6 +59,20 @@ def pkg_version(pkg: str, default: str = "1.20.10") -> str:
     return out("rpm", "-q", "--qf", "%{VERSION}", pkg) or default
 
 
+def cgroup_v1() -> bool:
+    """Whether this node runs cgroup v1: its /sys/fs/cgroup is not a cgroup2 mount (the lab's
+    el7/el8 nodes have a tmpfs there, el9 a cgroup2 mount; lab/CONTRACT.md "Flavour")."""
+    try:
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[1] == "/sys/fs/cgroup":
+                    return parts[2] != "cgroup2"
+    except OSError:
+        pass
+    return True
+
+
 def minor(version: str) -> int:
     """Minor number of 'v1.20.10' or '1.21.0'."""
     try:

@@ -64,7 +64,7 @@ def known_versions(kubeadm_version: str) -> list[str]:
     versions = ["v1beta1"] if m < 22 else []
     if m < 27:
         versions.append("v1beta2")
-    if m >= 22:
+    if 22 <= m < 37:  # v1beta3 removed in 1.37 (kubernetes PR #136016)
         versions.append("v1beta3")
     if m >= 28:
         versions.append("v1beta4")
@@ -74,6 +74,16 @@ def known_versions(kubeadm_version: str) -> list[str]:
 # util/config/common.go validateSupportedVersion, by release (1.22+; 1.20/1.21 only decode)
 OLD_API = {"v1alpha1": "v1.11", "v1alpha2": "v1.12", "v1alpha3": "v1.14", "v1beta1": "v1.15"}
 MIGRATE = "'kubeadm config migrate --old-config old.yaml --new-config new.yaml'"
+# 1.32+ (kubeadm v1.32.0's deprecation line, v1.37.0's refusal: docs/RELEASE-FACTS.md 2)
+MIGRATE_NEW = ("'kubeadm config migrate --old-config old-config-file --new-config "
+               "new-config-file'")
+
+
+def error_prefix(kubeadm_version: str) -> str:
+    """kubeadm's error lines start with 'error: ' in the releases seen printing it (1.35
+    preflight and 1.37 v1beta3 outputs, docs/RELEASE-FACTS.md 2; the first release that
+    does: unconfirmed, taken as 1.35)."""
+    return "error: " if minor(kubeadm_version) >= 35 else ""
 
 
 def api_check(api: str, kind: str, kubeadm_version: str) -> tuple[str | None, str | None]:
@@ -88,12 +98,14 @@ def api_check(api: str, kind: str, kubeadm_version: str) -> tuple[str | None, st
     if m < 22:
         return None, None
     version = api.rpartition("/")[2]
-    old = dict(OLD_API, **({"v1beta2": "v1.22"} if m >= 27 else {}))
-    deprecated = {"v1beta2"} if m < 27 else ({"v1beta3"} if m >= 31 else set())
+    old = dict(OLD_API, **({"v1beta2": "v1.22"} if m >= 27 else {}),
+               **({"v1beta3": "v1.36"} if m >= 37 else {}))
+    deprecated = {"v1beta2"} if m < 27 else ({"v1beta3"} if 31 <= m < 37 else set())
+    migrate = MIGRATE_NEW if m >= 32 else MIGRATE
     of_kind = f" (kind: \"{kind}\")" if m >= 31 else ""
     if version in old:
         return None, (f'your configuration file uses an old API spec: "{api}"{of_kind}. Please '
-                      f"use kubeadm {old[version]} instead and run {MIGRATE}, which will write "
+                      f"use kubeadm {old[version]} instead and run {migrate}, which will write "
                       "the new, similar spec using a newer API version.")
     if version == "v1beta4" and 28 <= m <= 30:
         return None, (f'experimental API spec: "{api}" is not allowed. You can use the '
@@ -101,7 +113,7 @@ def api_check(api: str, kind: str, kubeadm_version: str) -> tuple[str | None, st
     if version in deprecated:
         line = "common.go:101" if m >= 31 else "common.go:83"
         return (f'{line}] your configuration file uses a deprecated API spec: "{api}"{of_kind}. '
-                f"Please use {MIGRATE}, which will write the new, similar spec using a newer "
+                f"Please use {migrate}, which will write the new, similar spec using a newer "
                 "API version."), None
     return None, None
 
@@ -134,8 +146,109 @@ def load_config(path: str, kubeadm_version: str) -> dict[str, dict]:
         if group == KUBEADM_GROUP and version not in known_versions(kubeadm_version):
             raise Usage(f'no kind "{kind}" is registered for version "{api}" in scheme '
                         f'"{SCHEME}"')
+        if group == KUBEADM_GROUP:
+            check_shape(doc, version, kind, kubeadm_version)
         by_kind[kind] = doc
     return by_kind
+
+
+# ---- v1beta3 / v1beta4 document shapes (1.31+) -------------------------------------------
+# extraArgs: a string map in v1beta3, a list of {name, value} (type Arg) in v1beta4; the wrong
+# shape fails the decode with encoding/json's UnmarshalTypeError ("Go struct field
+# <innermost struct>.<json path>"). The APIServer path is the text seen (RELEASE-FACTS 2);
+# the other paths follow the same rule from types.go (derived, unconfirmed as printed).
+ARG_FIELDS = (("apiServer", "APIServer.apiServer.ControlPlaneComponent.extraArgs"),
+              ("controllerManager", "ControlPlaneComponent.controllerManager.extraArgs"),
+              ("scheduler", "ControlPlaneComponent.scheduler.extraArgs"),
+              ("etcd.local", "LocalEtcd.etcd.local.extraArgs"))
+# fields each kind has (v1beta3 and v1beta4 types.go); anything else is strict decoding's
+# unknown field (a klog warning, not an error)
+COMMON_INIT = {"apiVersion", "kind", "bootstrapTokens", "nodeRegistration", "localAPIEndpoint",
+               "certificateKey", "skipPhases", "patches"}
+COMMON_JOIN = {"apiVersion", "kind", "nodeRegistration", "caCertPath", "discovery",
+               "controlPlane", "skipPhases", "patches"}
+COMMON_CLUSTER = {"apiVersion", "kind", "etcd", "networking", "kubernetesVersion",
+                  "controlPlaneEndpoint", "apiServer", "controllerManager", "scheduler", "dns",
+                  "certificatesDir", "imageRepository", "featureGates", "clusterName"}
+FIELDS = {
+    ("v1beta3", "InitConfiguration"): (COMMON_INIT, {}),
+    ("v1beta4", "InitConfiguration"): (COMMON_INIT | {"dryRun", "timeouts"}, {}),
+    ("v1beta3", "JoinConfiguration"): (COMMON_JOIN, {
+        "discovery": {"bootstrapToken", "file", "tlsBootstrapToken", "timeout"}}),
+    ("v1beta4", "JoinConfiguration"): (COMMON_JOIN | {"dryRun", "timeouts"}, {
+        "discovery": {"bootstrapToken", "file", "tlsBootstrapToken"}}),
+    ("v1beta3", "ClusterConfiguration"): (COMMON_CLUSTER, {
+        "apiServer": {"extraArgs", "extraVolumes", "certSANs", "timeoutForControlPlane"}}),
+    ("v1beta4", "ClusterConfiguration"): (COMMON_CLUSTER | {
+        "proxy", "encryptionAlgorithm", "certificateValidityPeriod",
+        "caCertificateValidityPeriod"}, {
+        "apiServer": {"extraArgs", "extraVolumes", "extraEnvs", "certSANs"}}),
+}
+TIMEOUTS = {"controlPlaneComponentHealthCheck", "kubeletHealthCheck", "kubernetesAPICall",
+            "etcdAPICall", "tlsBootstrap", "discovery", "upgradeManifests"}
+# where documentMapTo{Init,Join}Configuration log strict.VerifyUnmarshalStrict's error:
+# initconfiguration.go:333 as kubeadm 1.32 printed it (RELEASE-FACTS 2); joinconfiguration.go:116
+# counted in a stored 1.31-era copy of that file (release not pinned)
+STRICT_AT = {"InitConfiguration": "initconfiguration.go:333",
+             "ClusterConfiguration": "initconfiguration.go:333",
+             "JoinConfiguration": "joinconfiguration.go:116"}
+
+
+def _at(doc: dict, path: str) -> object:
+    cur: object = doc
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return cur
+
+
+def check_shape(doc: dict, version: str, kind: str, kubeadm_version: str) -> None:
+    """1.31+: the wrong extraArgs shape is the decoder's error (Usage); unknown fields are
+    strict decoding's klog warning."""
+    if minor(kubeadm_version) < 31 or (version, kind) not in FIELDS:
+        return
+    want_list = version == "v1beta4"
+    go_type = "[]v1beta4.Arg" if want_list else "map[string]string"
+    fields = list(ARG_FIELDS) if kind == "ClusterConfiguration" else []
+    if kind in ("InitConfiguration", "JoinConfiguration"):
+        fields.append(("nodeRegistration",
+                       "NodeRegistrationOptions.nodeRegistration.kubeletExtraArgs"))
+    for where, go_field in fields:
+        key = "kubeletExtraArgs" if where == "nodeRegistration" else "extraArgs"
+        value = _at(doc, f"{where}.{key}")
+        if value is None:
+            continue
+        if want_list and isinstance(value, dict):
+            got = "object"
+        elif not want_list and isinstance(value, list):
+            got = "array"
+        else:
+            continue
+        raise Usage(f"json: cannot unmarshal {got} into Go struct field {go_field} of type "
+                    f"{go_type}")
+    top, nested = FIELDS[(version, kind)]
+    unknown = [k for k in doc if k not in top]
+    for parent, keys in nested.items():
+        sub = doc.get(parent)
+        if isinstance(sub, dict):
+            unknown += [f"{parent}.{k}" for k in sub if k not in keys]
+    if isinstance(doc.get("timeouts"), dict) and "timeouts" in top:
+        unknown += [f"timeouts.{k}" for k in doc["timeouts"] if k not in TIMEOUTS]
+    if unknown:
+        gvk = (f'schema.GroupVersionKind{{Group:"{KUBEADM_GROUP}", Version:"{version}", '
+               f'Kind:"{kind}"}}')
+        sys.stderr.write(klog("W", STRICT_AT[kind], f"error unmarshaling configuration {gvk}: "
+                              "strict decoding error: " + ", ".join(
+                                  f'unknown field "{k}"' for k in unknown)) + "\n")
+
+
+def kv_args(value: object) -> list[tuple[str, str]]:
+    """extraArgs / kubeletExtraArgs of either shape as (name, value) pairs."""
+    if isinstance(value, dict):
+        return [(str(k), str(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [(str(a.get("name", "")), str(a.get("value", ""))) for a in value
+                if isinstance(a, dict)]
+    return []
 
 
 def parse_duration(text: str) -> float | None:
@@ -170,13 +283,19 @@ def default_repository(kubeadm_version: str) -> str:
 # constants.go PauseVersion by kubeadm minor (FIELD-NOTES "pause by release")
 PAUSE = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6", 24: "3.7", 25: "3.8", 26: "3.9",
          27: "3.9", 28: "3.9", 29: "3.9", 30: "3.9", 31: "3.10", 32: "3.10", 33: "3.10",
-         34: "3.10.1", 35: "3.10.1"}
+         34: "3.10.1", 35: "3.10.1", 36: "3.10.2", 37: "3.10.2"}
 # CoreDNSVersion and the etcd of the release's own minor (latest patch releases; not read at
 # each release's constants.go: see lab/k8s/STATE.md)
 COREDNS = {21: "v1.8.0", 22: "v1.8.4", 23: "v1.8.6", 24: "v1.8.6", 25: "v1.9.3",
-           26: "v1.9.3", 27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1", 30: "v1.11.3"}
+           26: "v1.9.3", 27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1", 30: "v1.11.3",
+           # 1.31-1.37: `kubeadm config images list` of each minor's latest patch (minikube's
+           # generated table, docs/RELEASE-FACTS.md 1); 1.37: v1.37.0-rc.0's (unconfirmed for
+           # v1.37.0)
+           31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1",
+           36: "v1.14.2", 37: "v1.14.6"}
 ETCD = {23: "3.5.6-0", 24: "3.5.6-0", 25: "3.5.6-0", 26: "3.5.6-0", 27: "3.5.12-0",
-        28: "3.5.15-0", 29: "3.5.15-0", 30: "3.5.15-0"}
+        28: "3.5.15-0", 29: "3.5.15-0", 30: "3.5.15-0", 31: "3.5.24-0", 32: "3.5.24-0",
+        33: "3.5.24-0", 34: "3.6.5-0", 35: "3.6.6-0", 36: "3.6.8-0", 37: "3.7.0-0"}
 
 
 def pause_version(kubeadm_version: str) -> str:

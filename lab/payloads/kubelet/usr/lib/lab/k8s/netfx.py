@@ -35,6 +35,7 @@ SUBNET_ENV = "/run/flannel/subnet.env"
 # kube-proxy's IPVS mode checks these (pkg/proxy/ipvs): nf_conntrack_ipv4 on kernels < 4.19
 # (el7's 3.10), nf_conntrack on el8's 4.18 (RHEL 8.3+ merged them) and el9's 5.14.
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", lc.CONNTRACK_MODULE)
+NFT_FILE = lc.RUN / "nftables.json"  # {"tables": ["ip kube-proxy", ...]}: the `nft` stand-in's
 PROXY_MODE = lc.RUN / "kube-proxy.json"  # {cluster_id, mode}: the mode kube-proxy started in
 
 Rules = dict[str, dict[str, list[list[str]]]]  # table -> chain -> [argv]
@@ -297,6 +298,17 @@ def apply_ipvs(svcs: list[dict]) -> None:
             lc.write_json(lc.IPVS_FILE, new, sort_keys=False)
 
 
+def apply_nft(tables: list[str]) -> None:
+    """kube-proxy in nftables mode (pkg/proxy/nftables: table `kube-proxy` in the ip and ip6
+    families) keeps its tables; the `nft` stand-in lists and deletes them."""
+    with lc.locked("nft"):
+        cur = lc.read_json(NFT_FILE, {}) or {}
+        have = list(cur.get("tables") or [])
+        new = have + [t for t in tables if t not in have]
+        if new != have:
+            lc.write_json(NFT_FILE, {"tables": new})
+
+
 def apply_ipsets(svcs: list[dict]) -> None:
     with lc.locked("ipset"):
         cur = lc.read_json(lc.IPSET_FILE, {}) or {}
@@ -364,8 +376,13 @@ def _sync(data: dict, name: str) -> None:
     pods = state.pods(data)
     svcs = services(data, pods)
     rules = kubelet_rules()
-    ipvs = proxy_mode(data) == "ipvs"
-    merge(rules, proxy_ipvs(data) if ipvs else proxy_iptables(data, svcs))
+    mode = proxy_mode(data)
+    ipvs = mode == "ipvs"
+    if mode == "nftables":  # its own tables, no KUBE-* iptables chain of kube-proxy's
+        if state.proxy_problem(data, name) is None:
+            apply_nft(["ip kube-proxy", "ip6 kube-proxy"])
+    else:
+        merge(rules, proxy_ipvs(data) if ipvs else proxy_iptables(data, svcs))
     links: list[dict] = []
     fixed: set[str] = set()
     if ipvs:

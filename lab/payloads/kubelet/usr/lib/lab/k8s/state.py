@@ -204,6 +204,9 @@ def kubelet_failure(config: dict | None, docker: str | None = "") -> list[str]:
         path = f"{KUBELET_DIR}/config.yaml"
         return [f"failed to load Kubelet config file {path}, error failed to read kubelet "
                 f'config file "{path}", error: open {path}: no such file or directory']
+    refused = cgroup_v1_refusal(config)
+    if refused:
+        return [refused]
     lines = swaps()
     fail_swap = config.get("failSwapOn", True) and "--fail-swap-on=false" not in _flag_args()
     if lines and fail_swap:
@@ -222,6 +225,30 @@ def kubelet_failure(config: dict | None, docker: str | None = "") -> list[str]:
         return [f'failed to run Kubelet: misconfiguration: kubelet cgroup driver: "{mine}" '
                 f'is different from docker cgroup driver: "{docker}"']
     return []
+
+
+# KubeletConfiguration failCgroupV1 (1.31+, default true from 1.35; docs/RELEASE-FACTS.md 3):
+# validation_linux.go's text, 1.35+ as PR #134298 renamed it; wrapped as the kubelet logs it
+CGROUP_V1_REFUSED = {31: "cgroup v1 support is in maintenance mode",
+                     35: "cgroup v1 support is unsupported and will be removed in a future "
+                         "release"}
+
+
+def cgroup_v1_refusal(config: dict) -> str | None:
+    """Why a 1.31+ kubelet on a cgroup v1 node refuses its config (failCgroupV1 or
+    --fail-cgroupv1, the latter winning), None when it runs."""
+    km = common.minor(out("rpm", "-q", "--qf", "%{VERSION}", "kubelet"))
+    if km < 31 or not common.cgroup_v1():
+        return None
+    fail = config.get("failCgroupV1", km >= 35)
+    for arg in _flag_args():
+        if arg.startswith("--fail-cgroupv1"):
+            fail = arg.partition("=")[2].lower() in ("", "true", "1")
+    if not fail:
+        return None
+    why = CGROUP_V1_REFUSED[35 if km >= 35 else 31]
+    return ("failed to validate kubelet configuration, error: kubelet is configured to not run "
+            f"on a host using cgroup v1. {why}, path: &TypeMeta{{Kind:,APIVersion:,}}")
 
 
 def collect_facts(event: str = "", docker: str | None = "") -> dict:
@@ -504,8 +531,19 @@ def pods(data: dict) -> list[dict]:
             for comp in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
                 pod("kube-system", f"{comp}-{node}", node, "Running" if up else "Unknown",
                     owner="Node", since=info.get("joined", 0))
-        pod("kube-system", f"kube-proxy-{suffix(cid, 'proxy', node)}", node,
-            "Running" if up else "Unknown", owner="DaemonSet", since=info.get("joined", 0))
+        crash = proxy_problem(data, node) if up else None
+        name = f"kube-proxy-{suffix(cid, 'proxy', node)}"
+        extra: dict = {}
+        if crash:
+            quoted = crash.replace('"', '\\"')
+            extra = {"problem": crash,
+                     "log": [common.klog("E", "run.go:74",
+                                         f'"command failed" err="{quoted}"')],
+                     "events": [("Warning", "BackOff", "kubelet", "Back-off restarting failed "
+                                 f"container kube-proxy in pod {name}_kube-system(<uid>)")]}
+        pod("kube-system", name, node, ("Running" if up else "Unknown"),
+            "CrashLoopBackOff" if crash else "", owner="DaemonSet", since=info.get("joined", 0),
+            **extra)
     net = cni(data)
     if net:
         for node in sorted(nodes):
@@ -571,6 +609,31 @@ def pods(data: dict) -> list[dict]:
         pod("kube-system", name, node, "Running", owner="ReplicaSet", ip=ip, events=events,
             **base)
     return result
+
+
+def proxy_problem(data: dict, node: str) -> str | None:
+    """Why kube-proxy (the cluster's release) exits on NODE, None when it runs. Its log line
+    (pods()) is component-base's run.go "command failed" (that wrapper: unconfirmed).
+
+    mode nftables (docs/RELEASE-FACTS.md 7): before 1.31 the NFTablesProxyMode gate is off
+    (alpha 1.29, unknown before) and validation.go validateProxyModeLinux refuses the mode
+    (source and unit test text);
+    1.31+ (beta on, GA 1.33) accept it, but pkg/proxy/nftables refuses kernels < 5.13."""
+    mode = (data.get("config", {}) or {}).get("proxyMode") or ""
+    if mode != "nftables":
+        return None
+    if common.minor(data.get("kubernetes_version", "")) < 31:
+        return ('KubeProxyConfiguration.ProxyMode: Invalid value: "nftables": must be '
+                "iptables, ipvs or blank (blank means the best-available proxy [currently "
+                "iptables])")
+    kernel = node_facts(node).get("kernel", "")
+    try:
+        major, minor_ = (int(x) for x in kernel.split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor_) < (5, 13):
+        return "kube-proxy in nftables mode requires kernel 5.13 or later"
+    return None
 
 
 def unschedulable_message(data: dict, status: dict) -> str:
