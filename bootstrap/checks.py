@@ -126,7 +126,9 @@ def packages_command(inv: Inventory, mirror_node: bool) -> str:
         "rc=0",
     ]
     if mirror_node:
-        listed = " ".join([*_runtime_versions(inv), "kubeadm", "kubelet", "kubectl"])
+        runtime = _runtime_versions(inv) or (
+            ["containerd.io"] if inv.cluster.runtime == "containerd" else [])
+        listed = " ".join([*runtime, "kubeadm", "kubelet", "kubectl"])
         lines.append(f"echo '{MIRROR}'; yum -q $y list --showduplicates {listed} 2>&1; rc=$?")
     lines += [
         f"echo '{CONFLICTS}'",
@@ -432,6 +434,16 @@ def _mirror(inv: Inventory, name: str, rc: int, out: str) -> list[Finding]:
         "kubectl": inv.cluster.kubernetes_version,
     }
     found = []
+    row = releases.release(inv.cluster.kubernetes_version)
+    if (inv.cluster.runtime == "containerd" and not inv.containerd.version
+            and row.containerd_min >= "2"):
+        newest = max(listed.get("containerd.io", set()) or {"none"}, key=_version_key)
+        if not newest[0].isdigit() or int(newest.split(".")[0]) < 2:
+            found.append(Finding(
+                "ContainerdVersion", ERROR, name,
+                f"Kubernetes {inv.cluster.kubernetes_version} wants containerd 2.x, and the "
+                f"newest containerd.io on repos.docker_ce is {newest}: use a mirror with 2.x, "
+                "or pin containerd.version and --ignore ContainerdVersion to run 1.x"))
     for pkg, version in wanted.items():
         if version not in listed.get(pkg, set()):
             have = ", ".join(sorted(listed.get(pkg, set()))[-5:]) or "none"
@@ -445,6 +457,10 @@ def _mirror(inv: Inventory, name: str, rc: int, out: str) -> list[Finding]:
                 )
             )
     return found
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
 
 
 def _unique(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Finding]:

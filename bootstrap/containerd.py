@@ -1,7 +1,7 @@
 """containerd's files, rendered whole: /etc/containerd/config.toml (config version 2 for the 1.x
-line and an unpinned containerd, which 2.x reads and migrates; version 3 when containerd.version
-pins 2.x), one /etc/containerd/certs.d/<registry>/hosts.toml per registry with mirrors, and
-/etc/crictl.yaml. Pure functions; the containerd step writes what they return."""
+line, which 2.x still reads and migrates; version 3 for containerd 2.x: pinned, or unpinned
+where the release wants 2.x), one /etc/containerd/certs.d/<registry>/hosts.toml per registry
+with mirrors, and /etc/crictl.yaml. Pure functions; the containerd step writes what they return."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ TEMPLATES = {2: "etc/containerd/config.toml.j2", 3: "etc/containerd/config-v3.to
 containerd 2.0; version 2 configs are still read and converted)."""
 
 
-def config_version(containerd_version: str | None) -> int:
-    """3 for a pinned containerd 2.x, else 2 (what 1.x needs and 2.x still reads)."""
-    major = (containerd_version or "1").split(".")[0]
+def config_version(containerd_version: str | None, kubernetes_version: str = "1.30.0") -> int:
+    """3 for containerd 2.x: a pinned 2.x, or no pin where the release wants 2.x (preflight's
+    ContainerdVersion makes sure the mirror has one); else 2 (what 1.x needs, 2.x still reads)."""
+    if containerd_version is None:
+        return 3 if releases.release(kubernetes_version).containerd_min >= "2" else 2
+    major = containerd_version.split(".")[0]
     return 3 if major.isdigit() and int(major) >= 2 else 2
 
 
@@ -33,7 +36,8 @@ def config_toml(kubernetes_version: str, image_repository: str, cgroup_driver: s
                 containerd_version: str | None = None) -> str:
     """config.toml: CRI on, runc with SystemdCgroup following the cgroup driver, the sandbox
     image kubeadm of that release expects, mirrors through certs.d."""
-    return render(TEMPLATES[config_version(containerd_version)], socket=SOCKET,
+    return render(TEMPLATES[config_version(containerd_version, kubernetes_version)],
+                  socket=SOCKET,
                   certs_dir=CERTS_DIR, minor=releases.minor_of(kubernetes_version),
                   cgroup_driver=cgroup_driver,
                   sandbox_image=releases.pause_image(kubernetes_version, image_repository))

@@ -56,10 +56,14 @@ def test_config_toml_version_3_for_containerd_2(version, containerd, driver, pau
     assert CRI not in text and "sandbox_image" not in text
 
 
-@pytest.mark.parametrize(("containerd", "version"), [
-    (None, 2), ("1.6.33", 2), ("1.7.27", 2), ("2.0.0", 3), ("2.1.5", 3), ("10.0.0", 3)])
-def test_config_version_follows_the_pinned_containerd_line(containerd, version):
-    assert C.config_version(containerd) == version
+@pytest.mark.parametrize(("containerd", "kubernetes", "version"), [
+    (None, "1.30.1", 2), ("1.6.33", "1.30.1", 2), ("1.7.27", "1.35.0", 2), ("2.0.0", "1.30.1", 3),
+    ("2.1.5", "1.37.0", 3), ("10.0.0", "1.37.0", 3),
+    (None, "1.36.0", 3),  # unpinned where the release wants 2.x (ContainerdVersion checks it)
+    ("1.7.27", "1.37.0", 2),  # what is pinned decides (preflight refuses it unless ignored)
+])
+def test_config_version_follows_the_containerd_line(containerd, kubernetes, version):
+    assert C.config_version(containerd, kubernetes) == version
 
 
 def test_hosts_toml_lists_mirrors_in_order_then_the_registry():

@@ -1,9 +1,10 @@
-"""The containerd step's plans (pure: facts in, actions out). The inventory schema does not yet
-offer containerd (the lab path comes first), so the tests set it on a loaded inventory."""
+"""The containerd step's plans (pure: facts in, actions out)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+
+import pytest
 
 from bootstrap import stock
 from bootstrap.inventory import load_text
@@ -143,3 +144,21 @@ def test_preflight_asks_the_mirror_and_dnf_about_containerds_package():
     listing = "containerd.io.x86_64 1.6.33-3.1.el8 c\nkubeadm.x86_64 1.23.17-0 k\n"
     found = checks._mirror(t.inv, "master1", 0, listing)
     assert [f.message.split(" is not")[0] for f in found] == ["kubelet 1.23.17", "kubectl 1.23.17"]
+
+
+@pytest.mark.parametrize(("listing", "error"), [
+    ("containerd.io.x86_64 1.7.27-3.1.el9 d\ncontainerd.io.x86_64 2.1.5-1.el9 d\n", False),
+    ("containerd.io.x86_64 1.7.25-3.1.el9 d\ncontainerd.io.x86_64 1.7.27-3.1.el9 d\n", True),
+    ("", True),  # no containerd.io at all
+])
+def test_an_unpinned_containerd_for_1_36_needs_a_2x_on_the_mirror(listing, error):
+    from bootstrap import checks
+    from bootstrap.inventory import load_text
+
+    inv = load_text("cluster: {kubernetes_version: '1.36.0'}\n"
+                    "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    k8s = "".join(f"{p}.x86_64 1.36.0-150500.1.1 k\n" for p in ("kubeadm", "kubelet", "kubectl"))
+    found = checks._mirror(inv, "master1", 0, listing + k8s)
+    assert [f.check for f in found] == (["ContainerdVersion"] if error else [])
+    if error:
+        assert "Kubernetes 1.36.0 wants containerd 2.x" in found[0].message

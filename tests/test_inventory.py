@@ -208,7 +208,8 @@ REJECTIONS = [
         "bad-proxy-mode",
         GOOD.replace("  name: k8s", "  name: k8s\n  proxy_mode: ipvsadm"),
         3,
-        "cluster.proxy_mode: 'ipvsadm' must be one of ipvs, iptables, nftables (did you mean 'ipvs'?)",
+        "cluster.proxy_mode: 'ipvsadm' must be one of ipvs, iptables, nftables "
+        "(did you mean 'ipvs'?)",
     ),
     (
         "bad-policy",

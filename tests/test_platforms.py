@@ -332,4 +332,4 @@ def test_release_rules_on_a_node(flavour, facts, extra, want):
          platforms.matter().name: installed}
     got = checks._release_rules(_inv(extra), "node1", platform, f)
     assert [(x.check, x.severity) for x in got] == want, [x.message for x in got]
-    assert all("node1" == x.node for x in got)
+    assert all(x.node == "node1" for x in got)

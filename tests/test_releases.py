@@ -148,7 +148,7 @@ def test_proxy_mode_by_release(version, mode, ok):
     ("1.31.0", "1.6", "maintenance"),  # KEP-4569: cgroup v1 in maintenance mode from 1.31
     ("1.34.2", "1.6", "maintenance"),
     ("1.35.0", "1.6", "refused"),      # failCgroupV1 true by default (kubernetes PR #134298)
-    ("1.36.0", "2.0", "refused"),      # kubeadm warns: containerd 1.x lacks RuntimeConfig (KEP-4033)
+    ("1.36.0", "2.0", "refused"),      # containerd 1.x lacks RuntimeConfig (KEP-4033)
     ("1.37.0", "2.0", "refused"),
 ])
 def test_runtime_and_cgroup_rules_by_release(version, containerd_min, cgroup_v1):

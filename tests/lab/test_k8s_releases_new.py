@@ -168,7 +168,8 @@ def use(node, version: str) -> None:
 
 def reset(node) -> None:
     r = run(node, "kubeadm reset -f >/dev/null 2>&1; rm -rf /etc/cni/net.d $HOME/.kube; "
-                  "nft flush ruleset 2>/dev/null; true")
+                  "nft flush ruleset 2>/dev/null; for t in filter nat mangle; do "
+                  "iptables -t $t -F; iptables -t $t -X; done; true")
     assert r.returncode == 0
 
 
