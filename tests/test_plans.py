@@ -227,7 +227,7 @@ def test_other_installed_kubernetes_version_is_reported_not_changed():
     p = plan_for(
         "kubernetes-packages",
         {
-            "rpms:kubeadm,kubectl,kubelet": {
+            "rpms:cri-tools,kubeadm,kubectl,kubelet,kubernetes-cni": {
                 "kubeadm": "1.21.0-0",
                 "kubelet": "1.20.10-0",
                 "kubectl": "1.20.10-0",
@@ -471,8 +471,8 @@ def test_no_transaction_when_everything_is_installed():
         "rpms:containerd.io,docker-ce,docker-ce-cli": {
             "containerd.io": "1.4.3-3.1.el7", "docker-ce": "19.03.15-3.el7",
             "docker-ce-cli": "19.03.15-3.el7"},
-        "rpms:kubeadm,kubectl,kubelet": {"kubeadm": "1.20.10-0", "kubectl": "1.20.10-0",
-                                         "kubelet": "1.20.10-0"},
+        "rpms:cri-tools,kubeadm,kubectl,kubelet,kubernetes-cni": {
+            "kubeadm": "1.20.10-0", "kubectl": "1.20.10-0", "kubelet": "1.20.10-0"},
         "rpms:conntrack-tools,iproute,iproute-tc,socat": {
             "conntrack-tools": "1.4.4-7.el7", "iproute": "4.11.0-30.el7",
             "socat": "1.7.3.2-2.el7"},

@@ -154,3 +154,21 @@ def test_proxy_mode_by_release(version, mode, ok):
 def test_runtime_and_cgroup_rules_by_release(version, containerd_min, cgroup_v1):
     row = R.release(version)
     assert (row.containerd_min, row.cgroup_v1) == (containerd_min, cgroup_v1)
+
+
+@pytest.mark.parametrize(("version", "companions"), [
+    ("1.23.17", ()),  # the legacy repo's kubeadm and kubelet require them
+    ("1.30.1", ("cri-tools", "kubernetes-cni")),
+    ("1.37.0", ("cri-tools", "kubernetes-cni")),  # kubeadm requires nothing from 1.32
+])
+def test_cri_tools_and_cni_are_named_in_the_transaction_from_the_per_minor_repos(version,
+                                                                                  companions):
+    from bootstrap.inventory import load_text
+    from bootstrap.steps import Target, kubernetes
+
+    inv = load_text(f"cluster: {{kubernetes_version: '{version}'}}\n"
+                    "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    got = kubernetes.install(Target(inv, inv.nodes[0]), "why")
+    assert got.packages == (f"kubelet-{version}", f"kubeadm-{version}", f"kubectl-{version}",
+                            *companions)
+    assert "--disableexcludes=kubernetes" in got.options

@@ -1,5 +1,7 @@
 """kubernetes-packages: kubelet, kubeadm and kubectl at exactly ``cluster.kubernetes_version``,
-and the tools kubeadm's preflight wants (tc, conntrack, socat: ``platforms.Release.tools``)."""
+from the per-minor repos also cri-tools and kubernetes-cni (kubeadm's packages stopped requiring
+cri-tools from 1.32: docs/RELEASE-FACTS.md 10), and the tools kubeadm's preflight wants (tc,
+conntrack, socat: ``platforms.Release.tools``)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from . import Step, Target
 
 REPO = "/etc/yum.repos.d/kubernetes.repo"
 PACKAGES = ("kubeadm", "kubectl", "kubelet")
+COMPANIONS = ("cri-tools", "kubernetes-cni")
+"""From the same repo, unpinned (what it carries for the minor); named in the transaction only
+for the per-minor layout (the legacy repo's kubeadm and kubelet require them)."""
 EXCLUDE = ("kubelet", "kubeadm", "kubectl", "cri-tools", "kubernetes-cni")
-RPMS = "rpms:" + ",".join(PACKAGES)
+RPMS = F.rpms((*PACKAGES, *COMPANIONS)).name
 TOOLS = F.rpms({tool for r in platforms.RELEASES.values() for tool in r.tools})
 
 
@@ -29,15 +34,20 @@ def repo(t: Target) -> str:
     )
 
 
+def companions(t: Target) -> tuple[str, ...]:
+    layout = releases.release(t.inv.cluster.kubernetes_version).layout
+    return COMPANIONS if layout == "per-minor" else ()
+
+
 def install(t: Target, why: str) -> Install:
     """All three pinned together: pinning kubeadm alone pulls the newest kubelet and kubectl."""
     v = t.inv.cluster.kubernetes_version
-    return Install(tuple(f"{p}-{v}" for p in ("kubelet", "kubeadm", "kubectl")),
+    return Install((*(f"{p}-{v}" for p in ("kubelet", "kubeadm", "kubectl")), *companions(t)),
                    ("--setopt=obsoletes=0", "--disableexcludes=kubernetes"), why)
 
 
 def facts(t: Target) -> list[F.Fact]:
-    return [platforms.os_release(), F.file(REPO), F.rpms(PACKAGES), TOOLS]
+    return [platforms.os_release(), F.file(REPO), F.rpms((*PACKAGES, *COMPANIONS)), TOOLS]
 
 
 def plan(t: Target, facts: F.Facts) -> Plan:
@@ -46,7 +56,8 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     want = t.inv.cluster.kubernetes_version
     installed = facts[RPMS]
     other = {
-        pkg: v.rsplit("-", 1)[0] for pkg, v in installed.items() if v.rsplit("-", 1)[0] != want
+        pkg: v.rsplit("-", 1)[0] for pkg, v in installed.items()
+        if pkg in PACKAGES and v.rsplit("-", 1)[0] != want
     }
     if other:
         found = ", ".join(f"{pkg} {v}" for pkg, v in sorted(other.items()))
@@ -58,10 +69,9 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     tools = [tool for tool in platforms.of(facts).release.tools if tool not in facts[TOOLS.name]]
     if tools:
         p.install(tools, "kubeadm's preflight wants tc, conntrack and socat")
-    if len(installed) < len(PACKAGES):
-        p.actions.append(
-            install(t, "not installed: " + ", ".join(sorted(set(PACKAGES) - set(installed))))
-        )
+    missing = sorted({*PACKAGES, *companions(t)} - set(installed))
+    if missing:
+        p.actions.append(install(t, "not installed: " + ", ".join(missing)))
     return p
 
 

@@ -1,4 +1,5 @@
-"""The containerd path end to end (issue #13), one shared 3-node lab per case, in file order:
+"""The containerd path end to end (issues #13 and #14), one shared 3-node lab per case, in file
+order:
 
 bad inputs (nothing changes) -> prepare (two nodes, then the third with --limit, as a worker
 added later) -> no-op prepare -> init -> no-op init -> join (3 Ready) -> no-op join -> reset ->
@@ -12,7 +13,9 @@ import json
 import re
 
 import pytest
+import yaml
 
+from bootstrap import containerd as C
 from bootstrap import releases
 from bootstrap.cluster.common import STATE_FILES
 from lab.inventory import pin
@@ -22,11 +25,16 @@ from . import Recorder, cluster_changes
 
 pytestmark = pytest.mark.lab
 
-# (flavour, containerd.io, Kubernetes): the issue's three cases
+# (flavour, containerd.io, Kubernetes, extra cluster settings): #13's three cases, then #14's:
+# containerd 2 with the newest release, the last release that allows containerd 1.x, and an EL8
+# node (cgroup v1) on 1.35 through the cluster.allow_cgroup_v1 opt-out
 CASES = {
-    "el9-1.7-1.30": ("el9", "1.7.27", "1.30.1"),
-    "el8-1.7-1.28": ("el8", "1.7.27", "1.28.2"),
-    "el7-1.6-1.23": ("el7", "1.6.33", "1.23.17"),
+    "el9-1.7-1.30": ("el9", "1.7.27", "1.30.1", {}),
+    "el8-1.7-1.28": ("el8", "1.7.27", "1.28.2", {}),
+    "el7-1.6-1.23": ("el7", "1.6.33", "1.23.17", {}),
+    "el9-2.1-1.37": ("el9", "2.1.5", "1.37.0", {}),
+    "el9-1.7-1.35": ("el9", "1.7.27", "1.35.7", {}),
+    "el8-1.7-1.35-cgroupv1": ("el8", "1.7.27", "1.35.7", {"allow_cgroup_v1": True}),
 }
 MIRROR = "http://127.0.0.1:5999"  # a docker.io mirror in config only: nothing contacts it
 REPO = "registry.aliyuncs.com/google_containers"
@@ -34,17 +42,18 @@ REPO = "registry.aliyuncs.com/google_containers"
 
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request, tmp_path_factory):
-    flavour, containerd, kubernetes = CASES[request.param]
+    flavour, containerd, kubernetes, extra = CASES[request.param]
     with module_lab(3, os=flavour) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
         pin(the_lab.inventory_path, the_lab.mirror_url, kubernetes, runtime="containerd",
             containerd=containerd)
-        text = the_lab.inventory_path.read_text().replace(
-            "registries: {}", f"registries: {{docker.io: ['{MIRROR}']}}")
-        the_lab.inventory_path.write_text(text)
+        data = yaml.safe_load(the_lab.inventory_path.read_text())
+        data["cluster"].update(extra)
+        data["registries"] = {"docker.io": [MIRROR]}
+        the_lab.inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
         rec = Recorder(the_lab, tmp_path_factory.mktemp(request.param))
-        yield the_lab, rec, containerd, kubernetes
+        yield the_lab, rec, containerd, kubernetes, request.param
 
 
 def sh(node, cmd: str, user: str = "root"):
@@ -70,9 +79,35 @@ def unchanged(run) -> None:
     assert hosts and all(run.changed(h) == 0 for h in hosts), run.console
 
 
+def _set(key: str, value: str):
+    return lambda text: text.replace("  container_runtime: containerd\n",
+                                     f"  container_runtime: containerd\n  {key}: {value}\n")
+
+
+# case -> [(inventory edit, exit code, text)]: #14's bad inputs, each refused before any change
+BAD = {
+    "el9-1.7-1.30": [(_set("proxy_mode", "nftables"), 2,
+                      "cluster.proxy_mode: 'nftables' is not offered with Kubernetes 1.30.1")],
+    "el9-2.1-1.37": [
+        (lambda t: t.replace("version: 2.1.5", "version: 1.7.27"), 1,
+         "[ERROR ContainerdVersion] master1: Kubernetes 1.37.0 wants containerd 2.x"),
+        (lambda t: t.replace("1.37.0", "1.38.0"), 2,
+         "'1.38.0' is not supported: it is newer than the releases this toolkit knows "
+         "(KubernetesRelease"),
+    ],
+    "el8-1.7-1.35-cgroupv1": [
+        (lambda t: t.replace("  allow_cgroup_v1: true\n", ""), 1,
+         "[ERROR CgroupV1] node2: CentOS Linux 8 runs cgroup v1, and the kubelet of Kubernetes "
+         "1.35.7 refuses it"),
+        (_set("proxy_mode", "nftables"), 1,
+         "[ERROR NftablesKernel] master1: kernel 4.18"),
+    ],
+}
+
+
 @pytest.mark.timeout(300)
 def test_01_bad_inputs_change_nothing(case):
-    the_lab, rec, _, kubernetes = case
+    the_lab, rec, _, kubernetes, name = case
     good = the_lab.inventory_path.read_text()
     before = {n.name: len(n.calls()) for n in the_lab.nodes}
     try:
@@ -83,8 +118,13 @@ def test_01_bad_inputs_change_nothing(case):
             assert run.rc == 2, run.console
             assert (f"cluster.container_runtime: 'docker' cannot run Kubernetes {kubernetes}: "
                     "kubeadm's dockershim was removed in 1.24") in run.console
+        for edit, rc, text in BAD.get(name, []):
+            the_lab.inventory_path.write_text(edit(good))
+            run = rec("prepare-nodes")
+            assert run.rc == rc and text in run.console, run.console
+            assert "Traceback" not in run.console
         # a minor the mirror does not carry (1.29 sits between the lab's 1.28 and 1.30)
-        if releases.release(kubernetes).layout == "per-minor":
+        if kubernetes == "1.30.1":
             the_lab.inventory_path.write_text(good.replace(kubernetes, "1.29.3"))
             run = rec("prepare-nodes")
             assert run.rc == 1, run.console
@@ -100,7 +140,7 @@ def test_01_bad_inputs_change_nothing(case):
 
 @pytest.mark.timeout(600)
 def test_02_prepare_a_worker_added_later_gets_the_same_settings(case):
-    the_lab, rec, containerd, kubernetes = case
+    the_lab, rec, containerd, kubernetes, _ = case
     first = rec("prepare-nodes", limit="master1,node1")
     assert first.rc == 0, first.console
     assert "container runtime: containerd (cluster.container_runtime)" in first.console
@@ -114,7 +154,8 @@ def test_02_prepare_a_worker_added_later_gets_the_same_settings(case):
     for node in the_lab.nodes:
         got = loaded(node)
         assert got["version"] == containerd, (node.name, got)
-        assert got["config_version"] == 2 and got["cri_disabled"] is False, got
+        assert got["config_version"] == C.config_version(containerd, kubernetes), got
+        assert got["cri_disabled"] is False, got
         assert got["systemd_cgroup"] is True and got["sandbox_image"] == pause, got
         assert got["registry_config_path"] == "/etc/containerd/certs.d", got
         info = sh(node, "crictl info")
@@ -134,7 +175,7 @@ def test_02_prepare_a_worker_added_later_gets_the_same_settings(case):
 
 @pytest.mark.timeout(600)
 def test_03_init_join_and_their_no_op_reruns(case):
-    the_lab, rec, containerd, kubernetes = case
+    the_lab, rec, containerd, kubernetes, _ = case
     master = the_lab.nodes[0]
     run = rec("init-master")
     assert run.rc == 0, run.console
@@ -155,7 +196,7 @@ def test_03_init_join_and_their_no_op_reruns(case):
 
 @pytest.mark.timeout(600)
 def test_04_reset_then_a_new_cluster(case):
-    the_lab, rec, _, _ = case
+    the_lab, rec, _, _, _ = case
     before = {n.name: len(n.calls()) for n in the_lab.nodes}
     run = rec("reset", yes=True)
     assert run.rc == 0, run.console
@@ -174,7 +215,7 @@ def test_04_reset_then_a_new_cluster(case):
 
 
 def test_05_no_secret_in_any_output(case):
-    _, rec, _, _ = case
+    _, rec, _, _, _ = case
     rec.collect_tokens()
     text = rec.everything()
     assert rec.tokens and not any(t in text for t in rec.tokens)
