@@ -138,8 +138,8 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 @task(help={"nodes": "number of lab nodes (default 3)",
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
             "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own",
-            "kubernetes": "Kubernetes version (default 1.20.10, the seed's); 1.24 and later "
-                          "run on containerd"})
+            "kubernetes": "Kubernetes version, 1.15 to 1.37 (default 1.20.10, the seed's); "
+                          "1.24 and later run on containerd (2.x from 1.36)"})
 def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
          kubernetes: str = "") -> None:
     """Run the toolkit against a lab of simulated nodes on this machine (no VMs): by default the
