@@ -345,3 +345,16 @@ def test_a_sandbox_image_kubeadm_would_call_inconsistent_stops_init():
                    "registry.aliyuncs.com/google_containers/pause:3.9 (what kubeadm 1.30.1 uses "
                    "from cluster.image_repository): run invoke prepare-nodes --limit master1, "
                    "which writes containerd's config")
+
+
+def test_reset_deletes_kube_proxys_nftables_tables_only():
+    from bootstrap.cluster import reset as R
+
+    fact = R._nft()
+    listing = "table inet firewalld\ntable ip kube-proxy\ntable ip6 kube-proxy\ntable ip nat\n"
+    assert fact.parse(listing, 0) == ["ip kube-proxy", "ip6 kube-proxy"]
+    assert fact.parse("", 127) == []  # no nft on the node
+    inv = inventory()
+    p = R._nft_plan(Target(inv, inv.master), {"nftables": ["ip kube-proxy"]})
+    assert [a.command for a in p.actions] == ["nft delete table ip kube-proxy"]
+    assert R._nft_plan(Target(inv, inv.master), {"nftables": []}).actions == []

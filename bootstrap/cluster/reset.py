@@ -127,6 +127,31 @@ def _ipvs_plan(t: Target, facts: F.Facts) -> Plan:
 IPVS = Phase("ipvs", "IPVS tables kubeadm reset leaves", lambda t: [_ipvs()], _ipvs_plan)
 
 
+# -- nftables (kube-proxy's nftables mode) --------------------------------------------------------
+KUBE_PROXY_TABLES = ("ip kube-proxy", "ip6 kube-proxy")
+"""The tables kube-proxy's nftables mode keeps (pkg/proxy/nftables: kubeProxyTable in the ip and
+ip6 families); kubeadm reset leaves them as it leaves the iptables chains."""
+
+
+def _nft() -> F.Fact:
+    def parse(out: str, rc: int) -> list[str]:
+        found = {ln.strip().removeprefix("table ") for ln in out.splitlines()} if rc == 0 else set()
+        return [t for t in KUBE_PROXY_TABLES if t in found]
+
+    return F.Fact("nftables", "nft list tables 2>/dev/null", parse)
+
+
+def _nft_plan(t: Target, facts: F.Facts) -> Plan:
+    p = Plan()
+    for table in facts["nftables"]:
+        p.run(f"nft delete table {table}", f"table {table} left by kube-proxy (nftables mode)")
+    return p
+
+
+NFTABLES = Phase("nftables", "kube-proxy's nftables tables kubeadm reset leaves",
+                 lambda t: [_nft()], _nft_plan)
+
+
 # -- CNI links and directories -------------------------------------------------------------------
 def _links() -> F.Fact:
     def parse(out: str, rc: int) -> set[str]:
@@ -189,7 +214,7 @@ def _kubeconfig_phase(stamp: str) -> Phase:
 
 def reset_phases(stamp: str | None = None) -> list[Phase]:
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    return [KUBEADM_RESET, IPTABLES, IPVS, LINKS, DIRS, _kubeconfig_phase(stamp)]
+    return [KUBEADM_RESET, IPTABLES, IPVS, NFTABLES, LINKS, DIRS, _kubeconfig_phase(stamp)]
 
 
 # -- drain and delete, on the master -------------------------------------------------------------

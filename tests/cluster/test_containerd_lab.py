@@ -32,7 +32,7 @@ CASES = {
     "el9-1.7-1.30": ("el9", "1.7.27", "1.30.1", {}),
     "el8-1.7-1.28": ("el8", "1.7.27", "1.28.2", {}),
     "el7-1.6-1.23": ("el7", "1.6.33", "1.23.17", {}),
-    "el9-2.1-1.37": ("el9", "2.1.5", "1.37.0", {}),
+    "el9-2.1-1.37": ("el9", "2.1.5", "1.37.0", {"proxy_mode": "nftables"}),
     "el9-1.7-1.35": ("el9", "1.7.27", "1.35.7", {}),
     "el8-1.7-1.35-cgroupv1": ("el8", "1.7.27", "1.35.7", {"allow_cgroup_v1": True}),
 }
@@ -191,6 +191,9 @@ def test_03_init_join_and_their_no_op_reruns(case):
     nodes = ready(master)
     assert {n: s for n, (s, _) in nodes.items()} == {n.name: "Ready" for n in the_lab.nodes}
     assert {rt for _, rt in nodes.values()} == {f"containerd://{containerd}"}, nodes
+    if "proxy_mode: nftables" in the_lab.inventory_path.read_text():  # kube-proxy's own tables
+        for node in the_lab.nodes:
+            assert "table ip kube-proxy" in sh(node, "nft list tables").stdout, node.name
     unchanged(rec("join-workers"))
 
 
@@ -207,6 +210,7 @@ def test_04_reset_then_a_new_cluster(case):
         pods = sh(node, "crictl pods -q")
         assert pods.returncode == 0 and pods.stdout.strip() == "", (node.name, pods.stdout)
         assert sh(node, "systemctl is-active containerd").stdout.strip() == "active"
+        assert "kube-proxy" not in sh(node, "nft list tables").stdout, node.name
     unchanged(rec("reset", yes=True))
 
     assert rec("init-master").rc == 0
