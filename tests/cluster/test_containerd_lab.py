@@ -91,6 +91,10 @@ BAD = {
     "el9-2.1-1.37": [
         (lambda t: t.replace("version: 2.1.5", "version: 1.7.27"), 1,
          "[ERROR ContainerdVersion] master1: Kubernetes 1.37.0 wants containerd 2.x"),
+        # containerd 1.7 with 1.36, named and ignorable (PackageVersions still stops it here:
+        # the lab mirror carries no 1.36 repo)
+        (lambda t: t.replace("version: 2.1.5", "version: 1.7.27").replace("1.37.0", "1.36.0"),
+         1, "[ERROR ContainerdVersion] node1: Kubernetes 1.36.0 wants containerd 2.x"),
         (lambda t: t.replace("1.37.0", "1.38.0"), 2,
          "'1.38.0' is not supported: it is newer than the releases this toolkit knows "
          "(KubernetesRelease"),
@@ -123,6 +127,9 @@ def test_01_bad_inputs_change_nothing(case):
             run = rec("prepare-nodes")
             assert run.rc == rc and text in run.console, run.console
             assert "Traceback" not in run.console
+            if "1.36.0" in text:  # ignorable by name: IGNORED, and PackageVersions still stops it
+                run = rec("prepare-nodes", ignore="ContainerdVersion")
+                assert run.rc == 1 and "[IGNORED ContainerdVersion]" in run.console, run.console
         # a minor the mirror does not carry (1.29 sits between the lab's 1.28 and 1.30)
         if kubernetes == "1.30.1":
             the_lab.inventory_path.write_text(good.replace(kubernetes, "1.29.3"))

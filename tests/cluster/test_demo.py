@@ -1,5 +1,6 @@
 """`invoke demo`, the README's first command: a 3-node cluster with every node Ready, on the
-seed's own system by default (CentOS 8, Docker 20.10.8, Kubernetes 1.20.10)."""
+seed's own system by default (CentOS 8, Docker 20.10.8, Kubernetes 1.20.10), and on the newest
+release (`--os el9 --kubernetes 1.37.0`: containerd 2.x, kubeadm v1beta4)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,26 @@ def test_demo_shows_three_ready_nodes(tmp_path):
     assert "demo: lab stopped" in out
     assert "Traceback" not in out
     assert (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.timeout(600)
+def test_demo_on_the_newest_release(tmp_path):
+    try:
+        if Lab.attach("default").alive():
+            pytest.skip("a default lab is running (invoke demo --keep?); not stopping it")
+    except LabError:
+        pass
+    res = subprocess.run([str(INVOKE), "-r", str(ROOT), "demo", "--os", "el9",
+                          "--kubernetes", "1.37.0"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=540, env=dict(os.environ), stdin=subprocess.DEVNULL)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "3 simulated Rocky 9 nodes (el9, Kubernetes 1.37.0, containerd) are up" in out
+    assert "container runtime: containerd (the default for 1.37)" in out
+    table = out.split("kubectl get nodes -o wide", 1)[1]
+    rows = [ln.split() for ln in table.splitlines()[1:] if ln.startswith(("master", "node"))]
+    assert sorted((r[0], r[1]) for r in rows) == [
+        ("master1", "Ready"), ("node1", "Ready"), ("node2", "Ready")], out
+    for r in rows:
+        assert r[4] == "v1.37.0" and r[-1].startswith("containerd://2."), r
+    assert "Traceback" not in out
