@@ -4,17 +4,9 @@ the scheme registration), checked on the stand-in's own module without a lab: 1.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-LAB = Path(__file__).resolve().parents[2] / "lab"
-for p in (LAB / "standins", LAB / "payloads" / "kubelet" / "usr" / "lib" / "lab"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from k8s import kubeadm_cfg  # noqa: E402
+from lab.payload_code import kubeadm_cfg
 
 G = "kubeadm.k8s.io"
 MIGRATE = ("'kubeadm config migrate --old-config old.yaml --new-config new.yaml', which will "

@@ -15,22 +15,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
-from pathlib import Path
 
 import pytest
 
 from lab import mirror
+from lab.payload_code import CATALOGUE, LAB, kubeadm_cfg, state
 from lab.pytest_plugin import module_lab
 
-LAB = Path(__file__).resolve().parents[2] / "lab"
-for p in (LAB / "standins", LAB / "payloads" / "kubelet" / "usr" / "lib" / "lab"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from k8s import kubeadm_cfg, state  # noqa: E402
-
-CATALOGUE = LAB / "payloads" / "containerd.io" / "usr" / "share" / "lab" / "registry-catalogue.txt"
 ALIYUN = "registry.aliyuncs.com/google_containers"
 TRAP = {("1.21.0", ALIYUN): {f"{ALIYUN}/coredns/coredns:v1.8.0"}}
 SERVED = (*mirror.LEGACY_K8S,

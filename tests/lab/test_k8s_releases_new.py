@@ -11,23 +11,14 @@ ContainerRuntimeVersion warning, and kube-proxy's nftables mode by release and k
 from __future__ import annotations
 
 import shlex
-import sys
-from pathlib import Path
 
 import pytest
 
 from bootstrap.cluster import flannel
 from lab import mirror
+from lab.payload_code import CATALOGUE, kubeadm_cfg, state
 from lab.pytest_plugin import module_lab
 
-LAB = Path(__file__).resolve().parents[2] / "lab"
-for p in (LAB / "standins", LAB / "payloads" / "kubelet" / "usr" / "lib" / "lab"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from k8s import kubeadm_cfg, state  # noqa: E402
-
-CATALOGUE = LAB / "payloads" / "containerd.io" / "usr" / "share" / "lab" / "registry-catalogue.txt"
 SOCK = "unix:///var/run/containerd/containerd.sock"
 HINT = "To see the stack trace of this error execute with --v=5 or higher\n"
 V2 = """version = 2
