@@ -135,6 +135,23 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
          yes=yes, report=report, log_dir=log_dir, break_lease=break_lease)
 
 
+@task(help={"inventory": INVENTORY_HELP,
+            "only": "run only these checks (comma-separated names: Nodes, SystemPods, ProxyMode)",
+            "skip": "skip these checks (comma-separated names)",
+            "timeout": "seconds any one observation may take (default 60)",
+            "dry_run": "print the commands verify would run on each host; connect to nothing",
+            "report": "write the checks as JSON to this path",
+            "parallel": COMMON_HELP["parallel"], "log_dir": COMMON_HELP["log_dir"]})
+def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: str = "",
+           timeout: int = 0, dry_run: bool = False, report: str = "", parallel: int = 0,
+           log_dir: str = "runs") -> None:
+    """Check that the cluster works: every node registered and Ready at the pinned version and
+    runtime, the system pods running, kube-proxy's mode in effect on every node. Read-only;
+    exits 1 when a check fails, with what to look at next."""
+    _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
+         dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir)
+
+
 @task(help={"nodes": "number of lab nodes (default 3)",
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
             "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own",
@@ -154,7 +171,7 @@ def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
         raise Exit(code=code)
 
 
-ns = Collection(render, check, prepare_nodes, init_master, join_workers, reset, demo)
+ns = Collection(render, check, prepare_nodes, init_master, join_workers, reset, verify, demo)
 ns.configure({"run": {"in_stream": False}})
 
 try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ class CommonOptions:
     timeout: int | None = None
     yes: bool = False
     break_lease: bool = False
+    only: str | None = None
+    skip: str | None = None
 
 
 DEFAULT_TIMEOUT = 300  # seconds to wait for nodes to become Ready
@@ -241,3 +245,43 @@ def reset(
             raise UsageError("reset: not confirmed; nothing was changed")
     results = run(runner, targets)
     return _finish(reporter, results, opts, _title(opts), runner)
+
+
+@_interruptible
+def verify(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
+) -> int:
+    """Check that the cluster the inventory describes works (bootstrap/verify.py); read-only.
+    Exit 1 when a check fails."""
+    from . import verify as V
+
+    checks = V.select(opts.only, opts.skip)
+    if opts.timeout is not None and opts.timeout < 1:
+        raise UsageError("--timeout must be at least 1 (seconds)")
+    limit = opts.timeout or V.DEFAULT_TIMEOUT
+    inv = load(opts.inventory)
+    reporter = reporter or Reporter(log_dir=Path(opts.log_dir) if opts.log_dir else None,
+                                    command="verify")
+    if opts.dry_run:
+        reporter.print(f"{inv.path}: {releases.summary(inv)}")
+        for text in V.dry_run_lines(inv, checks, limit):
+            reporter.print(text)
+        names = ", ".join(c.name for c in checks)
+        reporter.print(f"verify --dry-run: {len(checks)} checks ({names}); nothing was read")
+        return 0
+    runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
+    started = time.monotonic()
+    seen = V.observe(runner, inv, checks, limit)
+    outcomes = V.judge_all(inv, checks, seen)
+    for outcome in outcomes:
+        reporter.print(V.line(outcome))
+    failed = [o.check for o in outcomes if not o.ok]
+    reporter.print(f"verify: {len(outcomes)} checks, {len(outcomes) - len(failed)} passed"
+                   + (f", failed: {', '.join(failed)}" if failed else ""))
+    if opts.report:
+        Path(opts.report).write_text(
+            json.dumps(V.report(outcomes, time.monotonic() - started), indent=2) + "\n")
+    return 1 if failed else 0
