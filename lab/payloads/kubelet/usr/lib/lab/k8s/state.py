@@ -24,6 +24,7 @@ ROOT = "/var/lib/lab-cluster"
 STATE = f"{ROOT}/state.json"
 LOCK = f"{ROOT}/state.lock"
 FACTS = f"{ROOT}/nodes"
+FAULTS = f"{ROOT}/faults.json"  # the tests' fault knobs (STATE.md), e.g. kube_proxy_down
 KUBELET_DIR = "/var/lib/kubelet"
 KUBELET_RUNNING = "/run/lab/kubelet/running"  # kept by the kubelet unit hooks
 DOCKER_SNAPSHOT = "/run/lab/docker/daemon.json"  # kept by the docker unit hooks
@@ -63,6 +64,32 @@ def update() -> Iterator[dict]:
             os.chmod(STATE, 0o666)
     finally:
         os.close(fd)
+
+
+def faults() -> dict:
+    """The tests' fault knobs ({} without the file): {"kube_proxy_down": [node, ...]}."""
+    try:
+        with open(FAULTS) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def kube_proxy_down(node: str) -> bool:
+    """The fault knob: NODE's kube-proxy container keeps exiting (CrashLoopBackOff) and left
+    nothing in the node's network state, as after a reboot where it never came back up."""
+    return node in (faults().get("kube_proxy_down") or [])
+
+
+def uid(*parts: str) -> str:
+    """A stable UUID-shaped metadata.uid for an object of this cluster."""
+    h = hashlib.sha256("/".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def live_tokens(data: dict, now: float | None = None) -> list[dict]:
@@ -348,9 +375,152 @@ def qualify(ref: str) -> str:
     return f"{name}:{tag}"
 
 
+# ---- what kubeadm init creates through the API (its addon phase) ------------------------------
+
+KUBE_PROXY_DS = "daemonset.apps/kube-system/kube-proxy"
+COREDNS_DEPLOY = "deployment.apps/kube-system/coredns"
+
+
+def kube_proxy_conf(data: dict) -> str:
+    """config.conf of the kube-proxy ConfigMap: the KubeProxyConfiguration kubeadm marshals
+    (defaults it fills in: bindAddress, clusterCIDR = podSubnet, the kubeconfig path). `mode`
+    has no omitempty (kubeproxy.config.k8s.io/v1alpha1 `Mode ProxyMode json:"mode"`), so a
+    config that said nothing gives `mode: ""`. Fields as of 1.20 (+ nftables from 1.29)."""
+    cfg = data.get("config", {}) or {}
+    mode = cfg.get("proxyMode") or ""
+    cidr = cfg.get("podSubnet") or ""
+    nft = ("nftables:\n  masqueradeAll: false\n  masqueradeBit: null\n  minSyncPeriod: 0s\n"
+           "  syncPeriod: 0s\n") if common.minor(data.get("kubernetes_version", "")) >= 29 else ""
+    return (
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nbindAddress: 0.0.0.0\n"
+        "bindAddressHardFail: false\nclientConnection:\n  acceptContentTypes: \"\"\n  burst: 0\n"
+        "  contentType: \"\"\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n  qps: 0\n"
+        f"clusterCIDR: {cidr or chr(34) * 2}\nconfigSyncPeriod: 0s\nconntrack:\n"
+        "  maxPerCore: null\n  min: null\n  tcpCloseWaitTimeout: null\n"
+        "  tcpEstablishedTimeout: null\ndetectLocalMode: \"\"\nenableProfiling: false\n"
+        "healthzBindAddress: \"\"\nhostnameOverride: \"\"\niptables:\n  masqueradeAll: false\n"
+        "  masqueradeBit: null\n  minSyncPeriod: 0s\n  syncPeriod: 0s\nipvs:\n"
+        "  excludeCIDRs: null\n  minSyncPeriod: 0s\n  scheduler: \"\"\n  strictARP: false\n"
+        "  syncPeriod: 0s\n  tcpFinTimeout: 0s\n  tcpTimeout: 0s\n  udpTimeout: 0s\n"
+        "kind: KubeProxyConfiguration\nmetricsBindAddress: \"\"\n"
+        f"mode: {mode or chr(34) * 2}\n{nft}nodePortAddresses: null\noomScoreAdj: null\n"
+        "portRange: \"\"\nshowHiddenMetricsForVersion: \"\"\nudpIdleTimeout: 0s\nwinkernel:\n"
+        "  enableDSR: false\n  networkName: \"\"\n  sourceVip: \"\"")
+
+
+def kube_proxy_kubeconfig(data: dict) -> str:
+    """kubeconfig.conf of the kube-proxy ConfigMap (kubeadm's KubeProxyConfigMap19 template)."""
+    return ("apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
+            "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n"
+            f"    server: https://{data.get('endpoint', '')}\n  name: default\ncontexts:\n"
+            "- context:\n    cluster: default\n    namespace: default\n    user: default\n"
+            "  name: default\ncurrent-context: default\nusers:\n- name: default\n  user:\n"
+            "    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def corefile(data: dict) -> str:
+    domain = (data.get("config", {}) or {}).get("dnsDomain") or "cluster.local"
+    return (".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n"
+            f"    kubernetes {domain} in-addr.arpa ip6.arpa {{\n       pods insecure\n"
+            "       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n"
+            "    prometheus :9153\n    forward . /etc/resolv.conf {\n"
+            "       max_concurrent 1000\n    }\n    cache 30\n    loop\n    reload\n"
+            "    loadbalance\n}\n")
+
+
+def addons(data: dict) -> dict[str, dict]:
+    """The objects kubeadm init created (kube-proxy's ConfigMap and DaemonSet, CoreDNS's
+    ConfigMap and Deployment; kubeadm's manifests in cmd/kubeadm/app/phases/addons), keyed like
+    applied objects, minus those deleted since (`deleted`). Each carries `created`."""
+    if not data.get("cluster_id"):
+        return {}
+    from k8s.kubeadm_cfg import images  # late: kubeadm_cfg imports this module's siblings
+
+    cfg = data.get("config", {}) or {}
+    imgs = images(data.get("kubernetes_version", "v1.20.10"), cfg.get("imageRepository") or "",
+                  data.get("kubeadm_version") or "")
+    created = data.get("created", 0)
+    linux = {"kubernetes.io/os": "linux"}
+    proxy_labels = {"k8s-app": "kube-proxy"}
+    dns_labels = {"k8s-app": "kube-dns"}
+    objs = {
+        "configmap/kube-system/kube-proxy": {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system",
+                         "labels": {"app": "kube-proxy"}},
+            "data": {"config.conf": kube_proxy_conf(data),
+                     "kubeconfig.conf": kube_proxy_kubeconfig(data)}},
+        "configmap/kube-system/coredns": {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "coredns", "namespace": "kube-system"},
+            "data": {"Corefile": corefile(data)}},
+        KUBE_PROXY_DS: {
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system",
+                         "labels": dict(proxy_labels)},
+            "spec": {
+                "selector": {"matchLabels": dict(proxy_labels)},
+                "updateStrategy": {"type": "RollingUpdate",
+                                   "rollingUpdate": {"maxUnavailable": 1}},
+                "template": {"metadata": {"labels": dict(proxy_labels)}, "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "name": "kube-proxy", "image": imgs[3],
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/usr/local/bin/kube-proxy",
+                                    "--config=/var/lib/kube-proxy/config.conf",
+                                    "--hostname-override=$(NODE_NAME)"],
+                        "securityContext": {"privileged": True}}],
+                    "hostNetwork": True, "serviceAccountName": "kube-proxy",
+                    "volumes": [{"name": "kube-proxy", "configMap": {"name": "kube-proxy"}}],
+                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                    {"operator": "Exists"}],
+                    "nodeSelector": dict(linux)}}}},
+        COREDNS_DEPLOY: {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "coredns", "namespace": "kube-system",
+                         "labels": dict(dns_labels)},
+            "spec": {
+                "replicas": 2, "selector": {"matchLabels": dict(dns_labels)},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}},
+                "template": {"metadata": {"labels": dict(dns_labels)}, "spec": {
+                    "priorityClassName": "system-cluster-critical",
+                    "serviceAccountName": "coredns",
+                    "containers": [{
+                        "name": "coredns", "image": imgs[-1],
+                        "imagePullPolicy": "IfNotPresent",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                                  {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
+                                  {"containerPort": 9153, "name": "metrics",
+                                   "protocol": "TCP"}]}],
+                    "dnsPolicy": "Default",
+                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                    {"key": "node-role.kubernetes.io/master",
+                                     "effect": "NoSchedule"}],
+                    "nodeSelector": dict(linux),
+                    "volumes": [{"name": "config-volume", "configMap": {
+                        "name": "coredns", "items": [{"key": "Corefile",
+                                                      "path": "Corefile"}]}}]}}}},
+    }
+    for k in data.get("deleted", []) or []:
+        objs.pop(k, None)
+    for obj in objs.values():
+        obj["created"] = created
+    return objs
+
+
+def objects(data: dict) -> dict[str, dict]:
+    """Every API object the lab keeps: kubeadm's addons, then what kubectl applied (which wins
+    for the same key, as an apply over kubeadm's object would)."""
+    return {**addons(data), **(data.get("objects", {}) or {})}
+
+
 def cni(data: dict) -> dict | None:
-    """The applied CNI DaemonSet: {'name','namespace','network','images'} or None."""
-    objs = data.get("objects", {})
+    """The applied CNI DaemonSet: {'name','namespace','network','images','containers',
+    'init','labels'} or None."""
+    objs = objects(data)
     for obj in objs.values():
         if obj.get("kind") != "DaemonSet":
             continue
@@ -368,8 +538,14 @@ def cni(data: dict) -> dict | None:
                     network = None
                 images = [c.get("image", "") for key in ("initContainers", "containers")
                           for c in spec.get(key, []) or []]
+                labels = (obj["spec"]["template"].get("metadata") or {}).get("labels") or {}
                 return {"name": obj["metadata"]["name"], "namespace": ns,
-                        "network": network, "images": images}
+                        "network": network, "images": images, "created": obj.get("created", 0),
+                        "labels": dict(labels),
+                        "containers": [{"name": c.get("name", ""), "image": c.get("image", "")}
+                                       for c in spec.get("containers", []) or []],
+                        "init": [{"name": c.get("name", ""), "image": c.get("image", "")}
+                                 for c in spec.get("initContainers", []) or []]}
     return None
 
 
@@ -491,14 +667,6 @@ def suffix(*parts: str, n: int = 5) -> str:
     return "".join(alphabet[b % len(alphabet)] for b in digest[:n])
 
 
-def coredns_image(data: dict) -> str:
-    from k8s.kubeadm_cfg import images  # late: kubeadm_cfg imports this module's siblings
-
-    cfg = data.get("config", {})
-    return images(data.get("kubernetes_version", "v1.20.10"),
-                  cfg.get("imageRepository") or "", data.get("kubeadm_version") or "")[-1]
-
-
 def bridge_conflict(data: dict, node: str) -> str | None:
     """The CNI bridge error on NODE when its cni0 carries another subnet's address."""
     have = node_facts(node).get("cni0")
@@ -509,67 +677,141 @@ def bridge_conflict(data: dict, node: str) -> str | None:
            f"{gateway(cidr)}"
 
 
+CRASH_RESTARTS = 3  # what a CrashLoopBackOff pod shows (kubectl's RESTARTS, restartCount)
+
+
+def back_off(container: str, pod: str, ns: str, pod_uid: str, restarts: int) -> str:
+    """The kubelet's CrashLoopBackOff waiting message (kuberuntime_manager.go doBackOff: 10s
+    doubling per restart, capped at 5m)."""
+    delay = min(10 * 2 ** max(restarts - 1, 0), 300)
+    shown = f"{delay // 60}m{delay % 60}s" if delay >= 60 else f"{delay}s"
+    return (f"back-off {shown} restarting failed container={container} "
+            f"pod={pod}_{ns}({pod_uid})")
+
+
 def pods(data: dict) -> list[dict]:
-    """The pods the cluster would run now (computed from nodes, facts and objects)."""
+    """The pods the cluster would run now (computed from nodes, facts and objects).
+
+    Each: namespace, name, node (None: unscheduled), phase, reason (kubectl's STATUS column),
+    owner (Node|DaemonSet|ReplicaSet), owner_name, labels {k: v}, containers and init
+    [{name, image, ready, restarts, waiting: {reason, message} | None}], ready, created, ip,
+    host_ip, host_network, uid; optional problem, log, events, image, controller."""
     cid = data.get("cluster_id", "")
     nodes = data.get("nodes", {})
     status = {n: node_status(data, n) for n in nodes}
+    objs = objects(data)
     result: list[dict] = []
 
     def pod(ns: str, name: str, node: str | None, phase: str, reason: str = "",
             owner: str = "", since: float = 0.0, ip: str = "", **extra) -> None:
         host_ip = nodes.get(node, {}).get("address", "") if node else ""
+        reason = reason or phase
+        pod_uid = uid(cid, "pod", ns, name)
+        containers = extra.pop("containers", [])
+        waiting = extra.pop("waiting", None)
+        restarts = CRASH_RESTARTS if reason == "CrashLoopBackOff" else 0
+        for c in containers:
+            c.setdefault("restarts", restarts)
+            if "waiting" not in c:
+                c["waiting"] = waiting
+                if reason == "CrashLoopBackOff":
+                    c["waiting"] = {"reason": "CrashLoopBackOff", "message": back_off(
+                        c["name"], name, ns, pod_uid, c["restarts"])}
+            c["ready"] = c["waiting"] is None and reason == "Running"
         result.append({"namespace": ns, "name": name, "node": node, "phase": phase,
-                       "reason": reason or phase, "owner": owner,
+                       "reason": reason, "owner": owner,
                        "created": since or data.get("created", time.time()),
                        "ip": ip if ip or owner == "ReplicaSet" else host_ip,
-                       "host_ip": host_ip, **extra})
+                       "host_ip": host_ip, "host_network": owner != "ReplicaSet",
+                       "uid": pod_uid, "containers": containers,
+                       "ready": reason == "Running", **extra})
 
+    def ds_labels(ds: str, template: dict) -> dict:
+        return {**template, "controller-revision-hash": suffix(cid, ds, "rev", n=10),
+                "pod-template-generation": "1"}
+
+    repo = (data.get("config", {}) or {}).get("imageRepository") or ""
+    version = data.get("kubernetes_version", "")
+    from k8s.kubeadm_cfg import images  # late: kubeadm_cfg imports this module's siblings
+
+    etcd = images(version or "v1.20.10", repo, data.get("kubeadm_version") or "")[5]
     for node, info in sorted(nodes.items()):
         up = status[node]["kubelet"]
         if info.get("role") == "control-plane":
             for comp in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                image = etcd if comp == "etcd" else f"{repo}/{comp}:{version}"
                 pod("kube-system", f"{comp}-{node}", node, "Running" if up else "Unknown",
-                    owner="Node", since=info.get("joined", 0))
+                    owner="Node", owner_name=node, since=info.get("joined", 0),
+                    labels={"component": comp, "tier": "control-plane"},
+                    containers=[{"name": comp, "image": image}])
+        proxy = objs.get(KUBE_PROXY_DS)
+        if proxy is None:  # deleted: its pods went with it
+            continue
         crash = proxy_problem(data, node) if up else None
+        down = up and crash is None and kube_proxy_down(node)
         name = f"kube-proxy-{suffix(cid, 'proxy', node)}"
         extra: dict = {}
         if crash:
             quoted = crash.replace('"', '\\"')
             extra = {"problem": crash,
                      "log": [common.klog("E", "run.go:74",
-                                         f'"command failed" err="{quoted}"')],
-                     "events": [("Warning", "BackOff", "kubelet", "Back-off restarting failed "
-                                 f"container kube-proxy in pod {name}_kube-system(<uid>)")]}
+                                         f'"command failed" err="{quoted}"')]}
+        elif down:
+            extra = {"problem": "kube-proxy is down (lab fault kube_proxy_down)"}
+        if crash or down:
+            extra["events"] = [("Warning", "BackOff", "kubelet", "Back-off restarting failed "
+                                f"container kube-proxy in pod {name}_kube-system(<uid>)")]
+        template = proxy["spec"]["template"]
         pod("kube-system", name, node, ("Running" if up else "Unknown"),
-            "CrashLoopBackOff" if crash else "", owner="DaemonSet", since=info.get("joined", 0),
-            **extra)
+            "CrashLoopBackOff" if crash or down else "", owner="DaemonSet",
+            owner_name="kube-proxy", since=info.get("joined", 0),
+            labels=ds_labels("kube-proxy", template["metadata"]["labels"]),
+            containers=[{"name": c["name"], "image": c["image"]}
+                        for c in template["spec"]["containers"]], **extra)
     net = cni(data)
     if net:
         for node in sorted(nodes):
             st = status[node]
             problem = st.get("cni_problem", "")
+            init = [dict(c) for c in net["init"]]
+            containers = [dict(c) for c in net["containers"]]
+            waiting = None
             if not st["kubelet"]:
                 phase, reason = "Unknown", "Unknown"
             elif problem.startswith("ErrImagePull"):
                 phase, reason = "Pending", "Init:ImagePullBackOff"
+                missing = problem.split(": ", 1)[1]
+                for c in init:
+                    if c["image"] == missing:
+                        c["waiting"] = {"reason": "ImagePullBackOff",
+                                        "message": f'Back-off pulling image "{missing}"'}
+                waiting = {"reason": "PodInitializing"}
             elif problem:
                 phase, reason = "Running", "CrashLoopBackOff"
             else:
                 phase, reason = "Running", "Running"
+            for c in init:  # init containers ran to completion unless one is stuck
+                c.setdefault("waiting", None)
+                c["restarts"] = 0
+                c["done"] = c["waiting"] is None
             pod(net["namespace"], f"{net['name']}-{suffix(cid, net['name'], node)}", node,
-                phase, reason, owner="DaemonSet", since=net.get("created", 0),
-                problem=problem)
+                phase, reason, owner="DaemonSet", owner_name=net["name"],
+                since=net.get("created", 0), problem=problem,
+                labels=ds_labels(net["name"], net["labels"]), init=init,
+                containers=containers, waiting=waiting)
     # a cordon keeps running pods where they are; a drain evicted them for good
     ready = sorted(n for n, st in status.items()
                    if st["status"] == "True" and not nodes[n].get("drained"))
     rs = f"coredns-{suffix(cid, 'rs', n=10)[:10]}"
     placed: dict[str, int] = {}
-    for i in range(2):
+    deploy = objs.get(COREDNS_DEPLOY)
+    for i in range(int(deploy["spec"].get("replicas", 2)) if deploy else 0):
         name = f"{rs}-{suffix(cid, 'dns', str(i))}"
-        base = {"image": coredns_image(data), "labels": ["k8s-app=kube-dns",
-                                                         f"pod-template-hash={rs[8:]}"],
-                "controller": f"ReplicaSet/{rs}"}
+        image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+        base = {"image": image, "labels": {"k8s-app": "kube-dns",
+                                           "pod-template-hash": rs[8:]},
+                "controller": f"ReplicaSet/{rs}", "owner_name": rs,
+                "containers": [{"name": "coredns", "image": image}]}
         if not ready:
             pod("kube-system", name, None, "Pending", owner="ReplicaSet",
                 events=[("Warning", "FailedScheduling", "default-scheduler",
@@ -598,7 +840,7 @@ def pods(data: dict) -> list[dict]:
                        ("Normal", "SandboxChanged", "kubelet",
                         "Pod sandbox changed, it will be killed and re-created.")]
             pod("kube-system", name, node, "Pending", "ContainerCreating", owner="ReplicaSet",
-                events=events, **base)
+                events=events, waiting={"reason": "ContainerCreating"}, **base)
             continue
         cidr = node_subnet(data, node)
         ip = str(ipaddress.ip_network(cidr).network_address + 1 + placed[node]) if cidr else ""
