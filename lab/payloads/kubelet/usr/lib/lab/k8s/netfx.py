@@ -232,10 +232,11 @@ def merge(into: Part, more: Part) -> None:
                     have += [r for r in rules if r not in have]
 
 
-def apply_iptables(chains: Rules, prepend: Rules, append: Rules) -> None:
+def apply_iptables(chains: Rules, prepend: Rules, append: Rules, prune: bool = True) -> None:
     """Make the owned chains exactly CHAINS (and drop stale KUBE-SVC/SEP chains), like
     kube-proxy's iptables-restore --noflush; add each missing jump rule (EnsureRule): APPEND
-    ones at the end, then PREPEND ones at the top, one after the other."""
+    ones at the end, then PREPEND ones at the top, one after the other. PRUNE false: no
+    kube-proxy runs, nobody drops the stale KUBE-SVC/SEP chains."""
     with lc.locked("iptables"):
         tables = lc.read_json(lc.IPTABLES_FILE, None)
         tables = tables if isinstance(tables, dict) else {}
@@ -245,7 +246,7 @@ def apply_iptables(chains: Rules, prepend: Rules, append: Rules) -> None:
                                           for c in lc.IPTABLES_BUILTIN[tname]})
             want = chains.get(tname, {})
             for name in [c for c in t if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))]:
-                if name not in want:
+                if prune and name not in want:
                     del t[name]
             for name, rules in want.items():
                 t.setdefault(name, {"policy": "-", "rules": []})["rules"] = [
@@ -369,6 +370,64 @@ def proxy_mode(data: dict) -> str:
     return mode
 
 
+def proxy_gone(data: dict, svcs: list[dict]) -> None:
+    """What a node whose kube-proxy never came back after a reboot has (the fault knob
+    kube_proxy_down, STATE.md), done once per fault: none of kube-proxy's iptables chains
+    (either mode's, KUBE-SVC-/KUBE-SEP- included) nor the rules jumping to them, no IPVS
+    virtual service of the cluster's Services, no kube-ipvs0, no KUBE-* ipset, no nftables
+    table. The kubelet's and flannel's state stays (the next apply rewrites the kubelet's)."""
+    kept = lc.read_json(PROXY_MODE, {}) or {}
+    cid = data.get("cluster_id", "")
+    if kept.get("down") == cid:
+        return
+    mine = kubelet_rules()[0]
+    owned: dict[str, set[str]] = {}
+    for part in (proxy_iptables(data, svcs), proxy_ipvs(data)):
+        for table, chains in part[0].items():
+            owned.setdefault(table, set()).update(c for c in chains
+                                                  if c not in mine.get(table, {}))
+    with lc.locked("iptables"):
+        tables = lc.read_json(lc.IPTABLES_FILE, None)
+        if isinstance(tables, dict):
+            for tname, t in tables.items():
+                gone = {c for c in t if c in owned.get(tname, set())
+                        or c.startswith(("KUBE-SVC-", "KUBE-SEP-"))}
+                for c in gone:
+                    del t[c]
+                for chain in t.values():
+                    chain["rules"] = [r for r in chain["rules"] if _target(r) not in gone]
+            lc.write_json(lc.IPTABLES_FILE, tables, sort_keys=False)
+    with lc.locked("ipvs"):
+        cur = lc.read_json(lc.IPVS_FILE, {}) or {}
+        ours = {f"{s['proto'].upper()} {s['ip']}:{s['port']}" for s in svcs}
+        new = {k: v for k, v in cur.items() if k not in ours}
+        if new != cur:
+            lc.write_json(lc.IPVS_FILE, new, sort_keys=False)
+    with lc.locked("ipset"):
+        cur = lc.read_json(lc.IPSET_FILE, {}) or {}
+        new = {k: v for k, v in cur.items() if k not in ("KUBE-CLUSTER-IP", "KUBE-LOOP-BACK")}
+        if new != cur:
+            lc.write_json(lc.IPSET_FILE, new, sort_keys=False)
+    with lc.locked("links"):
+        links = lc.read_links()
+        new_links = [ln for ln in links if ln["name"] != "kube-ipvs0"]
+        if new_links != links:
+            lc.write_json(lc.LINKS_FILE, new_links)
+    with lc.locked("nft"):
+        cur = lc.read_json(NFT_FILE, {}) or {}
+        have = list(cur.get("tables") or [])
+        left = [t for t in have if t not in ("ip kube-proxy", "ip6 kube-proxy")]
+        if left != have:
+            lc.write_json(NFT_FILE, {"tables": left})
+    lc.write_json(PROXY_MODE, {"down": cid})
+
+
+def _target(spec: str) -> str:
+    """The -j target of a stored rule ('' without one)."""
+    words = spec.split()
+    return words[words.index("-j") + 1] if "-j" in words[:-1] else ""
+
+
 def _sync(data: dict, name: str) -> None:
     st = state.node_status(data, name)
     if not st["kubelet"]:
@@ -376,12 +435,20 @@ def _sync(data: dict, name: str) -> None:
     pods = state.pods(data)
     svcs = services(data, pods)
     rules = kubelet_rules()
-    mode = proxy_mode(data)
+    down = state.kube_proxy_down(name)
+    if down:  # the fault knob: once, kube-proxy's state goes as a reboot drops it
+        proxy_gone(data, svcs)
+    elif (lc.read_json(PROXY_MODE, {}) or {}).get("down"):
+        lc.write_json(PROXY_MODE, {})  # the fault is lifted: kube-proxy starts afresh
+    # kube-proxy runs where its DaemonSet has a pod; a deleted DaemonSet's pods stop and leave
+    # what they wrote (kube-proxy cleans nothing on exit)
+    runs = not down and state.KUBE_PROXY_DS in state.objects(data)
+    mode = proxy_mode(data) if runs else ""
     ipvs = mode == "ipvs"
     if mode == "nftables":  # its own tables, no KUBE-* iptables chain of kube-proxy's
         if state.proxy_problem(data, name) is None:
             apply_nft(["ip kube-proxy", "ip6 kube-proxy"])
-    else:
+    elif mode:
         merge(rules, proxy_ipvs(data) if ipvs else proxy_iptables(data, svcs))
     links: list[dict] = []
     fixed: set[str] = set()
@@ -398,7 +465,7 @@ def _sync(data: dict, name: str) -> None:
         links.append(link("cni0", "bridge", 1450, True, [state.gateway(subnet)]))
         fixed.add("flannel.1")  # flanneld replaces flannel.1's address; cni0 is refused
         flannel_files(net["network"], subnet)
-    apply_iptables(*rules)
+    apply_iptables(*rules, prune=runs)
     if links:
         apply_links(links, fixed)
     if ipvs:
