@@ -39,6 +39,7 @@ class CommonOptions:
     break_lease: bool = False
     only: str | None = None
     skip: str | None = None
+    keep: bool = False
 
 
 DEFAULT_TIMEOUT = 300  # seconds to wait for nodes to become Ready
@@ -257,8 +258,11 @@ def verify(
     """Check that the cluster the inventory describes works (bootstrap/verify.py); read-only.
     Exit 1 when a check fails."""
     from . import verify as V
+    from . import verify_workloads as W
 
+    names = V.selected(opts.only, opts.skip)
     checks = V.select(opts.only, opts.skip)
+    workloads = [n for n in names if n in V.WORKLOADS]
     if opts.timeout is not None and opts.timeout < 1:
         raise UsageError("--timeout must be at least 1 (seconds)")
     limit = opts.timeout or V.DEFAULT_TIMEOUT
@@ -269,13 +273,22 @@ def verify(
         reporter.print(f"{inv.path}: {releases.summary(inv)}")
         for text in V.dry_run_lines(inv, checks, limit):
             reporter.print(text)
-        names = ", ".join(c.name for c in checks)
-        reporter.print(f"verify --dry-run: {len(checks)} checks ({names}); nothing was read")
+        if workloads:
+            reporter.print(f"would: on {inv.master.name}: $ {W.apply_script(inv, limit)}\n"
+                           f"  with stdin:\n{W.manifests(inv)}")
+            reporter.print(f"would: on {inv.master.name}: kubectl exec wget between the netcheck "
+                           "pods, nslookup from one; on every node: curl the NodePort and the "
+                           f"ClusterIP; then $ kubectl delete namespace {inv.verify.namespace}"
+                           + (" (not with --keep)" if opts.keep else ""))
+        reporter.print(f"verify --dry-run: {len(names)} checks ({', '.join(names)}); nothing "
+                       "was read or created")
         return 0
     runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
     started = time.monotonic()
     seen = V.observe(runner, inv, checks, limit)
     outcomes = V.judge_all(inv, checks, seen)
+    if workloads:
+        outcomes += W.run(runner, inv, workloads, limit, opts.keep)
     for outcome in outcomes:
         reporter.print(V.line(outcome))
     failed = [o.check for o in outcomes if not o.ok]

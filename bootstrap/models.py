@@ -132,6 +132,16 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Verify:
+    """What `invoke verify` runs its workloads with (images pulled through the registries'
+    mirrors like any other)."""
+
+    namespace: str = "k8s-bootstrap-verify"
+    busybox_image: str = "docker.io/library/busybox:1.36"
+    nginx_image: str = "docker.io/library/nginx:1.27"
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     address: str
@@ -155,6 +165,7 @@ class Inventory:
     registries: Registries = field(default_factory=Registries)
     repos: Repos = field(default_factory=Repos)
     network: Network = field(default_factory=Network)
+    verify: Verify = field(default_factory=Verify)
     notes: tuple[str, ...] = ()  # what the loader has to say (an old key and its new name)
 
     @property

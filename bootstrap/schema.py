@@ -25,6 +25,7 @@ from .models import (
     Registries,
     Repo,
     Repos,
+    Verify,
 )
 
 # \Z, not $ (which also matches before a final newline); ASCII: \d is 0-9, not any digit.
@@ -354,7 +355,7 @@ NODE: Spec = {
     "internal_address": _optional(_ipv4),
 }
 TOP = ("cluster", "ssh", "node_prep", "docker", "containerd", "registries", "repos", "network",
-       "nodes")
+       "verify", "nodes")
 REPO_NAMES = ("base", "docker_ce", "kubernetes")
 
 
@@ -363,6 +364,13 @@ def _dns_label(value: Any) -> str:
     if not _HOST_LABEL.match(text):
         raise ValueError("must be a lowercase name of letters, digits and '-' (e.g. 'k8s')")
     return text
+
+
+VERIFY: Spec = {
+    "namespace": _dns_label,
+    "busybox_image": _image_repo,
+    "nginx_image": _image_repo,
+}
 
 
 def _unknown(ctx: _Ctx, path: tuple, key: str, known: tuple[str, ...] | Spec) -> None:
@@ -533,6 +541,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     network = Network(**{"flannel_version": _flannel_default(cluster),
                          **_section(ctx, data.get("network"), ("network",), NETWORK)})
     repos = _repos(ctx, data.get("repos"), cluster)
+    verify = Verify(**_section(ctx, data.get("verify"), ("verify",), VERIFY))
     indexed = _nodes(ctx, data.get("nodes"))
     _cross_checks(ctx, indexed, cluster)
     nodes = [n for _, n in indexed]
@@ -549,6 +558,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
         registries=registries,
         repos=repos,
         network=network,
+        verify=verify,
         notes=tuple(notes),
     )
 

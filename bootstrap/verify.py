@@ -288,25 +288,33 @@ CHECKS: list[Check] = [
     Check("ProxyMode", "kube-proxy's configured mode is the one in effect on every node",
           _proxy_master, _proxy_nodes, judge_proxy_mode),
 ]
-NAMES = [c.name for c in CHECKS]
+WORKLOADS = ("PodNetwork", "DNS", "NginxNodePort")
+"""The checks that run workloads (bootstrap/verify_workloads.py), after the read-only ones."""
+NAMES = [*(c.name for c in CHECKS), *WORKLOADS]
 
 
-def select(only: str | None, skip: str | None) -> list[Check]:
-    """The checks ``--only`` / ``--skip`` leave (names, comma-separated, any case)."""
+def selected(only: str | None, skip: str | None) -> list[str]:
+    """The check names ``--only`` / ``--skip`` leave (comma-separated, any case), in order."""
     from .errors import UsageError
 
-    known = {c.name.lower(): c for c in CHECKS}
+    known = {n.lower(): n for n in NAMES}
 
     def names(text: str | None, flag: str) -> set[str]:
         out = set()
         for n in (x.strip() for x in (text or "").split(",") if x.strip()):
             if n.lower() not in known:
                 raise UsageError(f"{flag}: unknown check {n!r} (checks: {', '.join(NAMES)})")
-            out.add(known[n.lower()].name)
+            out.add(known[n.lower()])
         return out
 
     chosen, skipped = names(only, "--only"), names(skip, "--skip")
-    return [c for c in CHECKS if (not chosen or c.name in chosen) and c.name not in skipped]
+    return [n for n in NAMES if (not chosen or n in chosen) and n not in skipped]
+
+
+def select(only: str | None, skip: str | None) -> list[Check]:
+    """The read-only checks among ``selected``."""
+    names = selected(only, skip)
+    return [c for c in CHECKS if c.name in names]
 
 
 def plan(inv: Inventory, checks: list[Check], limit: int) -> dict[str, list[F.Fact]]:
