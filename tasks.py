@@ -136,7 +136,9 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 
 @task(help={"inventory": INVENTORY_HELP,
-            "only": "run only these checks (comma-separated names: Nodes, SystemPods, ProxyMode)",
+            "only": "run only these checks (comma-separated: Nodes, SystemPods, ProxyMode, "
+                    "PodNetwork, DNS, NginxNodePort)",
+            "keep": "leave verify's namespace and workloads in place afterwards",
             "skip": "skip these checks (comma-separated names)",
             "timeout": "seconds any one observation may take (default 60)",
             "dry_run": "print the commands verify would run on each host; connect to nothing",
@@ -144,12 +146,12 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
             "parallel": COMMON_HELP["parallel"], "log_dir": COMMON_HELP["log_dir"]})
 def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: str = "",
            timeout: int = 0, dry_run: bool = False, report: str = "", parallel: int = 0,
-           log_dir: str = "runs") -> None:
-    """Check that the cluster works: every node registered and Ready at the pinned version and
-    runtime, the system pods running, kube-proxy's mode in effect on every node. Read-only;
-    exits 1 when a check fails, with what to look at next."""
+           log_dir: str = "runs", keep: bool = False) -> None:
+    """Check that the cluster works: nodes Ready at the pinned version and runtime, system
+    pods, kube-proxy's mode, the pod network, DNS, and seed 004's nginx NodePort test (in a
+    namespace verify deletes afterwards). Exits 1 when a check fails, saying where to look."""
     _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
-         dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir)
+         dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir, keep=keep)
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",
