@@ -703,8 +703,10 @@ def pods(data: dict) -> list[dict]:
     result: list[dict] = []
 
     def pod(ns: str, name: str, node: str | None, phase: str, reason: str = "",
-            owner: str = "", since: float = 0.0, ip: str = "", **extra) -> None:
+            owner: str = "", since: float = 0.0, ip: str = "", host_network: bool | None = None,
+            **extra) -> None:
         host_ip = nodes.get(node, {}).get("address", "") if node else ""
+        hostnet = owner != "ReplicaSet" if host_network is None else host_network
         reason = reason or phase
         pod_uid = uid(cid, "pod", ns, name)
         containers = extra.pop("containers", [])
@@ -721,8 +723,8 @@ def pods(data: dict) -> list[dict]:
         result.append({"namespace": ns, "name": name, "node": node, "phase": phase,
                        "reason": reason, "owner": owner,
                        "created": since or data.get("created", time.time()),
-                       "ip": ip if ip or owner == "ReplicaSet" else host_ip,
-                       "host_ip": host_ip, "host_network": owner != "ReplicaSet",
+                       "ip": ip if ip or not hostnet else host_ip,
+                       "host_ip": host_ip, "host_network": hostnet,
                        "uid": pod_uid, "containers": containers,
                        "ready": reason == "Running", **extra})
 
@@ -850,6 +852,9 @@ def pods(data: dict) -> list[dict]:
                    ("Normal", "Started", "kubelet", "Started container coredns")]
         pod("kube-system", name, node, "Running", owner="ReplicaSet", ip=ip, events=events,
             **base)
+    from k8s import workloads  # users' DaemonSets and Deployments (verify's netcheck, nginx)
+
+    workloads.add_pods(data, status, pod, result)
     return result
 
 
