@@ -1,0 +1,295 @@
+"""`invoke verify`'s workload checks (PodNetwork, DNS, NginxNodePort) against lab clusters: one
+shared 3-node el8 cluster (docker, 1.20.10, as test_verify_lab builds it) passes all six checks,
+then each way of breaking it fails the right check through `--only` and is mended; verify's
+namespace is gone afterwards (kept with keep=True); no process in the nodes talks to anything
+outside 127.0.0.0/8 meanwhile. Also one el9 containerd 1.30.1 cluster passing everything."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrap import commands
+from bootstrap.cluster.common import KUBECTL
+from bootstrap.commands import CommonOptions
+from bootstrap.report import Reporter
+from lab import demo
+from lab.inventory import pin
+from tests.engine import module_lab
+
+from . import Recorder
+
+pytestmark = pytest.mark.lab
+ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort"]
+NS = "k8s-bootstrap-verify"
+
+
+def build(the_lab, rec) -> None:
+    for command in ("prepare-nodes", "init-master", "join-workers"):
+        run = rec(command)
+        assert run.rc == 0, run.console
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with module_lab(3, os="el8") as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        pin(the_lab.inventory_path, the_lab.mirror_url, docker=demo.DOCKER["el8"])
+        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify-workloads"))
+        build(the_lab, rec)
+        yield the_lab, rec
+
+
+def verify(rec, tmp_path, **opts):
+    report = tmp_path / "verify.json"
+    out = io.StringIO()
+    rc = commands.verify(CommonOptions(inventory=str(rec.lab.inventory_path), log_dir=None,
+                                       report=str(report), **opts),
+                         reporter=Reporter(out=out, log_dir=None, command="verify"))
+    data = json.loads(report.read_text()) if report.exists() else None
+    return rc, out.getvalue(), data
+
+
+def sh(node, cmd: str):
+    return node.run(cmd, timeout=120)
+
+
+def namespaces(master) -> list[str]:
+    r = sh(master, f"{KUBECTL} get namespaces --no-headers")
+    assert r.returncode == 0, r.stderr
+    return [ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()]
+
+
+def set_faults(the_lab, faults: dict | None) -> None:
+    path = the_lab.cluster_dir / "faults.json"
+    if faults:
+        path.write_text(json.dumps(faults))
+    elif path.exists():
+        path.unlink()
+
+
+# ---- no packet outside 127.0.0.0/8 ------------------------------------------------------------
+
+def _pid_ns(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def _remote(hexaddr: str) -> str:
+    ip, port = hexaddr.split(":")
+    if len(ip) == 8:
+        return f"{ipaddress.IPv4Address(bytes.fromhex(ip)[::-1])}:{int(port, 16)}"
+    words = [bytes.fromhex(ip[i:i + 8])[::-1] for i in range(0, 32, 8)]
+    return f"[{ipaddress.IPv6Address(b''.join(words))}]:{int(port, 16)}"
+
+
+def _outside(addr: str) -> bool:
+    host = addr.rsplit(":", 1)[0].strip("[]")
+    a = ipaddress.ip_address(host)
+    if a.is_unspecified:
+        return False
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped:
+        a = a.ipv4_mapped
+    return not a.is_loopback
+
+
+class Sampler(threading.Thread):
+    """Samples /proc/net/{tcp,tcp6,udp,udp6} while verify runs: every socket with a remote
+    address outside 127.0.0.0/8 (and not unconnected) whose owner process lives in a lab
+    node's PID namespace is recorded with that process's command line."""
+
+    def __init__(self, the_lab) -> None:
+        super().__init__(daemon=True)
+        self.namespaces = {_pid_ns(str(n.pid)) for n in the_lab.nodes if n.pid} - {""}
+        self.found: list[str] = []
+        self.samples = 0
+        self.stop = threading.Event()
+
+    def owners(self) -> dict[str, str]:
+        out = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            if _pid_ns(pid) not in self.namespaces:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    out[link[8:-1]] = cmd
+        return out
+
+    def sample(self) -> None:
+        suspects = []
+        for table in ("tcp", "tcp6", "udp", "udp6"):
+            try:
+                lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if _outside(_remote(f[2])):
+                    suspects.append((table, _remote(f[2]), f[9]))
+        self.samples += 1
+        if suspects:
+            owners = self.owners()
+            self.found += [f"{t} {addr} by {owners[ino]}" for t, addr, ino in suspects
+                           if ino in owners]
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.join()
+
+
+@pytest.mark.timeout(600)
+def test_a_healthy_cluster_passes_all_six_checks_and_talks_to_nothing_outside(cluster,
+                                                                             tmp_path):
+    the_lab, rec = cluster
+    master = the_lab.nodes[0]
+    before = {n.name: len(n.calls()) for n in the_lab.nodes}
+    with Sampler(the_lab) as sampler:
+        # the sampler can see a node's process talking outside: a connected UDP socket (connect
+        # sends nothing) to a Service address, from inside a node, is caught
+        probe = sh(master, "python3 -c 'import socket,time; s=socket.socket(socket.AF_INET, "
+                           "socket.SOCK_DGRAM); s.connect((\"10.96.0.1\", 53)); time.sleep(1)'")
+        assert probe.returncode == 0, probe.stderr
+        assert any("10.96.0.1:53" in f for f in sampler.found), sampler.found
+        sampler.found.clear()
+        rc, out, data = verify(rec, tmp_path)
+    assert sampler.samples > 20
+    assert sampler.found == [], sampler.found
+    assert rc == 0, out
+    assert [(c["check"], c["ok"]) for c in data["checks"]] == [(c, True) for c in ALL], out
+    assert all(c["expected"] and c["observed"] for c in data["checks"]), data
+    assert "verify: 6 checks, 6 passed" in out
+    by = {c["check"]: c for c in data["checks"]}
+    assert by["PodNetwork"]["observed"] == "3 pods, 6 pairs answered", by["PodNetwork"]
+    assert by["DNS"]["observed"] == "both names resolve to their ClusterIPs"
+    assert by["NginxNodePort"]["observed"].startswith("12 requests answered 200 (NodePort 3")
+    # the node-side tools were the stand-ins: every curl recorded, no real one ran
+    for node in the_lab.nodes:
+        calls = node.calls()[before[node.name]:]
+        curls = [c for c in calls if c["cmd"] == "curl"]
+        assert len(curls) == 4, (node.name, curls)
+        head = sh(node, "head -c 40 /usr/bin/curl").stdout
+        assert head.startswith("#!/usr/bin/python3 -S"), head
+    assert NS not in namespaces(master)
+
+
+@pytest.mark.timeout(600)
+def test_pod_traffic_dropped_between_two_nodes_fails_pod_network(cluster, tmp_path):
+    the_lab, rec = cluster
+    set_faults(the_lab, {"pod_traffic_dropped": [["node1", "node2"]]})
+    try:
+        rc, out, data = verify(rec, tmp_path, only="PodNetwork")
+        assert rc == 1, out
+        (check,) = data["checks"]
+        assert check["check"] == "PodNetwork" and not check["ok"]
+        assert sorted(check["observed"].split("; ")) == ["node1 -> node2 fails",
+                                                         "node2 -> node1 fails"], check
+        assert any("download timed out" in e or "exit code 1" in e
+                   for e in check["evidence"]), check
+        assert "flannel" in check["next"]
+    finally:
+        set_faults(the_lab, None)
+    rc, out, _ = verify(rec, tmp_path, only="PodNetwork")
+    assert rc == 0, out
+
+
+@pytest.mark.timeout(600)
+def test_the_node_port_not_answering_on_one_node_fails_nginx_node_port(cluster, tmp_path):
+    the_lab, rec = cluster
+    set_faults(the_lab, {"nodeport_down": ["node2"]})
+    address = next(n.address for n in the_lab.nodes if n.name == "node2")
+    try:
+        rc, out, data = verify(rec, tmp_path, only="NginxNodePort")
+        assert rc == 1, out
+        (check,) = data["checks"]
+        bad = check["observed"].split("; ")
+        assert len(bad) == 3 and all(f"-> {address}:" in b and b.endswith(": 000")
+                                     for b in bad), check
+        # (the exit status verify shows is echo's: its curl_script runs `echo` before `$?`)
+        assert all(e.endswith("HTTP 000") for e in check["evidence"]), check
+    finally:
+        set_faults(the_lab, None)
+    rc, out, _ = verify(rec, tmp_path, only="NginxNodePort")
+    assert rc == 0, out
+
+
+def restore_coredns(the_lab) -> None:
+    """What `kubeadm init phase addon coredns` would do: kubeadm's Deployment is back (the
+    lab's state records kubeadm's deleted objects in `deleted`, lab/k8s/STATE.md)."""
+    path = the_lab.cluster_dir / "state.json"
+    data = json.loads(path.read_text())
+    data["deleted"] = [k for k in data.get("deleted", [])
+                       if k != "deployment.apps/kube-system/coredns"]
+    with open(path, "r+") as fh:  # in place, as the stand-ins rewrite it
+        fh.truncate(0)
+        fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.timeout(600)
+def test_coredns_deleted_fails_dns_and_keep_leaves_the_namespace(cluster, tmp_path):
+    the_lab, rec = cluster
+    master = the_lab.nodes[0]
+    gone = sh(master, f"{KUBECTL} -n kube-system delete deployment coredns")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    try:
+        rc, out, data = verify(rec, tmp_path, only="DNS", keep=True)
+        assert rc == 1, out
+        (check,) = data["checks"]
+        assert check["check"] == "DNS" and not check["ok"]
+        assert "no answer" in check["observed"], check
+        assert "k8s-app=kube-dns" in check["next"]
+        assert NS in namespaces(master)  # keep=True leaves it
+    finally:
+        restore_coredns(the_lab)
+        sh(master, f"{KUBECTL} delete namespace {NS} --wait=false --ignore-not-found")
+    rc, out, _ = verify(rec, tmp_path, only="DNS")
+    assert rc == 0, out
+    assert NS not in namespaces(master)
+
+
+@pytest.fixture(scope="module")
+def el9(tmp_path_factory):
+    with module_lab(3, os="el9") as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        pin(the_lab.inventory_path, the_lab.mirror_url, "1.30.1", runtime="containerd",
+            containerd="1.7.27")
+        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify-el9"))
+        build(the_lab, rec)
+        yield the_lab, rec
+
+
+@pytest.mark.timeout(900)
+def test_an_el9_containerd_cluster_passes_all_checks(el9, tmp_path):
+    the_lab, rec = el9
+    rc, out, data = verify(rec, tmp_path)
+    assert rc == 0, out
+    assert [(c["check"], c["ok"]) for c in data["checks"]] == [(c, True) for c in ALL], out
+    assert NS not in namespaces(the_lab.nodes[0])
