@@ -14,6 +14,7 @@ from lab.inventory import pin
 DOCKER = {"el7": None, "el8": "20.10.8", "el9": "20.10.21"}
 NAMES = {"el7": "CentOS 7", "el8": "CentOS 8", "el9": "Rocky 9"}
 DEFAULT_OS = "el8"
+VERIFY_ONLY: str | None = None  # every check
 
 
 def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS,
@@ -62,6 +63,11 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
                   f"({journal.PATH}), last 8 of "
                   f"{master.run(f'wc -l < {journal.PATH}').stdout.strip()} lines")
             print(master.run(f"tail -n 8 {journal.PATH} | cut -c1-150").stdout, end="")
+        if code == 0:
+            print("\ndemo: invoke verify (nodes, system pods, proxy mode, pod network, DNS, "
+                  "seed 004's nginx NodePort test)")
+            code = commands.verify(CommonOptions(inventory=inventory, log_dir=log_dir,
+                                                 only=VERIFY_ONLY))
     finally:
         if keep:
             print(f"\ndemo: the lab keeps running (--keep). Try: invoke reset -i "
