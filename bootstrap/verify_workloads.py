@@ -153,8 +153,9 @@ def curl_script(inv: Inventory, found: Objects, limit: int) -> str:
     targets = [f"{n.internal_address}:{found.node_port}" for n in inv.nodes]
     targets.append(f"{found.nginx_ip}:80")
     return "\n".join(
-        f"echo '{MARK} curl {t}'; curl -s -o /dev/null -m {min(limit, 10)} -w '%{{http_code}}' "
-        f"http://{t}/ 2>&1; echo; echo \"{MARK} rc $?\"" for t in targets)
+        f"echo '{MARK} curl {t}'; code=$(curl -s -o /dev/null -m {min(limit, 10)} "
+        f"-w '%{{http_code}}' http://{t}/ 2>&1); rc=$?; echo \"$code\"; "
+        f"echo \"{MARK} rc $rc\"" for t in targets)
 
 
 # -- judges ---------------------------------------------------------------------------------------

@@ -161,3 +161,20 @@ def test_workloads_that_never_start_fail_every_workload_check_with_the_events():
     assert [(o.check, o.ok) for o in got] == [("PodNetwork", False), ("DNS", False)]
     assert all("Failed to pull image" in o.evidence[0] for o in got)
     assert "describe pods (images: docker.io/library/busybox:1.36" in got[0].next
+
+
+def test_the_curl_script_reports_curls_own_exit_status(tmp_path):
+    """Each target's line is curl's status, not that of a later command."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "curl"
+    fake.write_text("#!/bin/sh\nprintf 000\nexit 7\n")
+    fake.chmod(0o755)
+    found = W.Objects({}, "10.103.124.17", 31517, "10.96.0.1")
+    out = subprocess.run(["sh", "-c", W.curl_script(inv(), found, 10)], capture_output=True,
+                         text=True, env={"PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
+    got = W.results(out)
+    assert got["curl 192.168.177.100:31517"] == (7, "000")
+    assert set(got) == {"curl 192.168.177.100:31517", "curl 192.168.177.101:31517",
+                        "curl 10.103.124.17:80"}
