@@ -9,15 +9,18 @@ the real containerd loader read (the lab's containerd start hook snapshots them)
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
 import pytest
 import yaml
 
+from bootstrap import commands, releases
 from bootstrap import containerd as C
-from bootstrap import releases
 from bootstrap.cluster.common import STATE_FILES
+from bootstrap.commands import CommonOptions
+from bootstrap.report import Reporter
 from lab.inventory import pin
 from tests.engine import module_lab
 
@@ -201,6 +204,11 @@ def test_03_init_join_and_their_no_op_reruns(case):
     if "proxy_mode: nftables" in the_lab.inventory_path.read_text():  # kube-proxy's own tables
         for node in the_lab.nodes:
             assert "table ip kube-proxy" in sh(node, "nft list tables").stdout, node.name
+    # invoke verify on this path: all six checks (nftables mode's ProxyMode included)
+    out = io.StringIO()
+    rc = commands.verify(CommonOptions(inventory=str(the_lab.inventory_path), log_dir=None),
+                         reporter=Reporter(out=out, log_dir=None, command="verify"))
+    assert rc == 0 and "verify: 6 checks, 6 passed" in out.getvalue(), out.getvalue()
     unchanged(rec("join-workers"))
 
 

@@ -299,15 +299,22 @@ def apply_ipvs(svcs: list[dict]) -> None:
             lc.write_json(lc.IPVS_FILE, new, sort_keys=False)
 
 
-def apply_nft(tables: list[str]) -> None:
+def apply_nft(tables: list[str], svcs: list[dict] | None = None) -> None:
     """kube-proxy in nftables mode (pkg/proxy/nftables: table `kube-proxy` in the ip and ip6
-    families) keeps its tables; the `nft` stand-in lists and deletes them."""
+    families) keeps its tables, the ip table's `service-ips` map holding an element per IPv4
+    Service port (`ip . proto . port : goto service-<hash>-<ns>/<name>/<proto>/<port name>`,
+    pkg/proxy/nftables/proxier.go); the `nft` stand-in lists and deletes them."""
+    elements = sorted(
+        f"{s['ip']} . {s['proto']} . {s['port']} : goto service-{_hash16(s['name'])[:8]}-"
+        f"{s['name'].split(':')[0]}/{s['proto']}/{s['name'].split(':')[-1]}"
+        for s in svcs or [])
     with lc.locked("nft"):
         cur = lc.read_json(NFT_FILE, {}) or {}
         have = list(cur.get("tables") or [])
-        new = have + [t for t in tables if t not in have]
-        if new != have:
-            lc.write_json(NFT_FILE, {"tables": new})
+        new = {"tables": have + [t for t in tables if t not in have],
+               "service_ips": {"ip kube-proxy": elements}}
+        if new != {"tables": have, "service_ips": cur.get("service_ips")}:
+            lc.write_json(NFT_FILE, new)
 
 
 def apply_ipsets(svcs: list[dict]) -> None:
@@ -447,7 +454,7 @@ def _sync(data: dict, name: str) -> None:
     ipvs = mode == "ipvs"
     if mode == "nftables":  # its own tables, no KUBE-* iptables chain of kube-proxy's
         if state.proxy_problem(data, name) is None:
-            apply_nft(["ip kube-proxy", "ip6 kube-proxy"])
+            apply_nft(["ip kube-proxy", "ip6 kube-proxy"], svcs)
     elif mode:
         merge(rules, proxy_ipvs(data) if ipvs else proxy_iptables(data, svcs))
     links: list[dict] = []
