@@ -88,7 +88,7 @@ def sh(node, cmd: str):
 def test_flannel_deleted_fails_system_pods(cluster, tmp_path):
     the_lab, rec = cluster
     master = the_lab.nodes[0]
-    gone = sh(master, f"{KUBECTL} delete -f /etc/kubernetes/addons/kube-flannel.yml")
+    gone = sh(master, f"{KUBECTL} -n kube-system delete daemonset kube-flannel-ds")
     assert gone.returncode == 0, gone.stdout + gone.stderr
     try:
         rc, out, data = verify(rec, tmp_path, only="SystemPods")
