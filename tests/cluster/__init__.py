@@ -95,3 +95,43 @@ def changes_cluster(call: dict) -> bool:
 def cluster_changes(node: Node, since: int) -> list[str]:
     return [f"{c['cmd']} {' '.join(c['argv'])}" for c in node.calls()[since:]
             if changes_cluster(c)]
+
+
+# -- invoke verify on a lab cluster (tests/cluster/conftest.py: the shared verify_cluster) --------
+def build(rec: Recorder) -> None:
+    """prepare-nodes, init-master, join-workers: a cluster, or the test fails here."""
+    for command in ("prepare-nodes", "init-master", "join-workers"):
+        run = rec(command)
+        assert run.rc == 0, run.console
+
+
+def verify(rec: Recorder, tmp_path: Path, **opts: object) -> tuple[int, str, dict | None]:
+    """Run `invoke verify` in-process on the lab's inventory: exit code, output, JSON report."""
+    report = tmp_path / "verify.json"
+    out = io.StringIO()
+    rc = commands.verify(CommonOptions(inventory=str(rec.lab.inventory_path), log_dir=None,
+                                       report=str(report), **opts),  # type: ignore[arg-type]
+                         reporter=Reporter(out=out, log_dir=None, command="verify"))
+    data = json.loads(report.read_text()) if report.exists() else None
+    return rc, out.getvalue(), data
+
+
+def set_faults(the_lab: Lab, faults: dict | None) -> None:
+    """The lab's fault knobs (lab/k8s/STATE.md): write them, or remove them all."""
+    path = the_lab.cluster_dir / "faults.json"
+    if faults:
+        path.write_text(json.dumps(faults))
+    elif path.exists():
+        path.unlink()
+
+
+def restore_coredns(the_lab: Lab) -> None:
+    """What `kubeadm init phase addon coredns` would do: kubeadm's Deployment is back (the
+    lab's state records kubeadm's deleted objects in `deleted`, lab/k8s/STATE.md)."""
+    path = the_lab.cluster_dir / "state.json"
+    data = json.loads(path.read_text())
+    data["deleted"] = [k for k in data.get("deleted", [])
+                       if k != "deployment.apps/kube-system/coredns"]
+    with open(path, "r+") as fh:  # in place, as the stand-ins rewrite it
+        fh.truncate(0)
+        fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -1,52 +1,26 @@
 """`invoke verify` against a lab cluster (the demo's default path: el8, Docker 20.10.8,
 1.20.10), one shared cluster: the read-only checks pass on a healthy cluster and the report
 lists each with expected and observed; then each way of breaking it makes the right check fail,
-through `--only`, and the cluster is mended before the next case. (The workload checks need the
-lab's workloads: their lab tests come with them.)"""
+through `--only`, and the cluster is mended before the next case. (The workload checks:
+test_verify_workloads_lab.py, on the same cluster: tests/cluster/conftest.py.)"""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
-from bootstrap import commands
 from bootstrap.cluster.common import KUBECTL
-from bootstrap.commands import CommonOptions
-from bootstrap.report import Reporter
-from lab import demo
-from lab.inventory import pin
-from tests.engine import module_lab
 
-from . import Recorder, cluster_changes
+from . import cluster_changes, restore_coredns, verify
 
 pytestmark = pytest.mark.lab
 READ_ONLY = "Nodes,SystemPods,ProxyMode"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with module_lab(3, os="el8") as the_lab:
-        if not the_lab.mirror_url:
-            pytest.skip("the lab started without a mirror")
-        pin(the_lab.inventory_path, the_lab.mirror_url, docker=demo.DOCKER["el8"])
-        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify"))
-        for command in ("prepare-nodes", "init-master", "join-workers"):
-            run = rec(command)
-            assert run.rc == 0, run.console
-        yield the_lab, rec
-
-
-def verify(rec, tmp_path, **opts):
-    """Run verify in-process against the lab's inventory: exit code, output, the JSON report."""
-    report = tmp_path / "verify.json"
-    out = io.StringIO()
-    rc = commands.verify(CommonOptions(inventory=str(rec.lab.inventory_path), log_dir=None,
-                                       report=str(report), **opts),
-                         reporter=Reporter(out=out, log_dir=None, command="verify"))
-    data = json.loads(report.read_text()) if report.exists() else None
-    return rc, out.getvalue(), data
+@pytest.fixture
+def cluster(verify_cluster):
+    return verify_cluster
 
 
 @pytest.mark.timeout(300)
@@ -126,11 +100,14 @@ def test_coredns_deleted_fails_system_pods(cluster, tmp_path):
     master = the_lab.nodes[0]
     gone = sh(master, f"{KUBECTL} -n kube-system delete deployment coredns")
     assert gone.returncode == 0, gone.stdout + gone.stderr
-    rc, out, data = verify(rec, tmp_path, only="SystemPods")
-    assert rc == 1, out
-    (check,) = data["checks"]
-    assert check["observed"] == "no coredns pod", check
-    assert check["next"].startswith("kubectl -n kube-system get deployment coredns")
+    try:
+        rc, out, data = verify(rec, tmp_path, only="SystemPods")
+        assert rc == 1, out
+        (check,) = data["checks"]
+        assert check["observed"] == "no coredns pod", check
+        assert check["next"].startswith("kubectl -n kube-system get deployment coredns")
+    finally:
+        restore_coredns(the_lab)
 
 
 @pytest.mark.timeout(300)

@@ -6,9 +6,7 @@ outside 127.0.0.0/8 meanwhile. Also one el9 containerd 1.30.1 cluster passing ev
 
 from __future__ import annotations
 
-import io
 import ipaddress
-import json
 import os
 import threading
 import time
@@ -16,46 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import commands
 from bootstrap.cluster.common import KUBECTL
-from bootstrap.commands import CommonOptions
-from bootstrap.report import Reporter
-from lab import demo
 from lab.inventory import pin
 from tests.engine import module_lab
 
-from . import Recorder
+from . import Recorder, build, restore_coredns, set_faults, verify
 
 pytestmark = pytest.mark.lab
 ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort"]
 NS = "k8s-bootstrap-verify"
 
 
-def build(the_lab, rec) -> None:
-    for command in ("prepare-nodes", "init-master", "join-workers"):
-        run = rec(command)
-        assert run.rc == 0, run.console
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with module_lab(3, os="el8") as the_lab:
-        if not the_lab.mirror_url:
-            pytest.skip("the lab started without a mirror")
-        pin(the_lab.inventory_path, the_lab.mirror_url, docker=demo.DOCKER["el8"])
-        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify-workloads"))
-        build(the_lab, rec)
-        yield the_lab, rec
-
-
-def verify(rec, tmp_path, **opts):
-    report = tmp_path / "verify.json"
-    out = io.StringIO()
-    rc = commands.verify(CommonOptions(inventory=str(rec.lab.inventory_path), log_dir=None,
-                                       report=str(report), **opts),
-                         reporter=Reporter(out=out, log_dir=None, command="verify"))
-    data = json.loads(report.read_text()) if report.exists() else None
-    return rc, out.getvalue(), data
+@pytest.fixture
+def cluster(verify_cluster):
+    return verify_cluster
 
 
 def sh(node, cmd: str):
@@ -66,14 +38,6 @@ def namespaces(master) -> list[str]:
     r = sh(master, f"{KUBECTL} get namespaces --no-headers")
     assert r.returncode == 0, r.stderr
     return [ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()]
-
-
-def set_faults(the_lab, faults: dict | None) -> None:
-    path = the_lab.cluster_dir / "faults.json"
-    if faults:
-        path.write_text(json.dumps(faults))
-    elif path.exists():
-        path.unlink()
 
 
 # ---- no packet outside 127.0.0.0/8 ------------------------------------------------------------
@@ -240,18 +204,6 @@ def test_the_node_port_not_answering_on_one_node_fails_nginx_node_port(cluster, 
     assert rc == 0, out
 
 
-def restore_coredns(the_lab) -> None:
-    """What `kubeadm init phase addon coredns` would do: kubeadm's Deployment is back (the
-    lab's state records kubeadm's deleted objects in `deleted`, lab/k8s/STATE.md)."""
-    path = the_lab.cluster_dir / "state.json"
-    data = json.loads(path.read_text())
-    data["deleted"] = [k for k in data.get("deleted", [])
-                       if k != "deployment.apps/kube-system/coredns"]
-    with open(path, "r+") as fh:  # in place, as the stand-ins rewrite it
-        fh.truncate(0)
-        fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
 @pytest.mark.timeout(600)
 def test_coredns_deleted_fails_dns_and_keep_leaves_the_namespace(cluster, tmp_path):
     the_lab, rec = cluster
@@ -282,7 +234,7 @@ def el9(tmp_path_factory):
         pin(the_lab.inventory_path, the_lab.mirror_url, "1.30.1", runtime="containerd",
             containerd="1.7.27")
         rec = Recorder(the_lab, tmp_path_factory.mktemp("verify-el9"))
-        build(the_lab, rec)
+        build(rec)
         yield the_lab, rec
 
 

@@ -1,0 +1,24 @@
+"""One lab cluster for every verify test (the demo's default path: el8, Docker 20.10.8,
+1.20.10), started once per session and shared by test_verify_lab.py and
+test_verify_workloads_lab.py; each test mends what it breaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import demo
+from lab.inventory import pin
+from lab.pytest_plugin import module_lab
+
+from . import Recorder, build
+
+
+@pytest.fixture(scope="session")
+def verify_cluster(tmp_path_factory):
+    with module_lab(3, os="el8") as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        pin(the_lab.inventory_path, the_lab.mirror_url, docker=demo.DOCKER["el8"])
+        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify"))
+        build(rec)
+        yield the_lab, rec
