@@ -107,22 +107,30 @@ def objects(out: str) -> Objects:
 
 def exec_script(inv: Inventory, found: Objects, limit: int) -> str:
     """From every netcheck pod, wget every other one; from the first, nslookup the kubernetes
-    and nginx Services. Each result under its own ``<<verify`` line, then its exit status."""
+    and nginx Services. The probes run at the same time; then each result is printed under its
+    own ``<<verify`` line, followed by its exit status."""
     ns = shlex.quote(inv.verify.namespace)
     k = f"timeout {limit} {KUBECTL} -n {ns} exec"
-    lines = []
+    probes: list[tuple[str, str]] = []
     pods = sorted(found.netcheck)
     for src in pods:
         for dst in pods:
-            if dst == src:
-                continue
-            ip = found.netcheck[dst][1]
-            lines.append(f"echo '{MARK} wget {src} {dst}'; {k} {src} -- wget -q -O - -T 5 "
-                         f"http://{ip}:{PORT}/ 2>&1; echo \"{MARK} rc $?\"")
+            if dst != src:
+                ip = found.netcheck[dst][1]
+                probes.append((f"wget {src} {dst}",
+                               f"{k} {src} -- wget -q -O - -T 5 http://{ip}:{PORT}/"))
     if pods:
-        for name in names(inv):
-            lines.append(f"echo '{MARK} nslookup {name}'; {k} {pods[0]} -- nslookup {name} "
-                         f"2>&1; echo \"{MARK} rc $?\"")
+        probes += [(f"nslookup {name}", f"{k} {pods[0]} -- nslookup {name}")
+                   for name in names(inv)]
+    if not probes:
+        return "true"
+    lines = ["d=$(mktemp -d /tmp/k8s-bootstrap-verify.XXXXXX)"]
+    lines += [f'{{ {cmd} > "$d/{i}" 2>&1; echo $? > "$d/{i}.rc"; }} &'
+              for i, (_key, cmd) in enumerate(probes)]
+    lines.append("wait")
+    lines += [f"echo '{MARK} {key}'; cat \"$d/{i}\"; echo \"{MARK} rc $(cat \"$d/{i}.rc\")\""
+              for i, (key, _cmd) in enumerate(probes)]
+    lines.append('rm -rf "$d"')
     return "\n".join(lines)
 
 

@@ -178,3 +178,34 @@ def test_the_curl_script_reports_curls_own_exit_status(tmp_path):
     assert got["curl 192.168.177.100:31517"] == (7, "000")
     assert set(got) == {"curl 192.168.177.100:31517", "curl 192.168.177.101:31517",
                         "curl 10.103.124.17:80"}
+
+
+def test_the_exec_probes_run_at_once_and_report_in_order(tmp_path):
+    """A fake kubectl that waits until all four probes have started (a barrier, no timing): run
+    one after another, the first would give up and say so. Each result comes back under its own
+    key with its own exit status."""
+    import os
+    import subprocess
+
+    log = tmp_path / "started"
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"echo x >> {log}\n"
+        "i=0\n"
+        f"while [ $(wc -l < {log}) -lt 4 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
+        f"[ $(wc -l < {log}) -lt 4 ] && {{ echo 'probes ran one at a time'; exit 9; }}\n"
+        "case \"$*\" in\n"
+        "  *10.244.1.3*) echo node1;;\n"
+        "  *10.244.0.4*) echo 'wget: download timed out'; exit 1;;\n"
+        "  *nslookup*) printf 'Name:\\tx\\nAddress: 10.96.0.1\\n';;\n"
+        "esac\n")
+    fake.chmod(0o755)
+    script = W.exec_script(inv(), W.objects(READ), 10)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={"PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
+    got = W.results(out)
+    assert len(got) == 4, out
+    assert got["wget netcheck-abcde netcheck-fghij"] == (0, "node1")
+    assert got["wget netcheck-fghij netcheck-abcde"] == (1, "wget: download timed out")
+    assert W._addresses(got["nslookup kubernetes.default.svc.cluster.local"][1]) == ["10.96.0.1"]
