@@ -186,9 +186,11 @@ def judge_pod_network(inv: Inventory, found: Objects, got: dict[str, tuple[int, 
         src_node, (dst_node, dst_ip) = found.netcheck[src][0], found.netcheck[dst]
         pairs += 1
         if rc != 0 or out.strip() != dst_node:
-            last = (out.strip().splitlines() or [f"exit status {rc}"])[-1]
+            said = [ln for ln in out.strip().splitlines()
+                    if not ln.startswith("command terminated")]  # kubectl's own line
+            why = f"{said[0] if said else 'no output'} (exit {rc})"
             bad.append(f"{src_node} -> {dst_node} fails")
-            evidence.append(f"{src} ({src_node}) -> {dst_ip}:{PORT} ({dst_node}): {last}")
+            evidence.append(f"{src} ({src_node}) -> {dst_ip}:{PORT} ({dst_node}): {why}")
     if bad:
         first = next((b for b in bad if "->" in b), bad[0])
         hint = ("flannel's pod on the two nodes (kubectl -n kube-flannel logs ...), the "

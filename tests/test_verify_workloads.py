@@ -128,8 +128,8 @@ def test_dropped_pod_traffic_fails_pod_network_naming_the_pair():
         "command terminated with exit code 1\n<<verify rc 1"))
     o = W.judge_pod_network(i, found, got)
     assert not o.ok and o.observed == "master1 -> node1 fails"
-    assert o.evidence == ["netcheck-abcde (master1) -> 10.244.1.3:8080 (node1): command "
-                          "terminated with exit code 1"]
+    assert o.evidence == ["netcheck-abcde (master1) -> 10.244.1.3:8080 (node1): wget: download "
+                          "timed out (exit 1)"]
     assert "VXLAN port (8472/udp)" in o.next
 
 

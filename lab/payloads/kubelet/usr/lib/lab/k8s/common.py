@@ -139,9 +139,10 @@ def read_yaml_docs(text: str) -> list[dict]:
 
 
 def write_file(path: str, text: str, mode: int = 0o644) -> None:
-    """Write TEXT to PATH (creating parents) with MODE."""
+    """Write TEXT to PATH (creating parents) with MODE, atomically: a temporary file of this
+    process's own (two kubectl runs on one node write the same facts file at once), renamed."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".lab-tmp"
+    tmp = f"{path}.{os.getpid()}.lab-tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
     os.chmod(tmp, mode)
