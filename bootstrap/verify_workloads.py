@@ -270,11 +270,6 @@ def judge_nodeport(inv: Inventory, found: Objects,
                    f"{found.nginx_ip})", evidence)
 
 
-CHECKS = {"PodNetwork": "a pod on every node; each reaches the others across nodes",
-          "DNS": "cluster DNS resolves kubernetes.default and the test Service",
-          "NginxNodePort": "seed 004's nginx: NodePort on every node from every node, ClusterIP"}
-
-
 def run(runner, inv: Inventory, wanted: list[str], limit: int, keep: bool) -> list[Outcome]:
     """Create the workloads, observe, judge, and delete the namespace (unless ``keep``), also
     after a failure or Ctrl-C. ``runner`` is the engine's (sessions, parallelism)."""
