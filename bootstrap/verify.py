@@ -290,7 +290,10 @@ CHECKS: list[Check] = [
 ]
 WORKLOADS = ("PodNetwork", "DNS", "NginxNodePort")
 """The checks that run workloads (bootstrap/verify_workloads.py), after the read-only ones."""
-NAMES = [*(c.name for c in CHECKS), *WORKLOADS]
+PODS = ("NoCommand", "CommandArgs", "Env", "ContainerPort", "Resources", "InitContainers",
+        "LifecycleHooks", "LivenessProbes", "ReadinessProbe", "RestartPolicy", "NodePlacement")
+"""Seed 000's Pod chapter (bootstrap/verify_pods.py), last."""
+NAMES = [*(c.name for c in CHECKS), *WORKLOADS, *PODS]
 
 
 def selected(only: str | None, skip: str | None) -> list[str]:

@@ -218,13 +218,17 @@ def test_the_kubernetes_service_ip_is_the_first_of_the_range():
 
 def test_only_and_skip_take_check_names():
     assert [c.name for c in V.select("nodes,ProxyMode", None)] == ["Nodes", "ProxyMode"]
-    assert V.selected(None, "systempods,dns") == ["Nodes", "ProxyMode", "PodNetwork",
-                                                  "NginxNodePort"]
+    assert V.selected(None, "systempods,dns")[:4] == ["Nodes", "ProxyMode", "PodNetwork",
+                                                      "NginxNodePort"]
+    assert V.selected(None, ",".join(V.PODS)) == ["Nodes", "SystemPods", "ProxyMode",
+                                                  "PodNetwork", "DNS", "NginxNodePort"]
     assert V.selected("podnetwork", None) == ["PodNetwork"]
     with pytest.raises(UsageError) as exc:
         V.select("Nodez", None)
     assert ("--only: unknown check 'Nodez' (checks: Nodes, SystemPods, ProxyMode, PodNetwork, "
-            "DNS, NginxNodePort)") in str(exc.value)
+            "DNS, NginxNodePort, NoCommand, CommandArgs, Env, ContainerPort, Resources, "
+            "InitContainers, LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
+            "NodePlacement)") in str(exc.value)
 
 
 def test_the_plan_reads_kubectl_on_the_master_and_the_tables_on_every_node():
