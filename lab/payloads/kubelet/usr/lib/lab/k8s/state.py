@@ -855,6 +855,9 @@ def pods(data: dict) -> list[dict]:
     from k8s import workloads  # users' DaemonSets and Deployments (verify's netcheck, nginx)
 
     workloads.add_pods(data, status, pod, result)
+    from k8s import scheduler  # bare Pods (issue #16): bound by scheduler.py, run by the runner
+
+    scheduler.add_pods(data, result)
     return result
 
 

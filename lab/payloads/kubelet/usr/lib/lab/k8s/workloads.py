@@ -195,6 +195,7 @@ def node_labels(data: dict, node: str) -> dict:
     if data["nodes"][node].get("role") == "control-plane":
         labels.update({"node-role.kubernetes.io/control-plane": "",
                        "node-role.kubernetes.io/master": ""})
+    labels.update(data["nodes"][node].get("labels") or {})  # `kubectl label node`'s
     return labels
 
 
