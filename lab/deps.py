@@ -25,6 +25,9 @@ PACKAGES: dict[str, str] = {
     "python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py",
     "openssl": "/usr/bin/openssl",
     "iproute2": "/usr/bin/ss",
+    # the bare pods' containers (k8s/podrun.py): the dynamic build, not busybox-static, whose
+    # standalone shell runs its own wget/nslookup applets and bypasses the stand-ins in PATH
+    "busybox": "/usr/share/doc/busybox/copyright",
 }
 
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
