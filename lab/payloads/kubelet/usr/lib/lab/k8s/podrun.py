@@ -413,8 +413,10 @@ class Ctr:
         self.image = spec.get("image", "")
         self.kind = image_kind(self.image)
         self.restarts = 0
-        self.state: dict = {"waiting": {"reason": "PodInitializing" if (pod.init and not init)
-                                        else "ContainerCreating"}}
+        # kubelet_pods.go: the default waiting state of every container of a pod with init
+        # containers, init ones included, is PodInitializing
+        first = "PodInitializing" if pod.spec.get("initContainers") else "ContainerCreating"
+        self.state: dict = {"waiting": {"reason": first}}
         self.last: dict = {}
         self.ready = False
         self.started = False
@@ -728,7 +730,7 @@ class Ctr:
             not self.init and not (pol == "Always" or (pol == "OnFailure" and code != 0)))
         with self.pod.lock:
             self.finished_t = t
-            self.ready = False
+            self.ready = self.init and code == 0  # a completed init container is ready
             self.started = False
             self.pid = 0
             if final or self.pod.stop.is_set():
@@ -783,7 +785,7 @@ class Ctr:
         if prestop and pre and self.pid and self.proc.poll() is None \
                 and not fault("hooks_skipped", pod.name):
             rc, out, err = self.exec(pre.get("command") or [], max(0.1, deadline - time.time()))
-            if rc != 0:
+            if rc != 0 and self.proc.poll() is None:  # not: the hook stopped the container
                 msg = (f"Exec lifecycle hook ({fmt_list(pre.get('command') or [])}) for "
                        f'Container "{self.name}" in Pod "{pod.format}" failed - error: '
                        f"command '{' '.join(pre.get('command') or [])}' exited with {rc}: "
@@ -1121,12 +1123,16 @@ class Runner:
     def loop(self) -> None:
         last_sync = 0.0
         while not self.quit.is_set():
-            changed = self.reload()
-            if changed or time.time() - last_sync > 1:
-                self.sync()
-                last_sync = time.time()
-            self.serve_exec()
-            self.serve_rpc()
+            try:
+                changed = self.reload()
+                if changed or time.time() - last_sync > 1:
+                    self.sync()
+                    last_sync = time.time()
+                self.serve_exec()
+                self.serve_rpc()
+            except Exception:  # a bug in one pod must not stop the node's other pods
+                import traceback
+                log(traceback.format_exc())
             self.quit.wait(TICK)
         with self.tlock:
             ctrs = list(self.running.values())

@@ -1,0 +1,492 @@
+"""Bare Pods, the node side (issue #16; lab/k8s/STATE.md "Bare pods: the node runner"): the
+per-node pod runner (k8s/podrun.py) runs the Pods bound to its node as real busybox processes:
+image CMD/ENTRYPOINT with command/args, env, limits, CrashLoopBackOff spacing, init containers,
+postStart/preStop hooks, liveness/readiness probes (exec, tcpSocket, httpGet), restart policies,
+exec (k8s/podexec.py), the containers' network tools, deletion and namespace deletion, the
+node-side fault knobs, and that nothing listens or connects outside 127.0.0.0/8.
+
+One 2-node 1.20 cluster for the module, time_scale 0.1. Pods go in with `kubectl apply` (the API
+side schedules them; every pod here names its node); assertions read the runner's own files
+(pods/NS/NAME.json, .events.json: contract 2 and 3)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from test_k8s_lab import INIT, prepare, root
+from test_k8s_verify_objects import FLANNEL_LABELLED
+
+from lab.pytest_plugin import module_lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+NS = "pods-node"
+BB = "docker.io/library/busybox:1.36"
+NGINX = "docker.io/library/nginx:1.27"
+NGINX_INDEX_HEAD = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with module_lab(2) as the_lab:
+        if not the_lab.mirror_url:
+            pytest.skip("the lab started without a mirror")
+        master = the_lab.nodes[0]
+        for n in the_lab.nodes:
+            prepare(the_lab, n)
+        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
+                 ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
+                 "/root/.kube/config", stdin=INIT)
+        assert r.returncode == 0, r.stderr
+        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
+        for n in the_lab.nodes[1:]:
+            r = root(the_lab, n, line.strip() + " >/dev/null")
+            assert r.returncode == 0, r.stderr
+        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_LABELLED)
+        assert r.returncode == 0, r.stderr
+        r = root(the_lab, master, "kubectl apply -f -",
+                 stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n")
+        assert r.returncode == 0, r.stderr
+        (the_lab.cluster_dir / "time_scale").write_text("0.1")
+        yield the_lab
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+def kubectl(lab, args: str, stdin: str | None = None, node=None):
+    return root(lab, node or lab.nodes[0], f"kubectl {args}", stdin=stdin)
+
+
+def pod_yaml(name: str, containers: list[dict], node: str = "node1", **spec) -> str:
+    body = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": spec.pop("labels", {})},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 5,
+                     "containers": containers, **spec}}
+    return json.dumps(body)
+
+
+def apply(lab, *docs: str) -> None:
+    r = kubectl(lab, "apply -f -", stdin="\n---\n".join(docs))
+    assert r.returncode == 0, r.stderr
+
+
+def status(lab, name: str, ns: str = NS) -> dict:
+    try:
+        return json.loads((lab.cluster_dir / "pods" / ns / f"{name}.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def events(lab, name: str, ns: str = NS) -> list[tuple[str, str, str, int]]:
+    try:
+        got = json.loads((lab.cluster_dir / "pods" / ns / f"{name}.events.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [(e["type"], e["reason"], e["message"], e["count"]) for e in got]
+
+
+def ctr(st: dict, name: str) -> dict:
+    return next((c for c in st.get("containerStatuses", []) + st.get("initContainerStatuses", [])
+                 if c["name"] == name), {})
+
+
+def wait_for(what, timeout: float = 30, step: float = 0.2):
+    end = time.time() + timeout
+    while True:
+        got = what()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(step)
+
+
+def running(lab, name: str, container: str = "c") -> dict:
+    return wait_for(lambda: "running" in ctr(status(lab, name), container).get("state", {})
+                    and status(lab, name))
+
+
+def exec_(lab, pod: str, argv: str, container: str = "", node=None):
+    c = f"-c {container} " if container else ""
+    return kubectl(lab, f"-n {NS} exec {pod} {c}-- {argv}", node=node)
+
+
+def delete(lab, *names: str) -> None:
+    r = kubectl(lab, f"-n {NS} delete pod {' '.join(names)} --wait=true --timeout=60s")
+    assert r.returncode == 0, r.stderr
+
+
+def faults(lab, data: dict | None) -> None:
+    path = lab.cluster_dir / "faults.json"
+    if data:
+        path.write_text(json.dumps(data))
+    elif path.exists():
+        path.unlink()
+
+
+def pod_ip(lab, name: str) -> str:
+    return wait_for(lambda: status(lab, name).get("podIP"))
+
+
+# ---- tests -------------------------------------------------------------------------------------
+
+def test_busybox_without_command_crash_loops_with_backoff(lab):
+    apply(lab, pod_yaml("crash", [{"name": "c", "image": BB}]))
+    seen: dict[int, float] = {}
+    end = time.time() + 40
+    while time.time() < end and len(seen) < 4:
+        st = status(lab, "crash")
+        n = ctr(st, "c").get("restartCount")
+        if n is not None and n not in seen:
+            seen[n] = time.time()
+        time.sleep(0.05)
+    assert sorted(seen)[:4] == [0, 1, 2, 3], seen
+    # restart 1 at once, then back-off 10 s, 20 s (x0.1)
+    assert seen[2] - seen[1] >= 0.9 and seen[3] - seen[2] >= 1.9, seen
+    c = ctr(status(lab, "crash"), "c")
+    uid = json.loads((lab.cluster_dir / "pods" / NS / "crash.json").read_text())["uid"]
+    term = c["lastState"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (0, "Completed")
+    wait_for(lambda: "waiting" in ctr(status(lab, "crash"), "c")["state"])
+    waiting = ctr(status(lab, "crash"), "c")["state"]["waiting"]
+    assert waiting["reason"] == "CrashLoopBackOff"
+    assert re.fullmatch(rf"back-off (20s|40s) restarting failed container=c pod=crash_{NS}"
+                        rf"\({uid}\)", waiting["message"]), waiting
+    st = status(lab, "crash")
+    assert st["phase"] == "Running"
+    assert [(x["type"], x["status"]) for x in st["conditions"]][:3] == [
+        ("Initialized", "True"), ("Ready", "False"), ("ContainersReady", "False")]
+    ev = events(lab, "crash")
+    assert ("Warning", "BackOff", f"Back-off restarting failed container c in pod crash_{NS}"
+            f"({uid})") in [e[:3] for e in ev]
+    assert ("Normal", "Pulled", f'Container image "{BB}" already present on machine') in \
+        [e[:3] for e in ev]
+    delete(lab, "crash")
+
+
+def test_command_args_env_limits_and_exec(lab):
+    apply(lab, pod_yaml("hello", [{
+        "name": "c", "image": BB, "command": ["sh", "-c"],
+        "args": ["echo hello from $(GREETER) > /tmp/hello.txt; sleep 3600"],
+        "env": [{"name": "GREETER", "value": "args"}, {"name": "username", "value": "admin"},
+                {"name": "password", "value": "s3cr3t"}],
+        "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}}]))
+    st = running(lab, "hello")
+    assert st["phase"] == "Running" and ctr(st, "c")["ready"] is True
+    assert ctr(st, "c")["containerID"].startswith("docker://")
+    r = exec_(lab, "hello", "cat /tmp/hello.txt")
+    assert (r.returncode, r.stdout) == (0, "hello from args\n"), r.stderr
+    r = exec_(lab, "hello", "printenv username password")  # from master1: the relay
+    assert (r.returncode, r.stdout) == (0, "admin\ns3cr3t\n"), r.stderr
+    r = exec_(lab, "hello", "sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat "
+              "/sys/fs/cgroup/memory/memory.limit_in_bytes'")
+    assert r.stdout == f"{64 * 1024 * 1024}\n"
+    r = exec_(lab, "hello", "sh -c 'exit 3'")
+    assert (r.returncode, r.stderr) == (3, "command terminated with exit code 3\n")
+    r = exec_(lab, "hello", "nosuchtool")
+    assert r.returncode == 126 and 'exec: "nosuchtool": executable file not found in $PATH' \
+        in r.stdout + r.stderr
+    r = exec_(lab, "hello", "ls", container="nope")
+    assert r.returncode == 1 and "nope" in r.stderr and "command terminated" not in r.stderr
+    r = kubectl(lab, f"-n {NS} exec nosuchpod -- ls")
+    assert (r.returncode, r.stderr) == (1, 'Error from server (NotFound): pods "nosuchpod" not '
+                                           "found\n")
+    # /tmp is the container's own; the node's is not visible
+    r = exec_(lab, "hello", "ls /tmp")
+    assert r.stdout == "hello.txt\n"
+    delete(lab, "hello")
+
+
+def test_nginx_serves_its_pod_address_and_wget_reaches_it(lab):
+    apply(lab, pod_yaml("web", [{"name": "nginx", "image": NGINX,
+                                 "ports": [{"containerPort": 80, "name": "http"}]}],
+                        node="master1", labels={"app": "web"}),
+          pod_yaml("client", [{"name": "c", "image": BB, "command": ["sleep", "3600"]}]),
+          json.dumps({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": "web", "namespace": NS},
+                      "spec": {"selector": {"app": "web"},
+                               "ports": [{"port": 8080, "targetPort": "http"}]}}))
+    running(lab, "web", "nginx")
+    running(lab, "client")
+    ip = pod_ip(lab, "web")
+    r = exec_(lab, "client", f"wget -q -O - -T 5 http://{ip}:80/")
+    assert r.returncode == 0 and r.stdout.startswith(NGINX_INDEX_HEAD), r.stderr
+    r = exec_(lab, "web", "cat /usr/share/nginx/html/index.html", container="nginx")
+    assert r.stdout.startswith(NGINX_INDEX_HEAD)
+    r = exec_(lab, "client", f"wget -q -O - -T 5 http://web.{NS}.svc.cluster.local:8080/")
+    assert r.returncode == 0 and r.stdout.startswith(NGINX_INDEX_HEAD), r.stderr
+    r = exec_(lab, "client", f"wget -O - -T 2 http://{ip}:81/")
+    assert r.returncode == 1
+    assert r.stderr == (f"Connecting to {ip}:81 ({ip}:81)\nwget: can't connect to remote host "
+                        f"({ip}): Connection refused\ncommand terminated with exit code 1\n")
+    r = exec_(lab, "client", f"nslookup web.{NS}.svc.cluster.local")
+    assert r.returncode == 0 and f"Name:\tweb.{NS}.svc.cluster.local\n" in r.stdout
+    r = exec_(lab, "client", f"ping -c 1 {ip}")
+    assert r.returncode == 1 and "Network is unreachable" in r.stderr
+    # nginx -s quit stops it: Completed, restarted (Always)
+    r = exec_(lab, "web", "nginx -s quit", container="nginx")
+    assert r.returncode == 0
+    st = wait_for(lambda: ctr(status(lab, "web"), "nginx").get("restartCount") == 1
+                  and status(lab, "web"))
+    assert ctr(st, "nginx")["lastState"]["terminated"]["exitCode"] == 0
+    delete(lab, "web", "client")
+
+
+def test_init_containers_wait_for_the_service_and_run_in_order(lab):
+    waiter = ("until nslookup later.pods-node.svc.cluster.local; do echo waiting for later; "
+              "sleep 1; done")
+    apply(lab, pod_yaml("init", [{
+        "name": "c", "image": BB, "command": ["sh", "-c", "cat /work/order; sleep 3600"],
+        "volumeMounts": [{"name": "w", "mountPath": "/work"}]}],
+        initContainers=[
+            {"name": "wait-svc", "image": BB, "command": ["sh", "-c", waiter],
+             "volumeMounts": [{"name": "w", "mountPath": "/work"}]},
+            {"name": "second", "image": BB,
+             "command": ["sh", "-c", "echo second >> /work/order"],
+             "volumeMounts": [{"name": "w", "mountPath": "/work"}]}],
+        volumes=[{"name": "w", "emptyDir": {}}]))
+    wait_for(lambda: "running" in ctr(status(lab, "init"), "wait-svc").get("state", {}))
+    time.sleep(2.5)
+    st = status(lab, "init")
+    assert st["phase"] == "Pending"
+    assert ctr(st, "c")["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert ctr(st, "second")["state"] == {"waiting": {"reason": "PodInitializing"}}
+    cond = {c["type"]: c for c in st["conditions"]}
+    assert cond["Initialized"]["message"] == "containers with incomplete status: [wait-svc " \
+                                             "second]"
+    apply(lab, json.dumps({"apiVersion": "v1", "kind": "Service",
+                           "metadata": {"name": "later", "namespace": NS},
+                           "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}}))
+    st = running(lab, "init")
+    assert [ctr(st, n)["state"]["terminated"]["reason"] for n in ("wait-svc", "second")] == \
+        ["Completed", "Completed"]
+    assert ctr(st, "wait-svc")["state"]["terminated"]["finishedAt"] <= \
+        ctr(st, "second")["state"]["terminated"]["startedAt"]
+    r = exec_(lab, "init", "cat /work/order")
+    assert r.stdout == "second\n"
+    delete(lab, "init")
+    kubectl(lab, f"-n {NS} delete service later")
+
+
+def test_post_start_and_pre_stop_hooks(lab):
+    apply(lab, pod_yaml("hooks", [{
+        "name": "nginx", "image": NGINX,
+        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["sh", "-c", "echo from postStart > "
+                                               "/usr/share/nginx/html/index.html"]}},
+            "preStop": {"exec": {"command": ["sh", "-c", "echo bye from preStop > "
+                                             "/out/prestop; nginx -s quit; sleep 1"]}}}}],
+        volumes=[{"name": "out", "hostPath": {"path": f"/var/tmp/k8s-bootstrap-verify/{NS}",
+                                              "type": "DirectoryOrCreate"}}]))
+    running(lab, "hooks", "nginx")
+    r = exec_(lab, "hooks", "cat /usr/share/nginx/html/index.html")
+    assert r.stdout == "from postStart\n"
+    delete(lab, "hooks")
+    r = root(lab, lab.nodes[1], f"cat /var/tmp/k8s-bootstrap-verify/{NS}/prestop")
+    assert r.stdout == "bye from preStop\n"
+    assert "pod/pods-node/hooks" not in (lab.cluster_dir / "state.json").read_text()
+    assert ("Normal", "Killing", "Stopping container nginx") in \
+        [e[:3] for e in events(lab, "hooks")]
+
+
+def test_post_start_failure_kills_and_restarts(lab):
+    apply(lab, pod_yaml("badhook", [{
+        "name": "c", "image": BB, "command": ["sleep", "3600"],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 2"]}}}}]))
+    wait_for(lambda: ctr(status(lab, "badhook"), "c").get("restartCount", 0) >= 1)
+    ev = [e[:3] for e in events(lab, "badhook")]
+    assert any(t == "Warning" and r == "FailedPostStartHook" and m.startswith(
+        "Exec lifecycle hook ([sh -c exit 2]) for Container \"c\" in Pod \"badhook_pods-node(")
+        for t, r, m in ev), ev
+    assert ("Normal", "Killing", "FailedPostStartHook") in ev
+    delete(lab, "badhook")
+
+
+PROBE = {"initialDelaySeconds": 1, "periodSeconds": 2, "failureThreshold": 2}
+
+
+def test_liveness_probes_failing_restart_passing_do_not(lab):
+    apply(lab,
+          pod_yaml("live-exec", [{"name": "c", "image": BB, "command": ["sleep", "3600"],
+                                  "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                                                    **PROBE}}]),
+          pod_yaml("live-tcp", [{"name": "c", "image": NGINX,
+                                 "livenessProbe": {"tcpSocket": {"port": 8081}, **PROBE}}]),
+          pod_yaml("live-http", [{"name": "c", "image": NGINX,
+                                  "livenessProbe": {"httpGet": {"path": "/nope", "port": 80},
+                                                    **PROBE}}]),
+          pod_yaml("live-ok", [{"name": "c", "image": NGINX,
+                                "livenessProbe": {"httpGet": {"path": "/", "port": 80},
+                                                  **PROBE}},
+                               {"name": "t", "image": BB, "command": ["sleep", "3600"],
+                                "livenessProbe": {"tcpSocket": {"port": 80}, **PROBE}}]))
+    for name in ("live-exec", "live-tcp", "live-http"):
+        wait_for(lambda n=name: ctr(status(lab, n), "c").get("restartCount", 0) >= 1)
+    ip = pod_ip(lab, "live-tcp")
+    msgs = {n: [e[:3] for e in events(lab, n)] for n in ("live-exec", "live-tcp", "live-http")}
+    assert ("Warning", "Unhealthy", "Liveness probe failed: cat: can't open '/tmp/healthy': No "
+            "such file or directory\n") in msgs["live-exec"]
+    assert ("Warning", "Unhealthy", f"Liveness probe failed: dial tcp {ip}:8081: connect: "
+            "connection refused") in msgs["live-tcp"]
+    assert ("Warning", "Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: "
+            "404") in msgs["live-http"]
+    for n in msgs:
+        assert ("Normal", "Killing", "Container c failed liveness probe, will be restarted") in \
+            msgs[n]
+    term = ctr(status(lab, "live-exec"), "c")["lastState"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (137, "Error")  # sleep as PID 1 ignores TERM
+    st = status(lab, "live-ok")
+    assert [ctr(st, n)["restartCount"] for n in ("c", "t")] == [0, 0]
+    assert not [e for e in events(lab, "live-ok") if e[1] == "Unhealthy"]
+    delete(lab, "live-exec", "live-tcp", "live-http", "live-ok")
+
+
+def test_readiness_follows_the_file(lab):
+    apply(lab, pod_yaml("ready", [{
+        "name": "c", "image": BB, "command": ["sleep", "3600"],
+        "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 2}}]))
+    running(lab, "ready")
+    time.sleep(0.5)
+    st = status(lab, "ready")
+    assert ctr(st, "c")["ready"] is False and ctr(st, "c")["started"] is True
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "False"
+    exec_(lab, "ready", "touch /tmp/ready")
+    wait_for(lambda: ctr(status(lab, "ready"), "c")["ready"])
+    assert {c["type"]: c["status"] for c in status(lab, "ready")["conditions"]}["Ready"] == \
+        "True"
+    exec_(lab, "ready", "rm -f /tmp/ready")
+    wait_for(lambda: ctr(status(lab, "ready"), "c")["ready"] is False)
+    assert ("Warning", "Unhealthy", "Readiness probe failed: cat: can't open '/tmp/ready': No "
+            "such file or directory\n") in [e[:3] for e in events(lab, "ready")]
+    delete(lab, "ready")
+
+
+def test_restart_policies(lab):
+    def one(name, policy, code):
+        return pod_yaml(name, [{"name": "c", "image": BB, "command": ["sh", "-c",
+                                                                       f"exit {code}"]}],
+                        restartPolicy=policy)
+    apply(lab, one("never-fail", "Never", 1), one("never-ok", "Never", 0),
+          one("onfail-ok", "OnFailure", 0), one("onfail-fail", "OnFailure", 1))
+    assert wait_for(lambda: status(lab, "never-fail").get("phase") == "Failed")
+    assert wait_for(lambda: status(lab, "never-ok").get("phase") == "Succeeded")
+    assert wait_for(lambda: status(lab, "onfail-ok").get("phase") == "Succeeded")
+    wait_for(lambda: ctr(status(lab, "onfail-fail"), "c").get("restartCount", 0) >= 2)
+    st = status(lab, "never-fail")
+    assert ctr(st, "c")["state"]["terminated"]["exitCode"] == 1
+    assert ctr(st, "c")["state"]["terminated"]["reason"] == "Error"
+    assert ctr(st, "c")["restartCount"] == 0
+    assert {c["type"]: c.get("reason") for c in st["conditions"]}["Ready"] == "PodCompleted"
+    assert status(lab, "onfail-fail")["phase"] == "Running"
+    delete(lab, "never-fail", "never-ok", "onfail-ok", "onfail-fail")
+
+
+# each node-side knob, on one pod: (knob, pod manifest, check that it broke, check unbroken)
+def _knob_pods() -> dict[str, tuple[str, str]]:
+    sleeper = {"name": "c", "image": BB, "command": ["sleep", "3600"]}
+    return {
+        "busybox_default_cmd": (pod_yaml("k-cmd", [{"name": "c", "image": BB}]), "c"),
+        "args_dropped": (pod_yaml("k-args", [{"name": "c", "image": BB,
+                                              "command": ["sh", "-c"],
+                                              "args": ["touch /tmp/args; sleep 3600"]}]), "c"),
+        "env_dropped": (pod_yaml("k-env", [{**sleeper, "env": [{"name": "username",
+                                                                "value": "admin"}]}]), "c"),
+        "container_port_closed": (pod_yaml("k-port", [{"name": "c", "image": NGINX}]), "c"),
+        "init_not_blocking": (pod_yaml("k-init", [sleeper], initContainers=[
+            {"name": "i", "image": BB, "command": ["sleep", "3600"]}]), "c"),
+        "hooks_skipped": (pod_yaml("k-hooks", [{**sleeper, "lifecycle": {"postStart": {
+            "exec": {"command": ["touch", "/tmp/post"]}}}}]), "c"),
+        "liveness_ignored": (pod_yaml("k-live", [{**sleeper, "livenessProbe": {
+            "exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}}]), "c"),
+        "restart_policy_ignored": (pod_yaml("k-policy", [{"name": "c", "image": BB,
+                                                          "command": ["true"]}],
+                                            restartPolicy="Never"), "c"),
+        "limits_ignored": (pod_yaml("k-limits", [{**sleeper, "resources": {
+            "limits": {"memory": "32Mi"}}}]), "c"),
+    }
+
+
+def _behaviour(lab, knob: str) -> bool:
+    """True when the behaviour the knob breaks works (the real kubelet's)."""
+    name = json.loads(_knob_pods()[knob][0])["metadata"]["name"]
+    if knob == "busybox_default_cmd":
+        time.sleep(1)
+        return ctr(status(lab, name), "c").get("restartCount", 0) > 0
+    if knob == "init_not_blocking":
+        time.sleep(1)
+        return "running" not in ctr(status(lab, name), "c").get("state", {})
+    if knob == "restart_policy_ignored":
+        wait_for(lambda: ctr(status(lab, name), "c").get("restartCount", 0) > 0
+                 or status(lab, name).get("phase") == "Succeeded")
+        return status(lab, name).get("phase") == "Succeeded"
+    if knob == "liveness_ignored":
+        time.sleep(1.5)
+        return ctr(status(lab, name), "c").get("restartCount", 0) > 0
+    running(lab, name)
+    if knob == "args_dropped":
+        return exec_(lab, name, "ls /tmp/args").returncode == 0
+    if knob == "env_dropped":
+        return exec_(lab, name, "printenv username").stdout == "admin\n"
+    if knob == "container_port_closed":
+        ip = pod_ip(lab, name)
+        time.sleep(0.3)
+        return exec_(lab, name, f"wget -q -O - -T 2 http://{ip}/").returncode == 0
+    if knob == "hooks_skipped":
+        return exec_(lab, name, "ls /tmp/post").returncode == 0
+    if knob == "limits_ignored":
+        return exec_(lab, name, "cat /sys/fs/cgroup/memory.max").stdout == "33554432\n"
+    raise AssertionError(knob)
+
+
+@pytest.mark.parametrize("knob", list(_knob_pods()))
+def test_node_fault_knobs_break_exactly_their_behaviour(lab, knob):
+    manifest = _knob_pods()[knob][0]
+    name = json.loads(manifest)["metadata"]["name"]
+    try:
+        apply(lab, manifest)
+        assert _behaviour(lab, knob), f"{knob}: the unbroken behaviour"
+        delete(lab, name)
+        faults(lab, {knob: [name]})
+        apply(lab, manifest)
+        assert not _behaviour(lab, knob), f"{knob}: the fault did not break it"
+    finally:
+        faults(lab, None)
+        kubectl(lab, f"-n {NS} delete pod {name} --wait=true --timeout=60s --ignore-not-found")
+
+
+def test_deleted_namespace_stops_its_processes(lab):
+    apply(lab, '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}',
+          pod_yaml("doomed", [{"name": "c", "image": BB,
+                               "command": ["sh", "-c", "sleep 3601"]}]).replace(
+                                   f'"namespace": "{NS}"', '"namespace": "gone"'))
+    wait_for(lambda: "running" in ctr(status(lab, "doomed", "gone"), "c").get("state", {}))
+    node = lab.nodes[1]
+    assert "sleep 3601" in root(lab, node, "ps -eo args").stdout
+    r = kubectl(lab, "delete namespace gone --wait=false --ignore-not-found")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: "sleep 3601" not in root(lab, node, "ps -eo args").stdout, timeout=30)
+
+
+def test_nothing_listens_or_connects_outside_loopback(lab):
+    apply(lab, pod_yaml("net", [{"name": "c", "image": NGINX}]),
+          pod_yaml("net2", [{"name": "c", "image": BB, "command": ["sh", "-c",
+                             "httpd -p 8080 -h /tmp; sleep 3600"]}]))
+    running(lab, "net")
+    running(lab, "net2")
+    ip = pod_ip(lab, "net2")
+    r = exec_(lab, "net", f"sh -c 'wget -q -O - -T 2 http://{ip}:8080/ ; busybox wget -q -T 1 "
+              "http://10.96.0.1/; nc 10.244.0.1 80; true'")
+    assert r.returncode == 0
+    for table in ("/proc/net/tcp", "/proc/net/udp"):  # the nodes share the host's network
+        with open(table) as fh:
+            lines = fh.read().splitlines()[1:]
+        for line in lines:
+            local, remote, st = line.split()[1:4]
+            assert int(remote.split(":")[0][6:8], 16) != 10, (table, line)  # no 10/8 peer
+            port = int(local.split(":")[1], 16)
+            if st == "0A" and port in (80, 8080):  # the pods' servers: on 127.244.X.Y only
+                assert local.split(":")[0][4:8] == "F47F", line
+    delete(lab, "net", "net2")
