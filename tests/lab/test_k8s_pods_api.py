@@ -433,6 +433,11 @@ def test_pods_rendered_from_the_runners_status_and_events(lab):
     assert ev["source"] == {"component": "kubelet", "host": "ghost"}
     r = kubectl(lab, f"-n {NS} get events")
     assert "pod/shown" in r.stdout and "Started container web" in r.stdout
+    r = kubectl(lab, f"-n {NS} describe pod shown")
+    assert r.returncode == 0, r.stderr
+    assert "Priority:             0" in r.stdout
+    assert [x.split()[:2] + x.split()[3:4] for x in r.stdout.split("Events:")[1].splitlines()
+            if x.startswith("  Normal")] == [["Normal", "Started", "kubelet"]], r.stdout
     # a stale file (another uid) is not this pod's
     d = lab.cluster_dir / "pods" / NS
     (d / "shown.json").write_text(json.dumps({"uid": "other", "status": st}))
