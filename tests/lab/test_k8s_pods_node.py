@@ -425,7 +425,11 @@ def _behaviour(lab, knob: str) -> bool:
     if knob == "liveness_ignored":
         time.sleep(1.5)
         return ctr(status(lab, name), "c").get("restartCount", 0) > 0
-    running(lab, name)
+    st = wait_for(lambda: ("running" in ctr(status(lab, name), "c").get("state", {})
+                           or ctr(status(lab, name), "c").get("restartCount", 0) > 0)
+                  and status(lab, name))
+    if "running" not in ctr(st, "c")["state"]:
+        return False  # e.g. `sh -c` without its args exits 2 at once
     if knob == "args_dropped":
         return exec_(lab, name, "ls /tmp/args").returncode == 0
     if knob == "env_dropped":
