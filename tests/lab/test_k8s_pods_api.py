@@ -523,8 +523,19 @@ def test_delete_namespace_marks_its_bare_pods(lab):
     assert (r.returncode, r.stdout) == (0, f'namespace "{ns}" deleted\n')
     obj = get(lab, f"-n {ns} pod left")
     assert obj["metadata"]["deletionTimestamp"]
-    with cluster_state(lab) as data:
+    r = kubectl(lab, "get namespaces")
+    assert [ns, "Terminating"] in [x.split()[:2] for x in r.stdout.splitlines()], r.stdout
+    other = manifest("late", nodeName="ghost").replace(f'"namespace": "{NS}"',
+                                                       f'"namespace": "{ns}"')
+    r = kubectl(lab, "apply -f -", stdin=other)
+    assert (r.returncode, r.stderr) == (1, 'Error from server (Forbidden): error when creating '
+                                           '"STDIN": pods "late" is forbidden: unable to create '
+                                           f"new content in namespace {ns} because it is being "
+                                           "terminated\n")
+    with cluster_state(lab) as data:  # the runner's last step
         data["objects"].pop(f"pod/{ns}/left")
+    r = kubectl(lab, "get namespaces")
+    assert ns not in r.stdout, r.stdout
 
 
 def test_scheduler_fault_knobs_through_kubectl(lab):

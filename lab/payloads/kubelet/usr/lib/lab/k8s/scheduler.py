@@ -577,10 +577,21 @@ def retry(now: float | None = None) -> None:
     only then)."""
     now = time.time() if now is None else now
     data = state.load()
-    if not any(due(data, o, now) for o in bare_objects(data).values()):
+    if not any(due(data, o, now) for o in bare_objects(data).values()) and \
+            not empty_terminating(data):
         return
     with state.update() as cur:
+        for k in empty_terminating(cur):  # the namespace controller's last step
+            del cur["objects"][k]
         schedule(cur, now)
+
+
+def empty_terminating(data: dict) -> list[str]:
+    """Keys of Terminating namespaces with nothing left in them."""
+    objs = data.get("objects") or {}
+    used_ns = {v["metadata"].get("namespace") for v in objs.values()}
+    return [k for k, v in objs.items() if v.get("kind") == "Namespace"
+            and v["metadata"].get("deletionTimestamp") and v["metadata"]["name"] not in used_ns]
 
 
 # ---- deletion --------------------------------------------------------------------------------
