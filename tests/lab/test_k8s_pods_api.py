@@ -507,6 +507,14 @@ def test_delete_pod_waits_for_the_runner_and_times_out(lab):
     r = kubectl(lab, f"-n {NS} delete pod doomed")
     assert (r.returncode, r.stderr) == (1, 'Error from server (NotFound): pods "doomed" not '
                                            'found\n')
+    # delete -f waits the same way
+    doc = manifest("doomed-f", nodeName="ghost")
+    apply(lab, doc)
+    r = kubectl(lab, f"-n {NS} delete -f - --timeout=1s", stdin=doc)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, 'pod "doomed-f" deleted\n', "error: timed out waiting for the condition on "
+                                       "pods/doomed-f\n")
+    remove(lab, "doomed-f")
     # an unscheduled pod goes at once
     apply(lab, manifest("nowhere", nodeSelector={"no": "such"}))
     r = kubectl(lab, f"-n {NS} delete pod nowhere")
