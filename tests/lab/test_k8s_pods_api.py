@@ -562,3 +562,68 @@ def test_scheduler_fault_knobs_through_kubectl(lab):
     for name in ("greedy", "modest", "stray"):
         kubectl(lab, f"-n {NS} delete pod {name} --wait=false")
         remove(lab, name)
+
+
+def test_node_labels_and_taints_per_release():
+    for version, labels, taints in (
+            ("v1.20.10", {"node-role.kubernetes.io/master",
+                          "node-role.kubernetes.io/control-plane"},
+             ["node-role.kubernetes.io/master"]),
+            ("v1.24.0", {"node-role.kubernetes.io/control-plane"},
+             ["node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane"]),
+            ("v1.28.0", {"node-role.kubernetes.io/control-plane"},
+             ["node-role.kubernetes.io/control-plane"])):
+        data = cluster(version)
+        got = S.node_labels(data, "master1")
+        assert {k for k in got if k.startswith("node-role.")} == labels
+        assert got["node.kubernetes.io/exclude-from-external-load-balancers"] == ""
+        assert [t["key"] for t in S.node_taints(data, "master1")] == taints
+        assert S.node_taints(data, "node1") == []
+    data = cluster()
+    data["nodes"]["node1"].update(labels={"disk": "ssd"}, unschedulable=True)
+    assert S.node_labels(data, "node1")["disk"] == "ssd"
+    assert S.node_taints(data, "node1", "False") == [
+        {"effect": "NoSchedule", "key": "node.kubernetes.io/unschedulable"},
+        {"effect": "NoSchedule", "key": "node.kubernetes.io/not-ready"}]
+
+
+READY_SVC = json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {
+    "name": "live", "namespace": NS}, "spec": {"selector": {"app": "live"}, "ports": [
+        {"port": 80}]}})
+
+
+def test_a_real_runner_with_a_readiness_probe_moves_the_endpoint(lab):
+    """The contract end to end: the node runner runs the bound pod and writes its status;
+    the endpoint moves from notReadyAddresses to addresses when the probe passes."""
+    apply(lab, READY_SVC, manifest("live", containers=[{
+        "name": "box", "image": "docker.io/library/busybox:1.36",
+        "command": ["sh", "-c", "sleep 3600"],
+        "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}}]))
+
+    def wait(what, check, limit=30.0):
+        deadline = time.time() + limit
+        while True:
+            got = check()
+            if got or time.time() > deadline:
+                assert got, what
+                return got
+            time.sleep(0.3)
+
+    def subset():
+        return (get(lab, f"-n {NS} endpoints live").get("subsets") or [{}])[0]
+
+    try:
+        pod_ = wait("Running", lambda: (p := get(lab, f"-n {NS} pod live"))["status"].get(
+            "phase") == "Running" and p)
+        ip = pod_["status"]["podIP"]
+        assert [a["ip"] for a in wait("not ready", lambda: subset().get(
+            "notReadyAddresses"))] == [ip]
+        r = kubectl(lab, f"-n {NS} exec live -c box -- touch /tmp/ready")
+        assert r.returncode == 0, r.stderr
+        assert [a["ip"] for a in wait("ready", lambda: subset().get("addresses"))] == [ip]
+        r = kubectl(lab, f"-n {NS} get pods live")
+        assert r.stdout.split("\n")[1].split()[1:3] == ["1/1", "Running"], r.stdout
+    finally:
+        r = kubectl(lab, f"-n {NS} delete pod live --timeout=60s")
+        kubectl(lab, f"-n {NS} delete -f -", stdin=READY_SVC)
+    assert (r.returncode, r.stdout) == (0, 'pod "live" deleted\n'), r.stderr
