@@ -554,6 +554,7 @@ def bind(data: dict, obj: dict, node: str, now: float | None = None,
     lab.pop("unschedulable", None)
     lab["bound"] = now
     lab["podIP"] = allocate_ip(data, node)
+    lab["scheduled"] = scheduled
     if scheduled:
         meta = obj["metadata"]
         record_event(data, obj, "Normal", "Scheduled", "Binding",
@@ -711,6 +712,8 @@ def api_pod(data: dict, obj: dict) -> dict:
     ts = meta.get("creationTimestamp", state.rfc3339(lab.get("created", 0)))
     if got and isinstance(got.get("status"), dict):
         status = dict(got["status"])
+    elif spec.get("nodeName") and not lab.get("scheduled"):
+        status = {"phase": "Pending"}  # created with nodeName: the kubelet posts the first status
     elif spec.get("nodeName"):
         status = {"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
@@ -836,7 +839,7 @@ def endpoint_split(pods: list[dict], svc: dict) -> tuple[list[dict], list[dict]]
     ready, unready = [], []
     for p in pods:
         if p["namespace"] != ns or not p.get("ip") or p.get("terminating") or \
-                p["phase"] in ("Succeeded", "Failed", "Unknown"):
+                p["phase"] in ("Succeeded", "Failed"):
             continue
         if not workloads.matches(spec.get("selector") or {}, p.get("labels") or {}):
             continue
