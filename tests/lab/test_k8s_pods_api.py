@@ -582,6 +582,8 @@ def test_node_labels_and_taints_per_release():
     data = cluster()
     data["nodes"]["node1"].update(labels={"disk": "ssd"}, unschedulable=True)
     assert S.node_labels(data, "node1")["disk"] == "ssd"
+    data["nodes"]["node1"]["labels_removed"] = ["beta.kubernetes.io/os"]
+    assert "beta.kubernetes.io/os" not in S.node_labels(data, "node1")
     assert S.node_taints(data, "node1", "False") == [
         {"effect": "NoSchedule", "key": "node.kubernetes.io/unschedulable"},
         {"effect": "NoSchedule", "key": "node.kubernetes.io/not-ready"}]

@@ -170,6 +170,8 @@ def node_labels(data: dict, node: str) -> dict:
             labels["node-role.kubernetes.io/master"] = ""
         labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
     labels.update(info.get("labels") or {})
+    for k in info.get("labels_removed") or []:  # `kubectl label node N K-` of a built-in one
+        labels.pop(k, None)
     return labels
 
 
