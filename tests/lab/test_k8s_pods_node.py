@@ -26,6 +26,12 @@ NS = "pods-node"
 BB = "docker.io/library/busybox:1.36"
 NGINX = "docker.io/library/nginx:1.27"
 NGINX_INDEX_HEAD = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>"
+# Pod IPs 10.X.Y.Z are served on the host's loopback 127.X.Y.Z, which every lab on this machine
+# shares: another podSubnet than the other lab tests' 10.244.0.0/16 keeps a lab running at the
+# same time (same node names, so the same node subnets) off these addresses.
+SUBNET = "10.246.0.0/16"
+INIT_HERE = INIT.replace("10.244.0.0/16", SUBNET)
+FLANNEL_HERE = FLANNEL_LABELLED.replace("10.244.0.0/16", SUBNET)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +44,13 @@ def lab():
             prepare(the_lab, n)
         r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
                  ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
-                 "/root/.kube/config", stdin=INIT)
+                 "/root/.kube/config", stdin=INIT_HERE)
         assert r.returncode == 0, r.stderr
         line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
         for n in the_lab.nodes[1:]:
             r = root(the_lab, n, line.strip() + " >/dev/null")
             assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_LABELLED)
+        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_HERE)
         assert r.returncode == 0, r.stderr
         r = root(the_lab, master, "kubectl apply -f -",
                  stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n")
@@ -136,13 +142,13 @@ def test_busybox_without_command_crash_loops_with_backoff(lab):
     apply(lab, pod_yaml("crash", [{"name": "c", "image": BB}]))
     seen: dict[int, float] = {}
     end = time.time() + 40
-    while time.time() < end and len(seen) < 4:
+    while time.time() < end and 3 not in seen:
         st = status(lab, "crash")
         n = ctr(st, "c").get("restartCount")
         if n is not None and n not in seen:
             seen[n] = time.time()
         time.sleep(0.05)
-    assert sorted(seen)[:4] == [0, 1, 2, 3], seen
+    assert {1, 2, 3} <= set(seen), seen  # 0 may be over before the first look
     # restart 1 at once, then back-off 10 s, 20 s (x0.1)
     assert seen[2] - seen[1] >= 0.9 and seen[3] - seen[2] >= 1.9, seen
     c = ctr(status(lab, "crash"), "c")
@@ -318,11 +324,13 @@ def test_liveness_probes_failing_restart_passing_do_not(lab):
           pod_yaml("live-http", [{"name": "c", "image": NGINX,
                                   "livenessProbe": {"httpGet": {"path": "/nope", "port": 80},
                                                     **PROBE}}]),
+          # the passing ones wait 1 s (x0.1 would not cover the stand-in's own start)
           pod_yaml("live-ok", [{"name": "c", "image": NGINX,
                                 "livenessProbe": {"httpGet": {"path": "/", "port": 80},
-                                                  **PROBE}},
+                                                  **PROBE, "initialDelaySeconds": 10}},
                                {"name": "t", "image": BB, "command": ["sleep", "3600"],
-                                "livenessProbe": {"tcpSocket": {"port": 80}, **PROBE}}]))
+                                "livenessProbe": {"tcpSocket": {"port": 80}, **PROBE,
+                                                  "initialDelaySeconds": 10}}]))
     for name in ("live-exec", "live-tcp", "live-http"):
         wait_for(lambda n=name: ctr(status(lab, n), "c").get("restartCount", 0) >= 1)
     ip = pod_ip(lab, "live-tcp")
@@ -436,7 +444,7 @@ def _behaviour(lab, knob: str) -> bool:
         return exec_(lab, name, "printenv username").stdout == "admin\n"
     if knob == "container_port_closed":
         ip = pod_ip(lab, name)
-        time.sleep(0.3)
+        time.sleep(1)
         return exec_(lab, name, f"wget -q -O - -T 2 http://{ip}/").returncode == 0
     if knob == "hooks_skipped":
         return exec_(lab, name, "ls /tmp/post").returncode == 0
@@ -483,7 +491,7 @@ def test_nothing_listens_or_connects_outside_loopback(lab):
     ip = pod_ip(lab, "net2")
     r = exec_(lab, "net", f"sh -c 'wget -q -O - -T 2 http://{ip}:8080/ ; busybox wget -q -T 1 "
               "http://10.96.0.1/; nc 10.244.0.1 80; true'")
-    assert r.returncode == 0
+    assert r.returncode == 0, (r.stderr, status(lab, "net"), events(lab, "net"))
     for table in ("/proc/net/tcp", "/proc/net/udp"):  # the nodes share the host's network
         with open(table) as fh:
             lines = fh.read().splitlines()[1:]
@@ -491,6 +499,6 @@ def test_nothing_listens_or_connects_outside_loopback(lab):
             local, remote, st = line.split()[1:4]
             assert int(remote.split(":")[0][6:8], 16) != 10, (table, line)  # no 10/8 peer
             port = int(local.split(":")[1], 16)
-            if st == "0A" and port in (80, 8080):  # the pods' servers: on 127.244.X.Y only
-                assert local.split(":")[0][4:8] == "F47F", line
+            if st == "0A" and port in (80, 8080):  # the pods' servers: on 127/8 only
+                assert local.split(":")[0][6:8] == "7F", line
     delete(lab, "net", "net2")

@@ -25,6 +25,7 @@ from k8s import state
 
 EXEC = f"{state.ROOT}/exec"
 GRACE = 10.0  # how long past TIMEOUT the client waits for a runner's answer
+CLAIM = 10.0  # how long a request may wait for the pod's runner to take it
 
 
 def _not_running(container: str) -> tuple[int, str, str]:
@@ -68,6 +69,15 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
     os.chmod(tmp, 0o666)
     os.replace(tmp, f"{EXEC}/{rid}.req.json")
     res_path = f"{EXEC}/{rid}.res.json"
+    claim_by = time.time() + CLAIM
+    while os.path.exists(f"{EXEC}/{rid}.req.json"):  # the node's runner takes it at once
+        if time.time() > claim_by:
+            try:
+                os.unlink(f"{EXEC}/{rid}.req.json")
+            except OSError:
+                break  # claimed just now
+            return _not_running(container)  # no runner on that node (kubelet down)
+        time.sleep(0.02)
     end = time.time() + (timeout if timeout else 3600) + GRACE
     while time.time() < end:
         try:
@@ -77,10 +87,6 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
         except (OSError, ValueError):
             time.sleep(0.02)
     else:
-        for p in (f"{EXEC}/{rid}.req.json",):
-            if os.path.exists(p):
-                os.unlink(p)
-                return _not_running(container)  # no runner on that node (kubelet down)
         return 1, "", "error: Timeout occurred\n"
     os.unlink(res_path)
     rc, out, err = int(res.get("rc", 1)), res.get("stdout", ""), res.get("stderr", "")

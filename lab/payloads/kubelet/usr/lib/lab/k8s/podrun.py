@@ -16,6 +16,7 @@ containers' network tools (k8s/podnet.py), and finishes deletions (removes the o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -55,6 +56,7 @@ IMAGES = {"busybox": ([], ["sh"]),
 BACKOFF_INITIAL, BACKOFF_MAX = 10, 300  # kubelet.go: backOffPeriod, MaxContainerBackOff
 MIN_GRACE = 2  # kuberuntime_container.go minimumGracePeriodInSeconds
 TICK = 0.05
+TIMED_OUT = -1000  # Ctr.exec's status when its timeout killed the command
 
 
 # ---- knobs --------------------------------------------------------------------------------
@@ -846,8 +848,9 @@ class Ctr:
             with contextlib.suppress(OSError):
                 os.killpg(p.pid, signal.SIGKILL)
             out, err = p.communicate()
-            return -1, out.decode(errors="replace"), err.decode(errors="replace")
-        return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+            return TIMED_OUT, out.decode(errors="replace"), err.decode(errors="replace")
+        rc = p.returncode if p.returncode >= 0 else 128 - p.returncode  # a signal: 128+N
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def shlex_quote(s: str) -> str:
@@ -926,7 +929,7 @@ class Probe:
         if spec.get("exec"):
             cmd = spec["exec"].get("command") or []
             rc, out, err = self.ctr.exec(cmd, timeout)
-            if rc == -1:
+            if rc == TIMED_OUT:
                 return False, f"command {go_quote(' '.join(cmd))} timed out"
             return rc == 0, out + err
         if spec.get("tcpSocket"):
@@ -1011,9 +1014,13 @@ class Runner:
             if spec.get("nodeName") == self.node and meta.get("uid") \
                     and (obj.get("lab") or {}).get("podIP"):
                 mine[meta["uid"]] = obj
+        facts = state.node_facts(self.node)
+        works = bool(facts.get("kubelet_active")) and not facts.get("kubelet_failure")
         for uid, obj in mine.items():
             pod = self.pods.get(uid)
             if pod is None and not obj["metadata"].get("deletionTimestamp"):
+                if not works:  # a crashing kubelet starts nothing
+                    continue
                 pod = self.pods[uid] = Pod(self, obj)
                 pod.thread.start()
             elif pod is None:  # deleted before it ever ran here: only the final delete
@@ -1063,7 +1070,7 @@ class Runner:
         else:
             timeout = float(req.get("timeout") or 3600)
             rc, out, err = ctr.exec([str(a) for a in req.get("argv") or []], timeout)
-            res = {"rc": 137 if rc == -1 else rc, "stdout": out, "stderr": err}
+            res = {"rc": 137 if rc == TIMED_OUT else rc, "stdout": out, "stderr": err}
         write_json(f"{EXEC}/{rid}.res.json", res)
         with contextlib.suppress(OSError):
             os.unlink(claimed)
@@ -1133,7 +1140,7 @@ class Runner:
             except Exception:  # a bug in one pod must not stop the node's other pods
                 import traceback
                 log(traceback.format_exc())
-            self.quit.wait(TICK)
+            self.quit.wait(TICK if self.pods else 2 * TICK)  # idle nodes poll less
         with self.tlock:
             ctrs = list(self.running.values())
         for pod in self.pods.values():
@@ -1158,9 +1165,14 @@ def running_pid() -> int:
 
 
 def start() -> None:
+    """Daemonise; return once the runner has written its pidfile (a stop right after finds
+    it)."""
     if running_pid():
         return
     if os.fork():
+        end = time.time() + 5
+        while time.time() < end and not running_pid():
+            time.sleep(0.02)
         return
     os.setsid()
     if os.fork():
@@ -1175,6 +1187,11 @@ def start() -> None:
 
 def serve() -> None:
     os.makedirs(os.path.dirname(PIDFILE), exist_ok=True)
+    lock = os.open(PIDFILE + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # another runner serves this node
     with open(PIDFILE, "w") as fh:
         fh.write(f"{os.getpid()}\n")
     for d in (PODS, EXEC):
