@@ -388,7 +388,7 @@ def test_scheduling_binds_refuses_and_retries(lab):
     with cluster_state(lab) as data:
         ip = data["objects"][f"pod/{NS}/picky"]["lab"]["podIP"]
         assert ip.startswith(nodes["node1"]["spec"]["podCIDR"].rsplit(".", 1)[0] + ".")
-        assert 210 <= int(ip.rsplit(".", 1)[1]) <= 254
+        assert 210 <= int(ip.rsplit(".", 1)[1]) <= 254  # disjoint from workloads' .10-.209
     r = kubectl(lab, f"-n {NS} get pods huge")
     assert r.stdout.split("\n")[1].split()[1:4] == ["0/1", "Pending", "0"], r.stdout
     r = apply(lab, manifest("huge", containers=[{"name": "web", "image": "nginx:1.27",
@@ -594,6 +594,34 @@ READY_SVC = json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {
         {"port": 80}]}})
 
 
+WEB = json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {
+    "name": "web2", "namespace": NS}, "spec": {"selector": {"app": "web2"}, "ports": [
+        {"port": 8080, "targetPort": "http"}]}})
+
+
+def test_curl_on_a_node_reaches_a_bare_nginx_and_its_service(lab):
+    apply(lab, WEB, manifest("web2", containers=[{
+        "name": "nginx", "image": "docker.io/library/nginx:1.27",
+        "ports": [{"containerPort": 80, "name": "http"}]}]))
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            p = get(lab, f"-n {NS} pod web2")
+            if any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in p["status"].get("conditions") or []):
+                break
+            time.sleep(0.3)
+        ip = p["status"]["podIP"]
+        cluster_ip = get(lab, f"-n {NS} service web2")["spec"]["clusterIP"]
+        for target in (f"{ip}:80", f"{cluster_ip}:8080"):
+            r = root(lab, lab.nodes[0], f"curl -s -m 5 http://{target}/")
+            assert r.returncode == 0 and "Welcome to nginx!" in r.stdout, (target, r)
+    finally:
+        r = kubectl(lab, f"-n {NS} delete pod web2 --timeout=60s")
+        kubectl(lab, f"-n {NS} delete -f -", stdin=WEB)
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_real_runner_with_a_readiness_probe_moves_the_endpoint(lab):
     """The contract end to end: the node runner runs the bound pod and writes its status;
     the endpoint moves from notReadyAddresses to addresses when the probe passes."""
@@ -625,6 +653,10 @@ def test_a_real_runner_with_a_readiness_probe_moves_the_endpoint(lab):
         assert [a["ip"] for a in wait("ready", lambda: subset().get("addresses"))] == [ip]
         r = kubectl(lab, f"-n {NS} get pods live")
         assert r.stdout.split("\n")[1].split()[1:3] == ["1/1", "Running"], r.stdout
+        # nothing listens in that pod: curl on a node really connects to its 127.244 address
+        r = root(lab, lab.nodes[1], f"curl -sS -m 2 http://{ip}:81/")
+        assert (r.returncode, r.stderr) == (7, f"curl: (7) Failed to connect to {ip} port 81: "
+                                               "Connection refused\n")
     finally:
         r = kubectl(lab, f"-n {NS} delete pod live --timeout=60s")
         kubectl(lab, f"-n {NS} delete -f -", stdin=READY_SVC)

@@ -454,17 +454,38 @@ def bare_objects(data: dict) -> dict[str, dict]:
 
 
 def allocate_ip(data: dict, node: str) -> str:
-    """A free address .210-.254 of NODE's podCIDR among the bare pods bound there."""
+    """A free address .210-.254 of NODE's podCIDR among the bare pods bound there. The first
+    one tried depends on the cluster (labs running at once share this machine's loopback
+    addresses: the same node name gets the same subnet in two labs), and an address whose
+    127.244 twin already has a listening socket on this machine is skipped."""
     cidr = state.node_subnet(data, node)
     if not cidr:
         return ""
     net = ipaddress.ip_network(cidr)
     taken = {(o.get("lab") or {}).get("podIP") for o in bare_objects(data).values()}
-    for host in range(IP_RANGE[0], IP_RANGE[1] + 1):
-        ip = str(net.network_address + host)
+    busy = listening()
+    size = IP_RANGE[1] - IP_RANGE[0] + 1
+    start = int(hashlib.sha256(str(data.get("cluster_id", "")).encode()).hexdigest(), 16)
+    free = []
+    for k in range(size):
+        ip = str(net.network_address + IP_RANGE[0] + (start + k) % size)
         if ip not in taken:
-            return ip
-    return ""
+            free.append(ip)
+            if "127." + ip.split(".", 1)[1] not in busy:
+                return ip
+    return free[0] if free else ""
+
+
+def listening() -> set[str]:
+    """Local addresses with a listening TCP socket (/proc/net/tcp, this network namespace)."""
+    out = set()
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as fh:
+        for line in list(fh)[1:]:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":  # TCP_LISTEN
+                addr = parts[1].split(":")[0]
+                out.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return out
 
 
 def created(data: dict, obj: dict, now: float | None = None) -> None:

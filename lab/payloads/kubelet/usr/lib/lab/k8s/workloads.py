@@ -473,12 +473,33 @@ def reach(data: dict, pods: list[dict], src: str, ip: str, port: int, proto: str
         return "timeout", ""
     if not pod_network(data, src, target["node"]):
         return "timeout", ""
+    if target.get("bare"):  # a bare pod's processes serve on 127.244.X.Y (k8s/scheduler.py)
+        return loopback_get(target.get("loopback", ""), port) \
+            if target["phase"] == "Running" else ("refused", "")
     if target["phase"] != "Running" or not target["ready"]:
         return "refused", ""
     if target.get("labels", {}).get("k8s-app") == "kube-dns" and port == 53:
         return "ok", "dns"
     body = (target.get("serves") or {}).get(port)
     return ("ok", body) if body is not None else ("refused", "")
+
+
+def loopback_get(addr: str, port: int, timeout: float = 5.0) -> tuple[str, str]:
+    """A real `GET /` to a bare pod's loopback address (127.0.0.0/8 only)."""
+    import http.client
+
+    if not addr.startswith("127."):
+        return "refused", ""
+    conn = http.client.HTTPConnection(addr, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        return "ok", conn.getresponse().read().decode(errors="replace")
+    except TimeoutError:
+        return "timeout", ""
+    except (OSError, http.client.HTTPException):
+        return "refused", ""
+    finally:
+        conn.close()
 
 
 def _to_endpoint(data, pods, via: str, svc: dict, sp: dict, proto: str, depth: int):
@@ -488,8 +509,10 @@ def _to_endpoint(data, pods, via: str, svc: dict, sp: dict, proto: str, depth: i
     if eps[0]["pod"] is None:  # the API server: not HTTP over plain TCP; connected is enough
         return "ok", ""
     target = sp.get("targetPort", sp.get("port"))
-    if isinstance(target, str):  # a named port: the lab keeps no container port names
-        target = sp["port"]
+    if isinstance(target, str):  # a named port: a bare pod's containerPort, else the port
+        target = next((int(cp["containerPort"]) for c in (eps[0]["pod"].get("bare_spec") or {})
+                       .get("containers") or [] for cp in c.get("ports") or []
+                       if cp.get("name") == target), sp["port"])
     if depth > 2:
         return "timeout", ""
     return reach(data, pods, via, eps[0]["ip"], int(target), proto, depth + 1)
