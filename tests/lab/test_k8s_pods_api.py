@@ -559,6 +559,12 @@ def test_scheduler_fault_knobs_through_kubectl(lab):
         assert get(lab, f"-n {NS} pod stray")["spec"]["nodeName"] == "node1"
     finally:
         faults(lab, None)
+    r = kubectl(lab, "apply -f -", stdin=manifest("bad", containers=[{
+        "name": "web", "image": "nginx:1.27", "resources": {"requests": {"memory": "lots"}}}]))
+    assert (r.returncode, r.stderr) == (1, 'Error from server (BadRequest): error when creating '
+                                           '"STDIN": Pod in version "v1" cannot be handled as a '
+                                           "Pod: quantities must match the regular expression "
+                                           "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'\n")
     for name in ("greedy", "modest", "stray"):
         kubectl(lab, f"-n {NS} delete pod {name} --wait=false")
         remove(lab, name)

@@ -77,8 +77,8 @@ def quantity(text) -> Decimal:
     m = re.fullmatch(r"\s*([+-]?[0-9.]+(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?\s*",
                      str(text))
     if not m:
-        raise ValueError(f"quantities must match the regular expression "
-                         f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text}")
+        raise ValueError("quantities must match the regular expression "
+                         "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     return Decimal(m.group(1)) * _SUFFIX[m.group(2) or ""]
 
 
@@ -232,7 +232,10 @@ def used(data: dict, pods: list[dict]) -> dict[str, list]:
         if p.get("bare"):
             if p["phase"] in ("Succeeded", "Failed"):
                 continue
-            req = pod_requests(p["bare_spec"])
+            try:
+                req = pod_requests(p["bare_spec"])
+            except ValueError:
+                req = (0, 0)
         elif p["owner"] == "Node":
             req = STATIC_REQUESTS.get((p.get("labels") or {}).get("component", ""), (0, 0))
         elif (p.get("labels") or {}).get("k8s-app") == "kube-dns":
@@ -748,7 +751,8 @@ def api_pod(data: dict, obj: dict) -> dict:
              "lastTransitionTime": state.rfc3339(lab.get("tried", lab.get("created", 0)))}]}
         if "unschedulable" not in lab:  # not tried yet: no condition (the queue holds it)
             status = {"phase": "Pending"}
-    status.setdefault("qosClass", qos_class(obj.get("spec") or {}))
+    with contextlib.suppress(ValueError):  # kubectl refuses bad quantities at apply
+        status.setdefault("qosClass", qos_class(obj.get("spec") or {}))
     meta["creationTimestamp"] = ts
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
             "status": status}
