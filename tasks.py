@@ -137,10 +137,14 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 @task(help={"inventory": INVENTORY_HELP,
             "only": "run only these checks (comma-separated: Nodes, SystemPods, ProxyMode, "
-                    "PodNetwork, DNS, NginxNodePort)",
+                    "PodNetwork, DNS, NginxNodePort, and seed 000's Pod chapter: NoCommand, "
+                    "CommandArgs, Env, ContainerPort, Resources, InitContainers, "
+                    "LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
+                    "NodePlacement)",
             "keep": "leave verify's namespace and workloads in place afterwards",
             "skip": "skip these checks (comma-separated names)",
-            "timeout": "seconds any one observation may take (default 60)",
+            "timeout": "seconds any one observation may take (default 60; the Pod chapter as "
+                       "a whole gets twice that)",
             "dry_run": "print the commands verify would run on each host; connect to nothing",
             "report": "write the checks as JSON to this path",
             "parallel": COMMON_HELP["parallel"], "log_dir": COMMON_HELP["log_dir"]})
@@ -148,8 +152,9 @@ def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: 
            timeout: int = 0, dry_run: bool = False, report: str = "", parallel: int = 0,
            log_dir: str = "runs", keep: bool = False) -> None:
     """Check that the cluster works: nodes Ready at the pinned version and runtime, system
-    pods, kube-proxy's mode, the pod network, DNS, and seed 004's nginx NodePort test (in a
-    namespace verify deletes afterwards). Exits 1 when a check fails, saying where to look."""
+    pods, kube-proxy's mode, the pod network, DNS, seed 004's nginx NodePort test and seed
+    000's Pod chapter (in a namespace verify deletes afterwards; a node label and a hostPath
+    directory it also removes). Exits 1 when a check fails, saying where to look."""
     _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
          dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir, keep=keep)
 

@@ -15,7 +15,7 @@ from . import releases
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import UsageError
-from .interrupt import EXIT_CODE, Interrupt
+from .interrupt import EXIT_CODE, Interrupt, Interrupted
 from .inventory import load
 from .models import Inventory, Node
 from .report import Reporter
@@ -255,14 +255,17 @@ def verify(
     reporter: Reporter | None,
     interrupt: Interrupt,
 ) -> int:
-    """Check that the cluster the inventory describes works (bootstrap/verify.py); read-only.
+    """Check that the cluster the inventory describes works (bootstrap/verify.py); it creates
+    only its namespace, a node label and a hook directory, removed afterwards.
     Exit 1 when a check fails."""
     from . import verify as V
+    from . import verify_pods as P
     from . import verify_workloads as W
 
     names = V.selected(opts.only, opts.skip)
     checks = V.select(opts.only, opts.skip)
     workloads = [n for n in names if n in V.WORKLOADS]
+    pods = [n for n in names if n in V.PODS]
     if opts.timeout is not None and opts.timeout < 1:
         raise UsageError("--timeout must be at least 1 (seconds)")
     limit = opts.timeout or V.DEFAULT_TIMEOUT
@@ -280,15 +283,23 @@ def verify(
                            "pods, nslookup from one; on every node: curl the NodePort and the "
                            f"ClusterIP; then $ kubectl delete namespace {inv.verify.namespace}"
                            + (" (not with --keep)" if opts.keep else ""))
+        if pods:
+            reporter.print(P.dry_run_text(inv, pods, limit, opts.keep))
         reporter.print(f"verify --dry-run: {len(names)} checks ({', '.join(names)}); nothing "
                        "was read or created")
         return 0
     runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
     started = time.monotonic()
-    seen = V.observe(runner, inv, checks, limit)
-    outcomes = V.judge_all(inv, checks, seen)
-    if workloads:
-        outcomes += W.run(runner, inv, workloads, limit, opts.keep)
+    try:
+        seen = V.observe(runner, inv, checks, limit)
+        outcomes = V.judge_all(inv, checks, seen)
+        if workloads:
+            outcomes += W.run(runner, inv, workloads, limit, opts.keep or bool(pods))
+        if pods:
+            outcomes += P.run(runner, inv, pods, limit, opts.keep)
+    except Interrupted:  # the workloads' own cleanup (namespace, label, files) already ran
+        reporter.print("interrupted: verify stopped; what it created was removed")
+        return EXIT_CODE
     for outcome in outcomes:
         reporter.print(V.line(outcome))
     failed = [o.check for o in outcomes if not o.ok]

@@ -24,6 +24,7 @@ from .cluster.common import KUBECTL
 from .models import Inventory
 from .templates import render
 from .verify import Outcome
+from .verify_workloads import settled
 
 MARK = "<<verify"
 LABEL_KEY = "k8s-bootstrap.io/verify-node"
@@ -215,10 +216,14 @@ def pod_text(pod: dict | None) -> str:
     return f"{st.get('phase', '?')} on {node}"
 
 
-def events_for(events: list[dict], pod: str, reason: str | None = None) -> list[str]:
-    """``REASON: message`` of the events about ``pod`` (optionally one reason), oldest first."""
+def events_for(events: list[dict], pod: str, reason: str | None = None,
+               container: str | None = None) -> list[str]:
+    """``REASON: message`` of the events about ``pod`` (optionally one reason, one container),
+    oldest first."""
     found = [e for e in events if e.get("involvedObject", {}).get("name") == pod
-             and (reason is None or e.get("reason") == reason)]
+             and (reason is None or e.get("reason") == reason)
+             and (container is None or e.get("involvedObject", {}).get("fieldPath")
+                  == f"spec.containers{{{container}}}")]
     found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     return [f"{e.get('reason')}: {e.get('message', '').strip()}" for e in found]
 
@@ -395,11 +400,14 @@ class Env(Experiment):
         if got is None:
             return self.exec("printenv", "pod-env", "busybox", "printenv", "username", "password")
         rc, out = got
+        said = " ".join(ln.strip() for ln in out.splitlines()
+                        if ln.strip() and not ln.startswith("command terminated"))
         self.evidence.append(f"kubectl exec pod-env -c busybox -- printenv username password "
-                             f"(exit {rc}): {' '.join(out.split()) or 'nothing'}")
-        if out.split() == ["admin", "123456"] and rc == 0:
+                             f"(exit {rc}): {said or 'nothing'}")
+        if said.split() == ["admin", "123456"] and rc == 0:
             return self.passed("username=admin, password=123456")
-        return self.failed(f"printenv gave {' '.join(out.split()) or 'nothing'} (exit {rc})")
+        return self.failed(f"printenv gave {said or 'nothing'} (exit {rc}): the variables are "
+                           "not set in the container")
 
 
 class ContainerPort(Experiment):
@@ -409,12 +417,12 @@ class ContainerPort(Experiment):
     @property
     def expected(self) -> str:
         return ("pod-ports declares containerPort 80 (nginx-port, TCP), and nginx answers on "
-                "the pod's IP, port 80, from pod-command's busybox (wget)")
+                "the pod's IP, port 80, from pod-env's busybox (wget)")
 
     def step(self, v: View) -> list[Action]:
         pod = v.pods.get("pod-ports")
         web = container(pod, "nginx")
-        client = container(v.pods.get("pod-command"), "busybox")
+        client = container(v.pods.get("pod-env"), "busybox")
         ip = (pod or {}).get("status", {}).get("podIP")
         if not (running(web) and running(client) and ip):
             return []
@@ -427,23 +435,32 @@ class ContainerPort(Experiment):
         tries = len([k for k in self.asked if k.startswith(f"{self.name} wget")])
         wget = ("wget", "-q", "-O", "-", "-T", "5", f"http://{ip}:80/")
         if tries == 0:
-            return self.exec("wget0", "pod-command", "busybox", *wget)
+            return self.exec("wget0", "pod-env", "busybox", *wget)
         got = self.result(v, f"wget{tries - 1}")
         if got is None:
             return []
         rc, out = got
         title = next((ln.strip() for ln in out.splitlines() if "<title>" in ln), out.strip()[:80])
         if rc == 0 and "nginx" in out.lower():
-            self.evidence.append(f"wget http://{ip}:80/ from pod-command: {title}")
+            self.evidence.append(f"wget http://{ip}:80/ from pod-env: {title}")
             return self.passed(f"containerPort 80 declared; {ip}:80 answered ({title})")
         if tries >= 3:
-            self.evidence.append(f"wget http://{ip}:80/ from pod-command (exit {rc}): "
+            self.evidence.append(f"wget http://{ip}:80/ from pod-env (exit {rc}): "
                                  f"{out.strip() or 'no output'}")
             return self.failed(f"{ip}:80 did not answer")
         if self.held(v, 2.0):  # nginx may still be starting: ask again
             self.since = None
-            return self.exec(f"wget{tries}", "pod-command", "busybox", *wget)
+            return self.exec(f"wget{tries}", "pod-env", "busybox", *wget)
         return []
+
+
+    def timed_out(self, v: View) -> Outcome:
+        o = super().timed_out(v)
+        client = container(v.pods.get("pod-env"), "busybox")
+        if running(client):
+            return o
+        return Outcome(o.check, False, o.expected, "no client to ask from: pod-env's busybox is "
+                       f"{state_text(client)}; " + o.observed, o.evidence, o.next)
 
 
 class Resources(Experiment):
@@ -600,7 +617,7 @@ class LifecycleHooks(Experiment):
 class LivenessProbes(Experiment):
     name, template = "LivenessProbes", "verify/pods/liveness.yaml.j2"
     pods = ("pod-liveness-exec", "pod-liveness-tcp", "pod-liveness-http")
-    window = 6.0  # three probe periods: the passing probes' chances not to restart
+    window = 8.0  # the passing probes' chances to fail: initial delay + 3 failures x 2 s
 
     @property
     def expected(self) -> str:
@@ -615,7 +632,7 @@ class LivenessProbes(Experiment):
             pod = v.pods.get(name)
             ok, bad = container(pod, "healthy"), container(pod, "failing")
             if ok.get("restartCount", 0) > 0:
-                self.evidence += events_for(v.events, name, "Unhealthy")[-2:]
+                self.evidence += events_for(v.events, name, "Unhealthy", "healthy")[-2:]
                 return self.failed(f"{name}: the container whose probe passes restarted "
                                    f"({state_text(ok)})")
             if running(ok) and name not in self.seen:
@@ -629,7 +646,7 @@ class LivenessProbes(Experiment):
             return []
         self.evidence = []
         for name in self.pods:
-            said = events_for(v.events, name, "Unhealthy")
+            said = events_for(v.events, name, "Unhealthy", "failing")
             self.evidence.append(f"{name}: failing restarted "
                                  f"{container(v.pods[name], 'failing')['restartCount']} times"
                                  + (f" ({said[-1]})" if said else ""))
@@ -768,8 +785,8 @@ EXPERIMENTS: tuple[type[Experiment], ...] = (
     NoCommand, CommandArgs, Env, ContainerPort, Resources, InitContainers, LifecycleHooks,
     LivenessProbes, ReadinessProbe, RestartPolicy, NodePlacement)
 NAMES = tuple(e.name for e in EXPERIMENTS)
-NEEDS = {"ContainerPort": ("CommandArgs",)}
-"""ContainerPort's client is pod-command's busybox: its pod is applied too."""
+NEEDS = {"ContainerPort": ("Env",)}
+"""ContainerPort's client is pod-env's busybox: its pod is applied too."""
 
 
 def chosen(inv: Inventory, wanted: list[str], where: Placement) -> list[Experiment]:
@@ -841,7 +858,7 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
             labelled = where.selector_node
             session.run(label_script(inv, labelled, True), readonly=True,
                         what="verify: label a node for nodeSelector")
-        applied = session.run(f"timeout {limit} {KUBECTL} apply -f - 2>&1",
+        applied = session.run(f"{settled(inv, limit)}; timeout {limit} {KUBECTL} apply -f - 2>&1",
                               stdin=manifests(inv, exps), readonly=True,
                               what="verify: apply the Pod-chapter pods")
         if not applied.ok:

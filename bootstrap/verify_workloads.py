@@ -42,11 +42,19 @@ def apply_script(inv: Inventory, limit: int) -> str:
     available; on a timeout print the namespace's events and pods, the evidence."""
     ns = shlex.quote(inv.verify.namespace)
     k = f"timeout {limit + 10} {KUBECTL} -n {ns}"
-    return (f"{KUBECTL} apply -f - && "
+    return (f"{settled(inv, limit)}; {KUBECTL} apply -f - && "
             f"{k} rollout status daemonset/netcheck --timeout={limit}s && "
             f"{k} rollout status deployment/nginx --timeout={limit}s || "
             f"{{ rc=$?; echo '{MARK} events'; {k} get events --sort-by=.lastTimestamp 2>&1 | "
             f"tail -n 15; echo '{MARK} pods'; {k} get pods -o wide 2>&1; exit $rc; }}")
+
+
+def settled(inv: Inventory, limit: int) -> str:
+    """Wait (at most ``limit`` seconds) while verify's namespace of an earlier run is still
+    Terminating: the API refuses new objects in it until it is gone."""
+    ns = shlex.quote(inv.verify.namespace)
+    return (f"i=0; while [ $i -lt {limit} ] && timeout 30 {KUBECTL} get namespace {ns} -o json "
+            "2>/dev/null | grep -q '\"phase\": *\"Terminating\"'; do sleep 1; i=$((i+1)); done")
 
 
 def read_script(inv: Inventory, limit: int) -> str:

@@ -65,7 +65,7 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
             print(master.run(f"tail -n 8 {journal.PATH} | cut -c1-150").stdout, end="")
         if code == 0:
             print("\ndemo: invoke verify (nodes, system pods, proxy mode, pod network, DNS, "
-                  "seed 004's nginx NodePort test)")
+                  "seed 004's nginx NodePort test, seed 000's Pod chapter)")
             code = commands.verify(CommonOptions(inventory=inventory, log_dir=log_dir,
                                                  only=VERIFY_ONLY))
     finally:

@@ -145,7 +145,7 @@ def test_the_images_come_from_the_inventory():
 def test_a_chosen_check_brings_the_pods_it_needs():
     exps = P.chosen(inv(), ["ContainerPort"], WHERE)
     names = {d["metadata"]["name"] for d in yaml.safe_load_all(P.manifests(inv(), exps)) if d}
-    assert names == {"k8s-bootstrap-verify", "pod-ports", "pod-command"}
+    assert names == {"k8s-bootstrap-verify", "pod-ports", "pod-env"}
 
 
 @pytest.mark.parametrize("text,want", [("16311580Ki", 16311580 * 1024), ("24Gi", 24 * 1024**3),
@@ -257,7 +257,8 @@ def test_command_args_fails_when_busybox_restarts():
     assert e.outcome.evidence[0].startswith("BackOff: Back-off restarting failed container")
 
 
-@pytest.mark.parametrize("out,ok", [("admin\n123456\n", True), ("", False),
+@pytest.mark.parametrize("out,ok", [("admin\n123456\n", True),
+                                    ("command terminated with exit code 1\n", False),
                                     ("admin\n", False)])
 def test_env(out, ok):
     e = make(P.Env)
@@ -272,11 +273,15 @@ def ports_pod(ports=({"name": "nginx-port", "containerPort": 80, "protocol": "TC
                ip="10.244.2.7", spec_containers=[{"name": "nginx", "ports": list(ports)}])
 
 
-def test_container_port_answers_from_the_command_pod():
+def env_pod():
+    return pod("pod-env", [running("busybox")])
+
+
+def test_container_port_answers_from_the_env_pod():
     e = make(P.ContainerPort)
-    a = e.step(view(1, ports_pod(), cmd_pod()))
-    assert a[0].pod == "pod-command" and a[0].argv[-1] == "http://10.244.2.7:80/"
-    e.step(view(2, ports_pod(), cmd_pod(), results={
+    a = e.step(view(1, ports_pod(), env_pod()))
+    assert a[0].pod == "pod-env" and a[0].argv[-1] == "http://10.244.2.7:80/"
+    e.step(view(2, ports_pod(), env_pod(), results={
         "ContainerPort wget0": (0, "<html>\n<title>Welcome to nginx!</title>\n")}))
     assert e.outcome.ok and "Welcome to nginx!" in e.outcome.observed
 
@@ -285,7 +290,7 @@ def test_container_port_fails_when_nothing_listens():
     e = make(P.ContainerPort)
     res = {}
     for _i, t in enumerate(range(0, 20)):
-        acts = e.step(view(t, ports_pod(), cmd_pod(), results=res))
+        acts = e.step(view(t, ports_pod(), env_pod(), results=res))
         for a in acts:
             res[a.key] = (1, "wget: can't connect to remote host (10.244.2.7): Connection "
                              "refused\ncommand terminated with exit code 1")
@@ -296,9 +301,18 @@ def test_container_port_fails_when_nothing_listens():
     assert len(res) == 3
 
 
+def test_container_port_without_a_client_says_so():
+    e = make(P.ContainerPort)
+    crashing = pod("pod-env", [waiting("busybox", restarts=3)])
+    e.step(view(1, ports_pod(), crashing))
+    o = e.timed_out(view(60, ports_pod(), crashing))
+    assert o.observed.startswith("no client to ask from: pod-env's busybox is waiting "
+                                 "(CrashLoopBackOff), 3 restarts")
+
+
 def test_container_port_must_be_declared():
     e = make(P.ContainerPort)
-    e.step(view(1, ports_pod(ports=()), cmd_pod()))
+    e.step(view(1, ports_pod(ports=()), env_pod()))
     assert not e.outcome.ok and "ports []" in e.outcome.observed
 
 
@@ -429,10 +443,10 @@ def test_liveness_restarts_the_failing_and_spares_the_healthy():
     e = make(P.LivenessProbes)
     e.step(view(1, *(liveness(n, 0) for n in LIVE)))
     e.step(view(4, *(liveness(n, 1) for n in LIVE)))
-    assert e.outcome is None  # the healthy ones not yet watched for 6 s
+    assert e.outcome is None  # the healthy ones not yet watched for 8 s
     msgs = [event("pod-liveness-tcp", "Unhealthy", "Liveness probe failed: dial tcp "
                   "10.244.1.5:8081: connect: connection refused", container="failing")]
-    e.step(view(7.5, *(liveness(n, 1) for n in LIVE), events=msgs))
+    e.step(view(9.5, *(liveness(n, 1) for n in LIVE), events=msgs))
     assert e.outcome.ok
     assert "connection refused" in e.outcome.evidence[1]
 

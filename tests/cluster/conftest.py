@@ -1,6 +1,8 @@
 """One lab cluster for every verify test (the demo's default path: el8, Docker 20.10.8,
-1.20.10), started once per session and shared by test_verify_lab.py and
-test_verify_workloads_lab.py; each test mends what it breaks."""
+1.20.10), started once per session and shared by test_verify_lab.py,
+test_verify_workloads_lab.py and test_verify_pods_lab.py; each test mends what it breaks. The
+lab's kubelet runs its timings (probe periods, back-off, grace periods) at a tenth
+(``time_scale``, lab/k8s/STATE.md)."""
 
 from __future__ import annotations
 
@@ -21,4 +23,5 @@ def verify_cluster(tmp_path_factory):
         pin(the_lab.inventory_path, the_lab.mirror_url, docker=demo.DOCKER["el8"])
         rec = Recorder(the_lab, tmp_path_factory.mktemp("verify"))
         build(rec)
+        (the_lab.cluster_dir / "time_scale").write_text("0.1\n")
         yield the_lab, rec

@@ -49,6 +49,7 @@ def test_dry_run_connects_to_nothing_and_bad_names_are_usage_errors(cluster, tmp
     assert "would: on master1: $ timeout 60 kubectl --kubeconfig /etc/kubernetes/admin.conf " \
            "get nodes -o json 2>&1" in out
     assert "would: on node2: $ timeout 60 ipvsadm -S -n 2>&1" in out
+    assert "name: pod-hook-exec" in out and "label node node1 k8s-bootstrap.io/verify-node" in out
     assert all(len(n.calls()) == before[n.name] for n in the_lab.nodes)
     with pytest.raises(UsageError):
         verify(rec, tmp_path, only="Nodez")
