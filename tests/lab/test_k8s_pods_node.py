@@ -502,3 +502,24 @@ def test_nothing_listens_or_connects_outside_loopback(lab):
             if st == "0A" and port in (80, 8080):  # the pods' servers: on 127/8 only
                 assert local.split(":")[0][6:8] == "7F", line
     delete(lab, "net", "net2")
+
+
+def test_kubelet_stop_stops_the_runner_and_its_containers(lab):
+    """Last in the module: node1's kubelet goes down and comes back."""
+    node = lab.nodes[1]
+    apply(lab, pod_yaml("survivor", [{"name": "c", "image": BB,
+                                      "command": ["sh", "-c", "sleep 3602"]}]))
+    running(lab, "survivor")
+    assert root(lab, node, "test -s /run/lab/podrun.pid").returncode == 0
+    r = root(lab, node, "systemctl stop kubelet")
+    assert r.returncode == 0, r.stderr
+    ps = root(lab, node, "ps -eo args").stdout
+    assert "sleep 3602" not in ps and "podrun.py" not in ps, ps
+    r = exec_(lab, "survivor", "true")  # nobody takes the request
+    assert (r.returncode, r.stderr) == (1, 'error: unable to upgrade connection: container not '
+                                           'found ("c")\n')
+    r = root(lab, node, "systemctl start kubelet")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: "sleep 3602" in root(lab, node, "ps -eo args").stdout)
+    assert exec_(lab, "survivor", "true").returncode == 0
+    delete(lab, "survivor")
