@@ -313,6 +313,10 @@ def test_nodes_report_capacity_allocatable_and_labels(lab):
     assert master["spec"]["taints"] == [{"effect": "NoSchedule",
                                          "key": "node-role.kubernetes.io/master"}]
     assert nodes["node1"]["metadata"]["labels"]["kubernetes.io/hostname"] == "node1"
+    r = kubectl(lab, "describe node node1")
+    assert f"Allocatable:\n  cpu:                {nodes['node1']['status']['allocatable']['cpu']}" \
+        in r.stdout, r.stdout
+    assert f"  memory:             {mem - 102400}Ki\n" in r.stdout
 
 
 def test_label_node_outputs_and_errors(lab):
