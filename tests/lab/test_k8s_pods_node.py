@@ -11,6 +11,7 @@ side schedules them; every pod here names its node); assertions read the runner'
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import time
@@ -19,8 +20,11 @@ import pytest
 from test_k8s_lab import INIT, prepare, root
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
+from lab import payload_code  # puts the kubelet payload's k8s package on sys.path
 from lab.pytest_plugin import module_lab
 
+R = importlib.import_module("k8s.podrun")
+N = importlib.import_module("k8s.podnet")
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 NS = "pods-node"
 BB = "docker.io/library/busybox:1.36"
@@ -32,6 +36,31 @@ NGINX_INDEX_HEAD = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</t
 SUBNET = "10.246.0.0/16"
 INIT_HERE = INIT.replace("10.244.0.0/16", SUBNET)
 FLANNEL_HERE = FLANNEL_LABELLED.replace("10.244.0.0/16", SUBNET)
+
+
+# ---- pure: the runner's rules ---------------------------------------------------------------
+
+def test_quantities_durations_and_expansion():
+    assert [R.quantity(q) for q in ("64Mi", "1G", "128974848", "129e6", "1.5Gi", "10Gi")] == [
+        64 * 2 ** 20, 10 ** 9, 128974848, 129000000, 3 * 2 ** 29, 10 * 2 ** 30]
+    assert [R.go_duration(s) for s in (10, 40, 80, 160, 300)] == [
+        "10s", "40s", "1m20s", "2m40s", "5m0s"]
+    env = {"GREETER": "hi"}
+    assert R.expand("$(GREETER) $(NOPE) $$(GREETER) $(date +%T)", env) == \
+        "hi $(NOPE) $(GREETER) $(date +%T)"  # expansion.go: unknown refs stay as written
+
+
+def test_images_by_repository_any_mirror():
+    assert [R.image_kind(i) for i in (
+        "busybox", "docker.io/library/busybox:1.36", "registry.example:5000/library/nginx:1.27",
+        "docker.m.daocloud.io/library/nginx", "quay.io/x/alpine:3")] == [
+        "busybox", "busybox", "nginx", "nginx", "busybox"]
+    assert N.loopback("10.246.3.210") == "127.246.3.210"
+
+
+def test_wget_arguments_without_t():
+    assert (payload_code.LAB / "payloads/kubelet/usr/lib/lab/container/net").is_file()
+    assert N._no_t(["-q", "-T", "5", "-O", "-", "http://x/"]) == ["-q", "-O", "-", "http://x/"]
 
 
 @pytest.fixture(scope="module")
