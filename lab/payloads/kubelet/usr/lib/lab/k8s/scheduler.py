@@ -826,11 +826,17 @@ def add_pods(data: dict, result: list[dict]) -> None:
     """Append the bare pods to state.pods()'s list in its internal shape (plus `bare`: the
     object's key, `bare_spec`, `api`: the Pod as the API shows it)."""
     nodes = data.get("nodes", {})
+    lost: dict[str, bool] = {}
     for k, obj in sorted(bare_objects(data).items()):
         meta = obj["metadata"]
         pod = api_pod(data, obj)
         st = pod["status"]
         node = (obj.get("spec") or {}).get("nodeName")
+        if node in nodes and node not in lost:
+            lost[node] = state.node_status(data, node)["status"] == "Unknown"
+        if lost.get(node):  # the node lifecycle controller's MarkPodsNotReady
+            st["conditions"] = [dict(c, status="False") if c.get("type") == "Ready" else c
+                                for c in st.get("conditions") or []]
         phase = st.get("phase", "Pending")
         ready = ready_condition(st) and phase == "Running"
         _, reason, _, _ = print_row(pod)
