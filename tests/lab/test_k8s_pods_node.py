@@ -533,6 +533,25 @@ def test_nothing_listens_or_connects_outside_loopback(lab):
     delete(lab, "net", "net2")
 
 
+def test_a_pod_recreated_under_the_same_name_keeps_its_own_files(lab):
+    manifest = pod_yaml("again", [{"name": "c", "image": BB, "command": ["sleep", "3600"]}],
+                        node="master1")
+    apply(lab, manifest)
+    running(lab, "again")
+    path = lab.cluster_dir / "pods" / NS / "again.json"
+    first = json.loads(path.read_text())["uid"]
+    delete(lab, "again")
+    apply(lab, manifest)
+    second = wait_for(lambda: path.exists() and json.loads(path.read_text())["uid"] != first
+                      and json.loads(path.read_text())["uid"])
+    running(lab, "again")
+    time.sleep(1)
+    assert json.loads(path.read_text())["uid"] == second
+    evs = json.loads((lab.cluster_dir / "pods" / NS / "again.events.json").read_text())
+    assert {e["involvedObject"]["uid"] for e in evs} == {first, second}
+    delete(lab, "again")
+
+
 def test_kubelet_stop_stops_the_runner_and_its_containers(lab):
     """Last in the module: node1's kubelet goes down and comes back."""
     node = lab.nodes[1]

@@ -93,6 +93,20 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def file_lock(path: str):
+    """flock on PATH.lock: a pod's files are shared by the runners of every pod that had the
+    name (a deleted pod's runner still writing while its successor, maybe on another node,
+    starts)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def log(msg: str) -> None:
     with contextlib.suppress(OSError), open(LOG, "a") as fh:
         fh.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
@@ -201,7 +215,15 @@ class Pod:
                     "source": {"component": "kubelet", "host": self.runner.node},
                     "firstTimestamp": ts, "lastTimestamp": ts, "count": 1, "type": kind,
                     "eventTime": None, "reportingComponent": "", "reportingInstance": ""})
-            write_json(self.events_path(), self.events)
+            path = self.events_path()
+            with file_lock(path):  # other uids' events (a former pod of that name) stay
+                try:
+                    with open(path) as fh:
+                        others = [e for e in json.load(fh) if (e.get("involvedObject") or {})
+                                  .get("uid") != self.uid]
+                except (OSError, ValueError, AttributeError):
+                    others = []
+                write_json(path, others + self.events)
 
     def condition(self, kind: str, ok: bool, reason: str = "", message: str = "") -> dict:
         status = "True" if ok else "False"
@@ -299,7 +321,8 @@ class Pod:
                 status["initContainerStatuses"] = [c.status() for c in self.init]
             status["containerStatuses"] = [c.status() for c in self.ctrs]
             status["qosClass"] = self.qos()
-            write_json(self.status_path(), {"uid": self.uid, "status": status})
+            with file_lock(self.status_path()):
+                write_json(self.status_path(), {"uid": self.uid, "status": status})
 
     # -- lifecycle --
     def run(self) -> None:
@@ -376,8 +399,12 @@ class Pod:
                         del objs[k]
             with self.lock:
                 self.finished = True
-            with contextlib.suppress(OSError):
-                os.unlink(self.status_path())
+            path = self.status_path()
+            with file_lock(path), contextlib.suppress(OSError, ValueError):
+                with open(path) as fh:
+                    mine = json.load(fh).get("uid") == self.uid
+                if mine:  # not a successor's of the same name
+                    os.unlink(path)
         shutil.rmtree(self.work, ignore_errors=True)
 
     def prepare_volumes(self) -> None:
