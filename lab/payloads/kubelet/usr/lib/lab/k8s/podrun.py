@@ -1251,8 +1251,9 @@ def stop() -> None:
         except OSError:
             break
         time.sleep(0.05)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
+    if running_pid() == pid:  # still there after 10 s
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def main() -> None:
