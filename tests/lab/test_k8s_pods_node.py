@@ -250,6 +250,9 @@ def test_nginx_serves_its_pod_address_and_wget_reaches_it(lab):
     assert r.returncode == 0 and r.stdout.startswith(NGINX_INDEX_HEAD), r.stderr
     r = exec_(lab, "web", "cat /usr/share/nginx/html/index.html", container="nginx")
     assert r.stdout.startswith(NGINX_INDEX_HEAD)
+    r = exec_(lab, "web", "cat /tmp/nope", container="nginx")  # Debian's coreutils, as in nginx
+    assert r.stderr == ("cat: /tmp/nope: No such file or directory\n"
+                        "command terminated with exit code 1\n")
     r = exec_(lab, "client", f"wget -q -O - -T 5 http://web.{NS}.svc.cluster.local:8080/")
     assert r.returncode == 0 and r.stdout.startswith(NGINX_INDEX_HEAD), r.stderr
     r = exec_(lab, "client", f"wget -O - -T 2 http://{ip}:81/")

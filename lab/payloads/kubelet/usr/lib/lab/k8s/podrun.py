@@ -50,6 +50,10 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # docker'
 NET_TOOLS = ("nslookup", "wget", "ping", "ping6", "nc", "telnet", "traceroute", "traceroute6",
              "ftpget", "ftpput", "tftp", "arping", "udhcpc", "udhcpd", "rdate", "ssl_client",
              "telnetd", "ntpd", "whois")
+# nginx:1.27 is Debian bookworm: its everyday tools are Debian's coreutils 9.1, the node's own
+# (/usr/bin, bind-mounted at /.lab/coreutils), those needing no other library than libc
+COREUTILS = ("cat", "touch", "rm", "echo", "sleep", "date", "head", "tail", "printenv", "env",
+             "wc")
 # images: (ENTRYPOINT, CMD) as their image configs say
 IMAGES = {"busybox": ([], ["sh"]),
           "nginx": (["/docker-entrypoint.sh"], ["nginx", "-g", "daemon off;"])}
@@ -647,6 +651,11 @@ class Ctr:
                 files["docker-entrypoint.sh"] = fh.read()
             if fault("container_port_closed", pod.name):
                 files[".lab/port_closed"] = ""
+            os.makedirs(f"{r}/.lab/coreutils", exist_ok=True)
+            for tool in COREUTILS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{r}/bin/{tool}")
+                os.symlink(f"/.lab/coreutils/{tool}", f"{r}/bin/{tool}")
         for path, text in files.items():
             with open(f"{r}/{path}", "w") as fh:
                 fh.write(text)
@@ -664,6 +673,9 @@ class Ctr:
                  f'mount --bind {q(self.base)}/rpc "$R/.lab/rpc"',
                  'mount -t proc proc "$R/proc"']
         lines += [f'mount --bind {f} "$R{f}"' for f in LIBS]
+        if self.kind == "nginx":
+            lines += ['mount --bind /usr/bin "$R/.lab/coreutils"',
+                      'mount -o remount,bind,ro "$R/.lab/coreutils"']
         lines += [f'mount --bind /dev/{d} "$R/dev/{d}"' for d in DEVICES]
         for m in self.spec.get("volumeMounts") or []:
             src = self.pod.volume_source(m.get("name", ""))
