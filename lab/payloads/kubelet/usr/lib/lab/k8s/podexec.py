@@ -6,8 +6,10 @@ and exited N != 0 has kubectl's `command terminated with exit code N` line at th
 stderr; kubectl's own errors (rc 1) are its real texts (exec.go / the API server):
 - no such pod: `Error from server (NotFound): pods "NAME" not found`
 - no such container: `error: container C is not valid for pod NAME` (kubectl 1.20's text)
-- container not running (the pod not bound/started, the container waiting or terminated, the
-  node's runner gone): `error: unable to upgrade connection: container not found ("C")`.
+- container not running (the pod not bound/started, the container waiting or terminated):
+  `error: unable to upgrade connection: container not found ("C")`;
+- the node's kubelet down (its facts, or no runner takes the request within 10 s): `Error from
+  server: error dialing backend: dial tcp ADDRESS:10250: connect: connection refused`.
 Without CONTAINER the first container is used (kubectl's default, without its
 `Defaulted container` notice, which 1.20 does not print).
 The request is `/var/lib/lab-cluster/exec/ID.req.json`; the runner of the pod's node claims it,
@@ -32,9 +34,17 @@ def _not_running(container: str) -> tuple[int, str, str]:
     return 1, "", f'error: unable to upgrade connection: container not found ("{container}")\n'
 
 
+def _no_kubelet(data: dict, node: str) -> tuple[int, str, str]:
+    """The API server cannot reach the node's kubelet (port 10250) to upgrade the stream."""
+    addr = ((data.get("nodes") or {}).get(node) or {}).get("address", node)
+    return 1, "", (f"Error from server: error dialing backend: dial tcp {addr}:10250: connect: "
+                   "connection refused\n")
+
+
 def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
                 timeout: float | None = None) -> tuple[int, str, str]:
-    obj = (state.load().get("objects") or {}).get(f"pod/{ns}/{pod}")
+    data = state.load()
+    obj = (data.get("objects") or {}).get(f"pod/{ns}/{pod}")
     if obj is None or obj.get("kind") != "Pod":
         return 1, "", f'Error from server (NotFound): pods "{pod}" not found\n'
     spec, meta = obj.get("spec") or {}, obj.get("metadata") or {}
@@ -59,6 +69,9 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
     st = next((c for c in statuses if c.get("name") == container), {})
     if "running" not in (st.get("state") or {}):
         return _not_running(container)
+    node = spec.get("nodeName", "")
+    if not state.node_facts(node).get("kubelet_active"):
+        return _no_kubelet(data, node)
     os.makedirs(EXEC, exist_ok=True)
     rid = f"{int(time.time() * 1000)}-{os.getpid()}-{secrets.token_hex(4)}"
     req = {"ns": ns, "pod": pod, "uid": uid, "container": container,
@@ -76,7 +89,7 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
                 os.unlink(f"{EXEC}/{rid}.req.json")
             except OSError:
                 break  # claimed just now
-            return _not_running(container)  # no runner on that node (kubelet down)
+            return _no_kubelet(data, node)  # no runner on that node
         time.sleep(0.02)
     end = time.time() + (timeout if timeout else 3600) + GRACE
     while time.time() < end:
