@@ -24,9 +24,8 @@ from .cluster.common import KUBECTL
 from .models import Inventory
 from .templates import render
 from .verify import Outcome
-from .verify_workloads import settled
+from .verify_workloads import MARK, results, sections, settled
 
-MARK = "<<verify"
 LABEL_KEY = "k8s-bootstrap.io/verify-node"
 LABEL_VALUE = "selected"
 HOOK_ROOT = "/var/tmp/k8s-bootstrap-verify"
@@ -116,34 +115,6 @@ def _json(text: str) -> dict:
         return found if isinstance(found, dict) else {"error": "not an object"}
     except ValueError:
         return {"error": (text.strip().splitlines() or ["no answer"])[-1]}
-
-
-def sections(out: str) -> dict[str, str]:
-    found: dict[str, list[str]] = {}
-    current = None
-    for line in out.splitlines():
-        if line.startswith(MARK + " "):
-            current = line[len(MARK) + 1:].strip()
-            found[current] = []
-        elif current is not None:
-            found[current].append(line)
-    return {k: "\n".join(v) for k, v in found.items()}
-
-
-def results(out: str) -> dict[str, tuple[int, str]]:
-    """``<<verify KEY`` output ``<<verify rc N`` -> {KEY: (N, output)}."""
-    found: dict[str, tuple[int, str]] = {}
-    key, lines = None, []
-    for line in out.splitlines():
-        if line.startswith(MARK + " rc ") and key is not None:
-            rc = line[len(MARK) + 4:].strip()
-            found[key] = (int(rc) if rc.lstrip("-").isdigit() else -1, "\n".join(lines))
-            key, lines = None, []
-        elif line.startswith(MARK + " "):
-            key, lines = line[len(MARK) + 1:].strip(), []
-        else:
-            lines.append(line)
-    return found
 
 
 def round_script(inv: Inventory, execs: list[Action], limit: int, endpoints: bool) -> str:
