@@ -660,6 +660,12 @@ class ReadinessProbe(Experiment):
         ip = (pod or {}).get("status", {}).get("podIP")
         if not (running(web) and ip):
             return []
+        for key, what in (("touch", "touch /tmp/ready"), ("rm", "rm -f /tmp/ready")):
+            got = self.result(v, key)
+            if got is not None and got[0] != 0:
+                self.evidence.append(f"kubectl exec pod-readiness -c nginx -- {what} (exit "
+                                     f"{got[0]}): {got[1].strip()[:200]}")
+                return self.failed(f"kubectl exec {what} failed")
         ready, unready = self.addresses(v.endpoints)
         where = ("in addresses" if ip in ready else "in notReadyAddresses" if ip in unready
                  else "not listed")
@@ -833,8 +839,10 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
                               stdin=manifests(inv, exps), readonly=True,
                               what="verify: apply the Pod-chapter pods")
         if not applied.ok:
+            lines = applied.stdout.strip().splitlines() or ["?"]
+            errors = [ln for ln in lines if ln.lower().startswith(("error", "the connection"))]
             return _all_failed(inv, wanted, "kubectl apply failed: "
-                               + (applied.stdout.strip().splitlines() or ["?"])[-1])
+                               + "; ".join(errors[:3] or lines[-1:]))
         _watch(runner, session, inv, exps, limit)
         return [e.outcome for e in exps if e.outcome]
     finally:

@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from test_k8s_lab import INIT, prepare, root
+from test_k8s_lab import INIT, kubeadm_cluster, root
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
 from lab.payload_code import state as ST
@@ -214,19 +214,8 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
+        kubeadm_cluster(the_lab, INIT, FLANNEL_LABELLED)
         master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
-                 ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
-                 "/root/.kube/config", stdin=INIT)
-        assert r.returncode == 0, r.stderr
-        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
-        for n in the_lab.nodes[1:]:
-            r = root(the_lab, n, line.strip() + " >/dev/null")
-            assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_LABELLED)
-        assert r.returncode == 0, r.stderr
         r = root(the_lab, master, "kubectl apply -f -",
                  stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n")
         assert r.returncode == 0, r.stderr
@@ -537,6 +526,12 @@ def test_delete_namespace_marks_its_bare_pods(lab):
     assert obj["metadata"]["deletionTimestamp"]
     r = kubectl(lab, "get namespaces")
     assert [ns, "Terminating"] in [x.split()[:2] for x in r.stdout.splitlines()], r.stdout
+    one = get(lab, f"namespace {ns}")  # what verify waits on before it applies again
+    assert (one["kind"], one["status"]["phase"]) == ("Namespace", "Terminating")
+    assert one["metadata"]["deletionTimestamp"]
+    assert get(lab, "namespace default")["status"]["phase"] == "Active"
+    r = kubectl(lab, f"get namespace {ns} -o name")
+    assert r.stdout == f"namespace/{ns}\n"
     other = manifest("late", nodeName="ghost").replace(f'"namespace": "{NS}"',
                                                        f'"namespace": "{ns}"')
     r = kubectl(lab, "apply -f -", stdin=other)
@@ -548,6 +543,9 @@ def test_delete_namespace_marks_its_bare_pods(lab):
         data["objects"].pop(f"pod/{ns}/left")
     r = kubectl(lab, "get namespaces")
     assert ns not in r.stdout, r.stdout
+    r = kubectl(lab, f"get namespace {ns} -o json")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f'Error from server (NotFound): namespaces "{ns}" not found\n')
 
 
 def test_scheduler_fault_knobs_through_kubectl(lab):
