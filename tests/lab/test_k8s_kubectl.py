@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_k8s_lab import FLANNEL, INIT, prepare, root, ssh
+from test_k8s_lab import FLANNEL, INIT, kubeadm_cluster, root, ssh
 
 from lab.pytest_plugin import module_lab
 
@@ -24,17 +24,8 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
-                 ">/dev/null", stdin=INIT_IPTABLES)
-        assert r.returncode == 0, r.stderr
-        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
-        for n in the_lab.nodes[1:]:
-            r = root(the_lab, n, line.strip() + " >/dev/null")
-            assert r.returncode == 0, r.stderr
-        root(the_lab, master, "cat > /root/flannel.yaml", stdin=FLANNEL)
+        kubeadm_cluster(the_lab, INIT_IPTABLES, None, kubeconfig=False)
+        root(the_lab, the_lab.nodes[0], "cat > /root/flannel.yaml", stdin=FLANNEL)
         yield the_lab
 
 

@@ -69,6 +69,36 @@ def prepare(lab, node) -> None:
     assert r.returncode == 0, r.stderr
 
 
+IPVS_TOOLS = ("yum install -y -q ipvsadm ipset >/dev/null && "
+              "modprobe -a ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack_ipv4")
+
+
+def kubeadm_cluster(lab, init: str, flannel: str | None, ipvs: bool = False,
+                    kubeconfig: bool = True) -> None:
+    """The hand-built cluster the stand-in tests share: every node prepared (``prepare``, and
+    the IPVS tools with ``ipvs``), ``kubeadm init --config`` with ``init`` on the first node
+    (/root/init.yaml; root's ~/.kube/config with ``kubeconfig``), the others joined, then
+    ``flannel`` applied (None: not)."""
+    master = lab.nodes[0]
+    for n in lab.nodes:
+        prepare(lab, n)
+        if ipvs:
+            r = root(lab, n, IPVS_TOOLS)
+            assert r.returncode == 0, r.stderr
+    copy = (" && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf /root/.kube/config"
+            if kubeconfig else "")
+    r = root(lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
+             f">/dev/null{copy}", stdin=init)
+    assert r.returncode == 0, r.stderr
+    line = root(lab, master, "kubeadm token create --print-join-command").stdout
+    for n in lab.nodes[1:]:
+        r = root(lab, n, line.strip() + " >/dev/null")
+        assert r.returncode == 0, r.stderr
+    if flannel is not None:
+        r = root(lab, master, "kubectl apply -f -", stdin=flannel)
+        assert r.returncode == 0, r.stderr
+
+
 def calls(lab, node, cmd: str) -> list[list[str]]:
     r = root(lab, node, "cat /var/lib/lab/calls.log")
     return [e["argv"] for e in map(json.loads, r.stdout.splitlines()) if e["cmd"] == cmd]

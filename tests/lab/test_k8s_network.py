@@ -7,12 +7,11 @@ import ipaddress
 import json
 
 import pytest
-from test_k8s_lab import FLANNEL, INIT, prepare, root
+from test_k8s_lab import FLANNEL, INIT, kubeadm_cluster, root
 
 from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
-IPVS_MODULES = "ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack_ipv4"
 INIT_IPTABLES = INIT.split("---\napiVersion: kubeproxy")[0]  # no KubeProxyConfiguration
 
 
@@ -21,20 +20,9 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-            r = root(the_lab, n, f"yum install -y -q ipvsadm ipset >/dev/null && "
-                     f"modprobe -a {IPVS_MODULES}")
-            assert r.returncode == 0, r.stderr
-        root(the_lab, master, f"cat > /root/init.yaml <<'EOF'\n{INIT}EOF\n"
+        kubeadm_cluster(the_lab, INIT, FLANNEL, ipvs=True)
+        root(the_lab, the_lab.nodes[0],
              f"cat > /root/init-iptables.yaml <<'EOF'\n{INIT_IPTABLES}EOF")
-        r = root(the_lab, master, "kubeadm init --config /root/init.yaml >/dev/null && "
-                 "mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf /root/.kube/config")
-        assert r.returncode == 0, r.stderr
-        join(the_lab, the_lab.nodes[1:])
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL)
-        assert r.returncode == 0, r.stderr
         yield the_lab
 
 

@@ -17,7 +17,7 @@ import re
 import time
 
 import pytest
-from test_k8s_lab import INIT, prepare, root
+from test_k8s_lab import INIT, kubeadm_cluster, root
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
 from lab import payload_code  # puts the kubelet payload's k8s package on sys.path
@@ -68,19 +68,8 @@ def lab():
     with module_lab(2) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
+        kubeadm_cluster(the_lab, INIT_HERE, FLANNEL_HERE)
         master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
-                 ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
-                 "/root/.kube/config", stdin=INIT_HERE)
-        assert r.returncode == 0, r.stderr
-        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
-        for n in the_lab.nodes[1:]:
-            r = root(the_lab, n, line.strip() + " >/dev/null")
-            assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_HERE)
-        assert r.returncode == 0, r.stderr
         r = root(the_lab, master, "kubectl apply -f -",
                  stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n")
         assert r.returncode == 0, r.stderr

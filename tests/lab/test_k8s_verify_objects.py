@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_k8s_lab import FLANNEL, INIT, prepare, root
+from test_k8s_lab import FLANNEL, INIT, kubeadm_cluster, root
 
 from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
-IPVS_MODULES = "ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack_ipv4"
 # flannel's own manifest (v0.22+): the pod template carries these labels
 FLANNEL_LABELLED = FLANNEL.replace(
     "spec:\n  template:\n    spec:",
@@ -28,22 +27,7 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-            r = root(the_lab, n, f"yum install -y -q ipvsadm ipset >/dev/null && "
-                     f"modprobe -a {IPVS_MODULES}")
-            assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
-                 ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
-                 "/root/.kube/config", stdin=INIT)
-        assert r.returncode == 0, r.stderr
-        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
-        for n in the_lab.nodes[1:]:
-            r = root(the_lab, n, line.strip() + " >/dev/null")
-            assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_LABELLED)
-        assert r.returncode == 0, r.stderr
+        kubeadm_cluster(the_lab, INIT, FLANNEL_LABELLED, ipvs=True)
         yield the_lab
 
 

@@ -10,7 +10,7 @@ import ipaddress
 import json
 
 import pytest
-from test_k8s_lab import INIT, prepare, root
+from test_k8s_lab import INIT, kubeadm_cluster, root
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
 from bootstrap import verify_workloads as W
@@ -29,19 +29,8 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
+        kubeadm_cluster(the_lab, INIT, FLANNEL_LABELLED)
         master = the_lab.nodes[0]
-        for n in the_lab.nodes:
-            prepare(the_lab, n)
-        r = root(the_lab, master, "cat > /root/init.yaml; kubeadm init --config /root/init.yaml "
-                 ">/dev/null && mkdir -p /root/.kube && cp /etc/kubernetes/admin.conf "
-                 "/root/.kube/config", stdin=INIT)
-        assert r.returncode == 0, r.stderr
-        line = root(the_lab, master, "kubeadm token create --print-join-command").stdout
-        for n in the_lab.nodes[1:]:
-            r = root(the_lab, n, line.strip() + " >/dev/null")
-            assert r.returncode == 0, r.stderr
-        r = root(the_lab, master, "kubectl apply -f -", stdin=FLANNEL_LABELLED)
-        assert r.returncode == 0, r.stderr
         r = root(the_lab, master, "kubectl apply -f -", stdin=W.manifests(INV))
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == [f"namespace/{NS} created",
