@@ -589,6 +589,7 @@ class LivenessProbes(Experiment):
     name, template = "LivenessProbes", "verify/pods/liveness.yaml.j2"
     pods = ("pod-liveness-exec", "pod-liveness-tcp", "pod-liveness-http")
     window = 8.0  # the passing probes' chances to fail: initial delay + 3 failures x 2 s
+    grace = 10.0  # after a failing container's first Unhealthy event, the kubelet restarts it
 
     @property
     def expected(self) -> str:
@@ -596,8 +597,12 @@ class LivenessProbes(Experiment):
                 "restarted (Unhealthy: Liveness probe failed) and the one whose probe passes "
                 "is not")
 
+    def __init__(self, inv: Inventory, where: Placement) -> None:
+        super().__init__(inv, where)
+        self.seen: dict[str, float] = {}  # when each pod's passing container was seen running
+        self.failed_since: dict[str, float] = {}  # ... its failing one's first Unhealthy event
+
     def step(self, v: View) -> list[Action]:
-        self.seen = getattr(self, "seen", {})
         waiting = []
         for name in self.pods:
             pod = v.pods.get(name)
@@ -609,6 +614,14 @@ class LivenessProbes(Experiment):
             if running(ok) and name not in self.seen:
                 self.seen[name] = v.now
             if bad.get("restartCount", 0) < 1:
+                said = events_for(v.events, name, "Unhealthy", "failing")
+                if said:
+                    self.failed_since.setdefault(name, v.now)
+                    if v.now - self.failed_since[name] >= self.grace:
+                        self.evidence = [f"{name}: {said[-1]}", f"{name}: failing "
+                                         f"{state_text(bad)} {self.grace:.0f} s after that"]
+                        return self.failed("a container whose liveness probe fails was never "
+                                           f"restarted ({name}'s failing container)")
                 waiting.append(f"{name}: failing {state_text(bad)}")
             elif name not in self.seen or v.now - self.seen[name] < self.window:
                 waiting.append(f"{name}: healthy not yet watched {self.window:.0f} s")
@@ -660,12 +673,16 @@ class ReadinessProbe(Experiment):
         ip = (pod or {}).get("status", {}).get("podIP")
         if not (running(web) and ip):
             return []
-        for key, what in (("touch", "touch /tmp/ready"), ("rm", "rm -f /tmp/ready")):
-            got = self.result(v, key)
+        for key, argv in (("touch", ("touch", "/tmp/ready")), ("rm", ("rm", "-f", "/tmp/ready"))):
+            tries = len([k for k in self.asked if k.startswith(f"{self.name} {key}")])
+            got = self.result(v, f"{key}{tries - 1}") if tries else None
             if got is not None and got[0] != 0:
+                what = " ".join(argv)
                 self.evidence.append(f"kubectl exec pod-readiness -c nginx -- {what} (exit "
                                      f"{got[0]}): {got[1].strip()[:200]}")
-                return self.failed(f"kubectl exec {what} failed")
+                if tries >= 3:
+                    return self.failed(f"kubectl exec {what} failed {tries} times")
+                return self.exec(f"{key}{tries}", "pod-readiness", "nginx", *argv)
         ready, unready = self.addresses(v.endpoints)
         where = ("in addresses" if ip in ready else "in notReadyAddresses" if ip in unready
                  else "not listed")
@@ -681,11 +698,11 @@ class ReadinessProbe(Experiment):
                     return self.passed("out of the endpoints while not ready, in them while "
                                        "ready, out again")
                 self.advance()
-                return self.exec("touch", "pod-readiness", "nginx", "touch", "/tmp/ready")
+                return self.exec("touch0", "pod-readiness", "nginx", "touch", "/tmp/ready")
         elif self.stage == 1 and web.get("ready") and ip in ready:
             self.evidence.append(f"after touch: {now}")
             self.advance()
-            return self.exec("rm", "pod-readiness", "nginx", "rm", "-f", "/tmp/ready")
+            return self.exec("rm0", "pod-readiness", "nginx", "rm", "-f", "/tmp/ready")
         self.last = now
         return []
 

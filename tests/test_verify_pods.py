@@ -557,3 +557,34 @@ def test_dry_run_shows_commands_and_manifests():
     assert "<largest allocatable memory + 1Gi>" in text and "kind: Pod" in text
     assert text.rstrip().endswith("delete namespace k8s-bootstrap-verify")
     assert "delete namespace" not in P.dry_run_text(inv(), ["Env"], 60, keep=True)
+
+
+def test_liveness_fails_early_when_a_failed_probe_restarts_nothing():
+    e = make(P.LivenessProbes)
+    said = [event("pod-liveness-exec", "Unhealthy", "Liveness probe failed: cat: can't open "
+                  "'/tmp/healthy': No such file or directory", container="failing")]
+    pods = [liveness(n, 0) for n in LIVE]
+    e.step(view(2, *pods, events=said))
+    e.step(view(11, *pods, events=said))
+    assert e.outcome is None  # 9 s after the first failure: still the kubelet's time
+    e.step(view(12.5, *pods, events=said))
+    assert not e.outcome.ok
+    assert e.outcome.observed == ("a container whose liveness probe fails was never restarted "
+                                  "(pod-liveness-exec's failing container)")
+    assert "Liveness probe failed: cat" in e.outcome.evidence[0]
+
+
+def test_readiness_retries_a_failed_exec_then_gives_up():
+    e = make(P.ReadinessProbe)
+    out = endpoints(unready=["10.244.1.9"])
+    e.step(view(1, ready_pod(False), endpoints=out))
+    assert e.step(view(2.2, ready_pod(False), endpoints=out))[0].key == "ReadinessProbe touch0"
+    res = {}
+    for i in range(3):
+        res[f"ReadinessProbe touch{i}"] = (1, "error: unable to upgrade connection: container "
+                                              "not found (\"nginx\")")
+        acts = e.step(view(3 + i, ready_pod(False), endpoints=out, results=res))
+        if i < 2:
+            assert [a.key for a in acts] == [f"ReadinessProbe touch{i + 1}"]
+    assert not e.outcome.ok and e.outcome.observed == ("kubectl exec touch /tmp/ready failed 3 "
+                                                       "times")

@@ -2,7 +2,8 @@
 shared 3-node el8 cluster (docker, 1.20.10, as test_verify_lab builds it) passes all six checks,
 then each way of breaking it fails the right check through `--only` and is mended; verify's
 namespace is gone afterwards (kept with keep=True); no process in the nodes talks to anything
-outside 127.0.0.0/8 meanwhile. Also one el9 containerd 1.30.1 cluster passing everything."""
+outside 127.0.0.0/8 meanwhile. The el9 / containerd paths pass every check in
+tests/cluster/test_containerd_lab.py."""
 
 from __future__ import annotations
 
@@ -16,10 +17,8 @@ import pytest
 
 from bootstrap import verify as V
 from bootstrap.cluster.common import KUBECTL
-from lab.inventory import pin
-from tests.engine import module_lab
 
-from . import Recorder, build, restore_coredns, set_faults, verify
+from . import restore_coredns, set_faults, verify
 
 pytestmark = pytest.mark.lab
 ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort"]
@@ -226,27 +225,3 @@ def test_coredns_deleted_fails_dns_and_keep_leaves_the_namespace(cluster, tmp_pa
     rc, out, _ = verify(rec, tmp_path, only="DNS")
     assert rc == 0, out
     assert NS not in namespaces(master)
-
-
-@pytest.fixture(scope="module")
-def el9(tmp_path_factory):
-    with module_lab(3, os="el9") as the_lab:
-        if not the_lab.mirror_url:
-            pytest.skip("the lab started without a mirror")
-        pin(the_lab.inventory_path, the_lab.mirror_url, "1.30.1", runtime="containerd",
-            containerd="1.7.27")
-        rec = Recorder(the_lab, tmp_path_factory.mktemp("verify-el9"))
-        build(rec)
-        yield the_lab, rec
-
-
-@pytest.mark.timeout(900)
-def test_an_el9_containerd_cluster_passes_all_checks(el9, tmp_path):
-    """The el9 / containerd 1.7 / 1.30 path: every check, seed 000's Pod chapter included."""
-    the_lab, rec = el9
-    (the_lab.cluster_dir / "time_scale").write_text("0.1\n")
-    rc, out, data = verify(rec, tmp_path)
-    assert rc == 0, out
-    assert [(c["check"], c["ok"]) for c in data["checks"]] == [
-        (c, True) for c in ALL + list(V.PODS)], out
-    assert NS not in namespaces(the_lab.nodes[0])

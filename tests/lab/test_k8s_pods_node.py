@@ -2,8 +2,9 @@
 per-node pod runner (k8s/podrun.py) runs the Pods bound to its node as real busybox processes:
 image CMD/ENTRYPOINT with command/args, env, limits, CrashLoopBackOff spacing, init containers,
 postStart/preStop hooks, liveness/readiness probes (exec, tcpSocket, httpGet), restart policies,
-exec (k8s/podexec.py), the containers' network tools, deletion and namespace deletion, the
-node-side fault knobs, and that nothing listens or connects outside 127.0.0.0/8.
+exec (k8s/podexec.py), the containers' network tools, deletion and namespace deletion, and
+that nothing listens or connects outside 127.0.0.0/8. (The node-side fault knobs are tested
+through verify: tests/cluster/test_verify_pods_lab.py.)
 
 One 2-node 1.20 cluster for the module, time_scale 0.1. Pods go in with `kubectl apply` (the API
 side schedules them; every pod here names its node); assertions read the runner's own files
@@ -413,81 +414,8 @@ def test_restart_policies(lab):
     delete(lab, "never-fail", "never-ok", "onfail-ok", "onfail-fail")
 
 
-# each node-side knob, on one pod: (knob, pod manifest, check that it broke, check unbroken)
-def _knob_pods() -> dict[str, tuple[str, str]]:
-    sleeper = {"name": "c", "image": BB, "command": ["sleep", "3600"]}
-    return {
-        "busybox_default_cmd": (pod_yaml("k-cmd", [{"name": "c", "image": BB}]), "c"),
-        "args_dropped": (pod_yaml("k-args", [{"name": "c", "image": BB,
-                                              "command": ["sh", "-c"],
-                                              "args": ["touch /tmp/args; sleep 3600"]}]), "c"),
-        "env_dropped": (pod_yaml("k-env", [{**sleeper, "env": [{"name": "username",
-                                                                "value": "admin"}]}]), "c"),
-        "container_port_closed": (pod_yaml("k-port", [{"name": "c", "image": NGINX}]), "c"),
-        "init_not_blocking": (pod_yaml("k-init", [sleeper], initContainers=[
-            {"name": "i", "image": BB, "command": ["sleep", "3600"]}]), "c"),
-        "hooks_skipped": (pod_yaml("k-hooks", [{**sleeper, "lifecycle": {"postStart": {
-            "exec": {"command": ["touch", "/tmp/post"]}}}}]), "c"),
-        "liveness_ignored": (pod_yaml("k-live", [{**sleeper, "livenessProbe": {
-            "exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}}]), "c"),
-        "restart_policy_ignored": (pod_yaml("k-policy", [{"name": "c", "image": BB,
-                                                          "command": ["true"]}],
-                                            restartPolicy="Never"), "c"),
-        "limits_ignored": (pod_yaml("k-limits", [{**sleeper, "resources": {
-            "limits": {"memory": "32Mi"}}}]), "c"),
-    }
-
-
-def _behaviour(lab, knob: str) -> bool:
-    """True when the behaviour the knob breaks works (the real kubelet's)."""
-    name = json.loads(_knob_pods()[knob][0])["metadata"]["name"]
-    if knob == "busybox_default_cmd":
-        time.sleep(1)
-        return ctr(status(lab, name), "c").get("restartCount", 0) > 0
-    if knob == "init_not_blocking":
-        time.sleep(1)
-        return "running" not in ctr(status(lab, name), "c").get("state", {})
-    if knob == "restart_policy_ignored":
-        wait_for(lambda: ctr(status(lab, name), "c").get("restartCount", 0) > 0
-                 or status(lab, name).get("phase") == "Succeeded")
-        return status(lab, name).get("phase") == "Succeeded"
-    if knob == "liveness_ignored":
-        time.sleep(1.5)
-        return ctr(status(lab, name), "c").get("restartCount", 0) > 0
-    st = wait_for(lambda: ("running" in ctr(status(lab, name), "c").get("state", {})
-                           or ctr(status(lab, name), "c").get("restartCount", 0) > 0)
-                  and status(lab, name))
-    if "running" not in ctr(st, "c")["state"]:
-        return False  # e.g. `sh -c` without its args exits 2 at once
-    if knob == "args_dropped":
-        return exec_(lab, name, "ls /tmp/args").returncode == 0
-    if knob == "env_dropped":
-        return exec_(lab, name, "printenv username").stdout == "admin\n"
-    if knob == "container_port_closed":
-        ip = pod_ip(lab, name)
-        time.sleep(1)
-        return exec_(lab, name, f"wget -q -O - -T 2 http://{ip}/").returncode == 0
-    if knob == "hooks_skipped":
-        return exec_(lab, name, "ls /tmp/post").returncode == 0
-    if knob == "limits_ignored":
-        return exec_(lab, name, "cat /sys/fs/cgroup/memory.max").stdout == "33554432\n"
-    raise AssertionError(knob)
-
-
-@pytest.mark.parametrize("knob", list(_knob_pods()))
-def test_node_fault_knobs_break_exactly_their_behaviour(lab, knob):
-    manifest = _knob_pods()[knob][0]
-    name = json.loads(manifest)["metadata"]["name"]
-    try:
-        apply(lab, manifest)
-        assert _behaviour(lab, knob), f"{knob}: the unbroken behaviour"
-        delete(lab, name)
-        faults(lab, {knob: [name]})
-        apply(lab, manifest)
-        assert not _behaviour(lab, knob), f"{knob}: the fault did not break it"
-    finally:
-        faults(lab, None)
-        kubectl(lab, f"-n {NS} delete pod {name} --wait=true --timeout=60s --ignore-not-found")
+# The node-side fault knobs are each tested through verify, where exactly the check of the
+# broken behaviour must fail: tests/cluster/test_verify_pods_lab.py.
 
 
 def test_deleted_namespace_stops_its_processes(lab):
