@@ -24,7 +24,7 @@ from .cluster.common import KUBECTL
 from .models import Inventory
 from .templates import render
 from .verify import Outcome
-from .verify_workloads import MARK, results, sections, settled
+from .verify_workloads import MARK, delete_namespace, results, sections, settled
 
 LABEL_KEY = "k8s-bootstrap.io/verify-node"
 LABEL_VALUE = "selected"
@@ -834,7 +834,6 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
     passed, and undo: the node label, the hook directory, the namespace (unless ``keep``)."""
     from .errors import BootstrapError
 
-    ns = shlex.quote(inv.verify.namespace)
     session = runner.session(inv.master)
     labelled: str | None = None
     exps: list[Experiment] = []
@@ -865,10 +864,7 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
     finally:
         _undo(runner, session, inv, labelled, any(e.name == "LifecycleHooks" for e in exps))
         if not keep:
-            with contextlib.suppress(BootstrapError):
-                session.run(f"{KUBECTL} delete namespace {ns} --wait=false --ignore-not-found",
-                            readonly=True, cleanup=True, what="verify: delete its namespace",
-                            timeout=60)
+            delete_namespace(session, inv)
         session.close()
 
 

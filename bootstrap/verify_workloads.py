@@ -284,7 +284,6 @@ def run(runner, inv: Inventory, wanted: list[str], limit: int, keep: bool) -> li
     from .errors import BootstrapError
     from .ssh import run_pool
 
-    ns = shlex.quote(inv.verify.namespace)
     session = runner.session(inv.master)
     try:
         try:
@@ -328,11 +327,18 @@ def run(runner, inv: Inventory, wanted: list[str], limit: int, keep: bool) -> li
         return out
     finally:
         if not keep:
-            with contextlib.suppress(BootstrapError):
-                session.run(f"{KUBECTL} delete namespace {ns} --wait=false --ignore-not-found",
-                            readonly=True, cleanup=True, what="verify: delete its namespace",
-                            timeout=60)
+            delete_namespace(session, inv)
         session.close()
+
+
+def delete_namespace(session, inv: Inventory) -> None:
+    """Delete verify's namespace and what is in it (not waiting), also after Ctrl-C."""
+    from .errors import BootstrapError
+
+    ns = shlex.quote(inv.verify.namespace)
+    with contextlib.suppress(BootstrapError):
+        session.run(f"{KUBECTL} delete namespace {ns} --wait=false --ignore-not-found",
+                    readonly=True, cleanup=True, what="verify: delete its namespace", timeout=60)
 
 
 def _all_failed(inv: Inventory, wanted: list[str], why: str,
