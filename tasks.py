@@ -1,173 +1,26 @@
-"""Invoke tasks: thin wrappers that parse flags, call the library, turn its errors into Exit."""
+"""`invoke` in a clone: the toolkit's tasks (bootstrap/tasks.py, the same the installed
+`k8s-bootstrap` runs), plus the lab's: `demo` and `lab.*`, which need the lab's Debian packages
+and stay in the clone."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke import Collection, Context, Exit, task
 
-from bootstrap import commands, stock
-from bootstrap.commands import CommonOptions
+from bootstrap import tasks as toolkit
 from bootstrap.errors import BootstrapError
-from bootstrap.inventory import load
-from bootstrap.render import render_all
-
-INVENTORY_HELP = "inventory file (YAML rendered with Jinja2); default: inventory.yaml"
-
-
-OS_HELP = "el7 (CentOS 7), el8 (CentOS 8, the seed's) or el9 (Rocky 9)"
-
-
-@task(help={"inventory": INVENTORY_HELP, "out": "directory to write into (default: render-out)",
-            "os": f"render for stock nodes of this release: {OS_HELP}; default el7"})
-def render(c: Context, inventory: str = "inventory.yaml", out: str = "render-out",
-           os: str = "el7") -> None:
-    """Write every managed file's desired state per node into OUT/NODE/..., node files and the
-    cluster files (kubeadm configs, flannel manifest; token and CA hash as placeholders),
-    without connecting."""
-    if os not in stock.FLAVOURS:
-        raise Exit(f"render: --os {os!r}: choose one of {', '.join(stock.FLAVOURS)}", code=2)
-    try:
-        inv = load(inventory)
-        for note in inv.notes:
-            print(f"{inventory}: note: {note}")
-        written = render_all(inv, Path(out), os)
-    except BootstrapError as exc:
-        raise Exit(str(exc), code=exc.exit_code) from None
-    print(
-        f"wrote {len(written)} files for {len(inv.nodes)} nodes into {out}/ (see {out}/README.txt)"
-    )
-
-
-COMMON_HELP = {
-    "inventory": INVENTORY_HELP,
-    "limit": "only these nodes (comma-separated names)",
-    "parallel": "at most this many nodes at once (default: ssh.parallel)",
-    "report": "write a JSON report to this path",
-    "log_dir": "per-run log directory parent (default: runs)",
-}
-
-
-IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
-BREAK_LEASE_HELP = (
-    "take over a lease another run holds on a node. Only when that run is dead: if it still "
-    "runs, both change the node at once and may undo each other's changes"
-)
-
-
-def _run(command, **flags) -> None:
-    """Call a library command with the task's flags (empty means default); errors become Exit.
-    The command takes Ctrl-C itself (Invoke's own answer is exit 1): after it, exit 130."""
-    opts = CommonOptions(**{k: (v if v or isinstance(v, bool) else None) for k, v in flags.items()})
-    try:
-        code = command(opts)
-    except BootstrapError as exc:
-        raise Exit(str(exc), code=exc.exit_code) from None
-    if code:
-        raise Exit(code=code)
-
-
-@task(help={**COMMON_HELP, "ignore": IGNORE_HELP})
-def check(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
-          ignore: str = "", report: str = "", log_dir: str = "runs") -> None:
-    """Run the preflight checks on every node (SSH, sudo, OS, CPU, memory, ...); change nothing."""
-    _run(commands.check, inventory=inventory, limit=limit, parallel=parallel, ignore=ignore,
-         report=report, log_dir=log_dir)
-
-
-@task(help={**COMMON_HELP, "ignore": IGNORE_HELP,
-            "dry_run": "show every file diff and command; change nothing",
-            "pull_images": "also pull kubeadm's images from cluster.image_repository",
-            "break_lease": BREAK_LEASE_HELP})
-def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
-                  parallel: int = 0, dry_run: bool = False, ignore: str = "", report: str = "",
-                  log_dir: str = "runs", pull_images: bool = False,
-                  break_lease: bool = False) -> None:
-    """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
-    _run(commands.prepare_nodes, inventory=inventory, limit=limit, parallel=parallel,
-         dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir,
-         pull_images=pull_images, break_lease=break_lease)
-
-
-KUBEADM_IGNORE_HELP = ("kubeadm preflight errors to skip, by kubeadm's check name "
-                       "(comma-separated, or all); passed as --ignore-preflight-errors")
-TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
-
-
-@task(help={"inventory": INVENTORY_HELP, "report": COMMON_HELP["report"],
-            "log_dir": COMMON_HELP["log_dir"], "ignore": KUBEADM_IGNORE_HELP,
-            "timeout": TIMEOUT_HELP,
-            "dry_run": "show the kubeadm config, the flannel manifest and every command; "
-                       "change nothing",
-            "fetch_kubeconfig": "also save the cluster's admin kubeconfig to this local path "
-                                "(mode 0600)",
-            "break_lease": BREAK_LEASE_HELP})
-def init_master(c: Context, inventory: str = "inventory.yaml", dry_run: bool = False,
-                ignore: str = "", fetch_kubeconfig: str = "", timeout: int = 0,
-                report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
-    """kubeadm init on the master (rendered config), $HOME/.kube/config, flannel; wait Ready."""
-    _run(commands.init_master, inventory=inventory, dry_run=dry_run, ignore=ignore,
-         fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir,
-         break_lease=break_lease)
-
-
-@task(help={**COMMON_HELP, "ignore": KUBEADM_IGNORE_HELP, "timeout": TIMEOUT_HELP,
-            "limit": "only these workers (comma-separated names); also how to add a new one",
-            "dry_run": "show each JoinConfiguration (token hidden) and command; change nothing",
-            "break_lease": BREAK_LEASE_HELP})
-def join_workers(c: Context, inventory: str = "inventory.yaml", limit: str = "",
-                 parallel: int = 0, dry_run: bool = False, ignore: str = "", timeout: int = 0,
-                 report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
-    """Join every worker not yet joined (fresh short-lived token, kept off command lines)."""
-    _run(commands.join_workers, inventory=inventory, limit=limit, parallel=parallel,
-         dry_run=dry_run, ignore=ignore, timeout=timeout, report=report, log_dir=log_dir,
-         break_lease=break_lease)
-
-
-@task(help={**COMMON_HELP, "yes": "do not ask for the cluster name (for scripts)",
-            "dry_run": "show what would be drained, reset and removed; change nothing",
-            "break_lease": BREAK_LEASE_HELP})
-def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
-          dry_run: bool = False, yes: bool = False, report: str = "",
-          log_dir: str = "runs", break_lease: bool = False) -> None:
-    """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind."""
-    _run(commands.reset, inventory=inventory, limit=limit, parallel=parallel, dry_run=dry_run,
-         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease)
-
-
-@task(help={"inventory": INVENTORY_HELP,
-            "only": "run only these checks (comma-separated: Nodes, SystemPods, ProxyMode, "
-                    "PodNetwork, DNS, NginxNodePort, and seed 000's Pod chapter: NoCommand, "
-                    "CommandArgs, Env, ContainerPort, Resources, InitContainers, "
-                    "LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
-                    "NodePlacement)",
-            "keep": "leave verify's namespace and workloads in place afterwards",
-            "skip": "skip these checks (comma-separated names)",
-            "timeout": "seconds any one observation may take (default 60; the Pod chapter as "
-                       "a whole gets twice that)",
-            "dry_run": "print the commands verify would run on each host; connect to nothing",
-            "report": "write the checks as JSON to this path",
-            "parallel": COMMON_HELP["parallel"], "log_dir": COMMON_HELP["log_dir"]})
-def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: str = "",
-           timeout: int = 0, dry_run: bool = False, report: str = "", parallel: int = 0,
-           log_dir: str = "runs", keep: bool = False) -> None:
-    """Check that the cluster works: nodes Ready at the pinned version and runtime, system
-    pods, kube-proxy's mode, the pod network, DNS, seed 004's nginx NodePort test and seed
-    000's Pod chapter (in a namespace verify deletes afterwards; a node label and a hostPath
-    directory it also removes). Exits 1 when a check fails, saying where to look."""
-    _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
-         dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir, keep=keep)
+from lab import tasks as lab_tasks
 
 
 @task(help={"nodes": "number of lab nodes (default 3)",
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
-            "os": f"the nodes' release: {OS_HELP}; default el8, the seed's own",
+            "os": f"the nodes' release: {toolkit.OS_HELP}; default el8, the seed's own",
             "kubernetes": "Kubernetes version, 1.15 to 1.37 (default 1.20.10, the seed's); "
                           "1.24 and later run on containerd (2.x from 1.36)"})
 def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
          kubernetes: str = "") -> None:
-    """Run the toolkit against a lab of simulated nodes on this machine (no VMs): by default the
-    seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
+    """Run `up` against a lab of simulated nodes on this machine (no VMs).
+
+    By default the seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
     from lab import demo as lab_demo
 
     try:
@@ -178,12 +31,6 @@ def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
         raise Exit(code=code)
 
 
-ns = Collection(render, check, prepare_nodes, init_master, join_workers, reset, verify, demo)
-ns.configure({"run": {"in_stream": False}})
-
-try:
-    from lab import tasks as lab_tasks
-except ImportError:  # an installed toolkit without the lab
-    pass
-else:
-    ns.add_collection(lab_tasks.ns)
+ns = Collection(*toolkit.ns.tasks.values(), demo)
+ns.configure(toolkit.ns.configuration())
+ns.add_collection(lab_tasks.ns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 from . import releases
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
-from .errors import UsageError
+from .errors import BootstrapError, UsageError
 from .interrupt import EXIT_CODE, Interrupt, Interrupted
 from .inventory import load
 from .models import Inventory, Node
@@ -40,6 +41,9 @@ class CommonOptions:
     only: str | None = None
     skip: str | None = None
     keep: bool = False
+    kubeadm_ignore: str | None = None  # up: init-master's and join-workers' --ignore
+    start: str | None = None  # up: the part to start from (--from)
+    program: str = "k8s-bootstrap"  # how the user called the toolkit, for the commands it prints
 
 
 DEFAULT_TIMEOUT = 300  # seconds to wait for nodes to become Ready
@@ -309,3 +313,127 @@ def verify(
         Path(opts.report).write_text(
             json.dumps(V.report(outcomes, time.monotonic() - started), indent=2) + "\n")
     return 1 if failed else 0
+
+
+PARTS = ("prepare-nodes", "init-master", "join-workers", "verify")
+"""What ``up`` runs, in this order: each part is the command of that name."""
+
+
+@dataclass
+class PartResult:
+    """One part of ``up``: its exit code (None: not run) and why it was not run."""
+
+    name: str
+    code: int | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.code is None:
+            return "skipped" if self.note else "not run"
+        return {0: "ok", EXIT_CODE: "interrupted"}.get(self.code, "failed")
+
+
+def _part_options(opts: CommonOptions, part: str) -> CommonOptions:
+    """The flags of ``up`` that apply to one part, as that command takes them."""
+    common = {"inventory": opts.inventory, "log_dir": opts.log_dir, "dry_run": opts.dry_run}
+    lease_flags = {"break_lease": opts.break_lease}
+    if part == "prepare-nodes":
+        return CommonOptions(**common, **lease_flags, parallel=opts.parallel, ignore=opts.ignore,
+                             pull_images=opts.pull_images)
+    if part == "init-master":
+        return CommonOptions(**common, **lease_flags, ignore=opts.kubeadm_ignore,
+                             timeout=opts.timeout, fetch_kubeconfig=opts.fetch_kubeconfig)
+    if part == "join-workers":
+        return CommonOptions(**common, **lease_flags, parallel=opts.parallel,
+                             ignore=opts.kubeadm_ignore, timeout=opts.timeout)
+    return CommonOptions(**common, parallel=opts.parallel, only=opts.only, skip=opts.skip)
+
+
+@_interruptible
+def up(
+    opts: CommonOptions,
+    prompt: Callable[[str], str] | None,
+    reporter: Reporter | None,
+    interrupt: Interrupt,
+) -> int:
+    """The whole cluster: prepare-nodes, init-master, join-workers, verify, stopping at the first
+    part that exits non-zero (``--from`` starts at a later part). Each part keeps its own rules
+    (one node's failure does not stop the others inside prepare-nodes). A summary and the
+    command to resume close the run."""
+    start = opts.start or PARTS[0]
+    if start not in PARTS:
+        hint = difflib.get_close_matches(start, PARTS, n=1)
+        raise UsageError(f"--from {start!r}: not a part of up"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                         + f"; the parts: {', '.join(PARTS)}")
+    if opts.parallel is not None and opts.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    inv = load(opts.inventory)  # a bad inventory stops up before any part
+    say = reporter.print if reporter is not None else functools.partial(print, flush=True)
+    commands = {"prepare-nodes": prepare_nodes, "init-master": init_master,
+                "join-workers": join_workers, "verify": verify}
+    results = [PartResult(p, note="before --from" if PARTS.index(p) < PARTS.index(start)
+                          else "") for p in PARTS]
+    todo = [r for r in results if not r.note]
+    if not any(not n.is_master for n in inv.nodes):
+        results[PARTS.index("join-workers")].note = "no workers in the inventory"
+    for i, part in enumerate(todo):
+        if part.note:
+            continue
+        if interrupt.requested:
+            break
+        say(f"\nup: {part.name} ({i + 1}/{len(todo)})")
+        started = time.monotonic()
+        try:
+            part.code = commands[part.name](_part_options(opts, part.name), prompt, reporter,
+                                            interrupt)
+        except BootstrapError as exc:
+            say(f"{part.name}: {exc}")
+            part.code = exc.exit_code or 1
+        part.seconds = time.monotonic() - started
+        if part.code and not opts.dry_run:
+            break
+    say(_up_summary(results, opts, interrupt.requested))
+    if interrupt.requested:
+        return EXIT_CODE
+    return next((r.code for r in results if r.code), 0)
+
+
+def _up_summary(results: list[PartResult], opts: CommonOptions, interrupted: bool) -> str:
+    """What up did, part by part, and how to go on."""
+    lines = ["", "UP" + (" (dry run: nothing was changed)" if opts.dry_run else "")]
+    width = max(len(r.name) for r in results)
+    for r in results:
+        line = f"  {r.name:<{width}}  {r.status:<11}"
+        if r.code is not None:
+            line += f" {r.seconds:7.1f} s" + (f"  (exit {r.code})" if r.code else "")
+        elif r.note:
+            line += f"  ({r.note})"
+        lines.append(line)
+    stopped = next((r for r in results if r.code), None)
+    if opts.dry_run:
+        return "\n".join(lines)
+    if interrupted:
+        where = next((r for r in results if r.code == EXIT_CODE), None)
+        resume = where or next((r for r in results if r.code is None and not r.note), None)
+        lines.append("up: interrupted (Ctrl-C): no part started after it"
+                     + (f"; resume with: {_resume(opts, resume.name)}" if resume else ""))
+    elif stopped is not None:
+        lines.append(f"up: stopped: {stopped.name} failed; fix what it reported above, then "
+                     f"resume with: {_resume(opts, stopped.name)} (running up again from the "
+                     "start is safe too: every part changes only what is not yet done)")
+    else:
+        lines.append("up: done: the cluster is up and verify passed"
+                     if any(r.name == "verify" and r.code == 0 for r in results)
+                     else "up: done")
+    return "\n".join(lines)
+
+
+def _resume(opts: CommonOptions, part: str) -> str:
+    """The command that starts up again at ``part``."""
+    words = [opts.program, "up", "-i", opts.inventory]
+    if part != PARTS[0]:
+        words += ["--from", part]
+    return " ".join(shlex.quote(w) for w in words)

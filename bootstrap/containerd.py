@@ -6,7 +6,7 @@ with mirrors, and /etc/crictl.yaml. Pure functions; the containerd step writes w
 from __future__ import annotations
 
 from . import releases
-from .templates import render
+from .templating import render
 
 CONFIG = "/etc/containerd/config.toml"
 CERTS_DIR = "/etc/containerd/certs.d"

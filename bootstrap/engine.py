@@ -343,6 +343,11 @@ class Runner:
                     for later, _ in plans[i:]:
                         self._done(result, _after_transaction(later.name, res, batch))
                     return
+                if self.interrupted:  # Ctrl-C while it ran: it finished, nothing starts after
+                    for later, _ in plans[i:]:
+                        self._done(result, StepResult(later.name, NOT_STARTED,
+                                                      message=_not_started(later.name, batch)))
+                    return
             res = self._timed(session, t, step, plan)
             if batch is not None and step.name in batch.steps and res.status == OK:
                 res = StepResult(step.name, CHANGED, res.seconds,
@@ -450,6 +455,13 @@ def _after_transaction(name: str, res: StepResult, batch: packages.Batch) -> Ste
     if name in batch.steps:
         return StepResult(name, FAILED, message=f"{packages.NAME}: {res.message}")
     return StepResult(name, SKIPPED, message=f"not run: the {packages.NAME} transaction failed")
+
+
+def _not_started(name: str, batch: packages.Batch) -> str:
+    """Why a step after a completed transaction did not start (Ctrl-C): its packages may be in."""
+    if name in batch.steps:
+        return f"interrupted (its packages were installed in the {packages.NAME} transaction)"
+    return "interrupted"
 
 
 ABANDONED = ("still running when Ctrl-C was pressed twice: its outcome on the node is "

@@ -22,7 +22,7 @@ from typing import Any
 
 from .cluster.common import KUBECTL
 from .models import Inventory
-from .templates import render
+from .templating import render
 from .verify import Outcome
 from .verify_workloads import MARK, delete_namespace, results, sections, settled
 

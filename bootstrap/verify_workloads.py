@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .cluster.common import KUBECTL
 from .models import Inventory
-from .templates import render
+from .templating import render
 from .verify import Outcome, kubernetes_service_ip
 
 TEMPLATES = ("verify/namespace.yaml.j2", "verify/netcheck.yaml.j2", "verify/nginx.yaml.j2")

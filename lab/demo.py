@@ -19,7 +19,8 @@ VERIFY_ONLY: str | None = None  # every check
 
 def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS,
         kubernetes: str | None = None) -> int:
-    """Bring up the default lab, run every cluster command that exists, tear down unless keep."""
+    """Bring up the default lab, run `up` on it (and prepare-nodes again: a no-op), show the
+    nodes and the journal; tear the lab down unless keep."""
     if os not in DOCKER:
         raise LabError(f"--os {os!r}: choose one of {', '.join(DOCKER)}")
     try:
@@ -39,17 +40,14 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
                   else f", Docker {DOCKER[os]}" if DOCKER[os] else "")
         print(f"demo: {nodes} simulated {NAMES[os]} nodes ({os}{docker}) are up; "
               f"inventory: {inventory}\n")
-        print("demo: invoke prepare-nodes (preflight checks, then every node-preparation step)")
-        code = commands.prepare_nodes(CommonOptions(inventory=inventory, log_dir=log_dir))
+        print("demo: invoke up (prepare-nodes: preflight checks, then every node-preparation "
+              "step; init-master; join-workers; verify: nodes, system pods, proxy mode, pod "
+              "network, DNS, seed 004's nginx NodePort test, seed 000's Pod chapter)")
+        code = commands.up(CommonOptions(inventory=inventory, log_dir=log_dir, only=VERIFY_ONLY,
+                                         program="invoke"))
         if code == 0:
-            print("\ndemo: a second run changes nothing:")
+            print("\ndemo: a second prepare-nodes changes nothing:")
             code = commands.prepare_nodes(CommonOptions(inventory=inventory, log_dir=log_dir))
-        if code == 0:
-            print("\ndemo: invoke init-master (kubeadm init --config, kubeconfig, flannel)")
-            code = commands.init_master(CommonOptions(inventory=inventory, log_dir=log_dir))
-        if code == 0:
-            print("\ndemo: invoke join-workers (fresh 15-minute token, never on a command line)")
-            code = commands.join_workers(CommonOptions(inventory=inventory, log_dir=log_dir))
         if code == 0:
             master = lab.nodes[0]
             print(f"\ndemo: kubectl get nodes -o wide (on {master.name}, as {lab.user})")
@@ -63,11 +61,6 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
                   f"({journal.PATH}), last 8 of "
                   f"{master.run(f'wc -l < {journal.PATH}').stdout.strip()} lines")
             print(master.run(f"tail -n 8 {journal.PATH} | cut -c1-150").stdout, end="")
-        if code == 0:
-            print("\ndemo: invoke verify (nodes, system pods, proxy mode, pod network, DNS, "
-                  "seed 004's nginx NodePort test, seed 000's Pod chapter)")
-            code = commands.verify(CommonOptions(inventory=inventory, log_dir=log_dir,
-                                                 only=VERIFY_ONLY))
     finally:
         if keep:
             print(f"\ndemo: the lab keeps running (--keep). Try: invoke reset -i "

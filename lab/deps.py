@@ -28,7 +28,22 @@ PACKAGES: dict[str, str] = {
     # the bare pods' containers (k8s/podrun.py): the dynamic build, not busybox-static, whose
     # standalone shell runs its own wget/nslookup applets and bypasses the stand-ins in PATH
     "busybox": "/usr/share/doc/busybox/copyright",
+    "curl": "/usr/bin/curl",  # inside nodes without the lab's kubelet, the host's real curl
 }
+
+COMMANDS: dict[str, str] = {
+    "apt-get": "apt", "dpkg-deb": "dpkg", "sh": "dash", "tar": "tar", "timeout": "coreutils",
+    "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+    "sudo": "sudo",
+    "dnf": "dnf", "rpm": "rpm", "rpmbuild": "rpm", "createrepo_c": "createrepo-c",
+    "unshare": "util-linux", "nsenter": "util-linux", "openssl": "openssl",
+    "ip": "iproute2", "ss": "iproute2", "busybox": "busybox", "curl": "curl", "git": "git",
+}
+"""Every command the test suite and the lab run on this machine (tests/test_environment.py
+finds the ones the tests start and checks they are listed), and the Debian package that has it:
+`lab deps` installs what is missing, then fails naming any command still not on the PATH."""
+
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
@@ -38,8 +53,15 @@ class DepsError(RuntimeError):
 
 
 def missing_packages() -> list[str]:
-    """Debian packages whose marker file is absent."""
-    return [pkg for pkg, marker in PACKAGES.items() if not os.path.exists(marker)]
+    """Debian packages whose marker file is absent, or whose command is not on the PATH."""
+    wanted = [pkg for pkg, marker in PACKAGES.items() if not os.path.exists(marker)]
+    wanted += [COMMANDS[cmd] for cmd in missing_commands()]
+    return list(dict.fromkeys(wanted))
+
+
+def missing_commands() -> list[str]:
+    """The commands of COMMANDS that are not on the PATH (nor in /usr/sbin, /sbin)."""
+    return [cmd for cmd in COMMANDS if shutil.which(cmd, path=SEARCH_PATH) is None]
 
 
 def precondition_problems() -> list[str]:
@@ -119,6 +141,10 @@ def ensure(log=print) -> None:
         still = missing_packages()
         if still:
             raise DepsError(f"still missing after install: {', '.join(still)}")
+    absent = missing_commands()
+    if absent:
+        raise DepsError("not on the PATH: " + ", ".join(f"{c} (Debian package {COMMANDS[c]})"
+                                                        for c in absent))
     containerd_loader(log=log)
     if host_sshd_on_wildcard():
         raise DepsError(

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..models import Inventory
-from ..templates import render
+from ..templating import render
 
 MANIFEST = "/etc/kubernetes/addons/kube-flannel.yml"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import releases
 from ..models import Inventory, Node
 from ..runtimes import RUNTIMES
-from ..templates import render
+from ..templating import render
 
 INIT_CONFIG = "/etc/kubernetes/kubeadm-config.yaml"
 INIT_TOKEN_TTL = "1h0m0s"  # kubeadm init's own token; join-workers makes a fresh one per run

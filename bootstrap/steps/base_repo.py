@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import facts as F
 from .. import platforms
 from ..plan import Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 # Exists from before the repo file is written until `yum clean metadata` has succeeded: once the

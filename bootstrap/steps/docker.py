@@ -7,7 +7,7 @@ import json
 from .. import facts as F
 from .. import platforms
 from ..plan import Install, Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 REPO = "/etc/yum.repos.d/docker-ce.repo"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import facts as F
 from ..plan import Plan, managed_block
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 PATH = "/etc/hosts"

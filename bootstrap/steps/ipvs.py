@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import facts as F
 from .. import platforms
 from ..plan import Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 SCRIPT = "/etc/sysconfig/modules/ipvs.modules"

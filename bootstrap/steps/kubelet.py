@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import facts as F
 from ..plan import Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 PATH = "/etc/sysconfig/kubelet"

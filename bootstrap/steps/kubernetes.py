@@ -8,7 +8,7 @@ from __future__ import annotations
 from .. import facts as F
 from .. import platforms, releases
 from ..plan import Install, Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 REPO = "/etc/yum.repos.d/kubernetes.repo"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import facts as F
 from ..plan import Plan
-from ..templates import render
+from ..templating import render
 from . import Step, Target
 
 CONF = "/etc/chrony.conf"

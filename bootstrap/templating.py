@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from . import resources
 from .errors import BootstrapError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def _source(name: str) -> str | None:
+    """A template's text from the templates directory (a clone's or the installed package's)."""
+    path = resources.templates()
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return None
+        path = path / part
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 @cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FunctionLoader(_source),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
