@@ -12,5 +12,12 @@ if ! .venv/bin/python -c 'import fabric, invoke, jinja2, yaml, pytest, pytest_ti
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch .venv/.installed
 fi
+# Wheels of the toolkit and its dependencies: the wheel test installs the built package into a
+# fresh venv from these, without the network (--no-index).
+if [ ! -f .venv/wheels/.complete ] || [ pyproject.toml -nt .venv/wheels/.complete ]; then
+    .venv/bin/python -m pip wheel --quiet --disable-pip-version-check -w .venv/wheels .
+    rm -f .venv/wheels/k8s_bootstrap-*.whl  # the test builds its own, from the tree as it is
+    touch .venv/wheels/.complete
+fi
 # The lab's own Debian packages (sshd, sudo, dnf, rpm, createrepo_c, ...); it says what is missing.
 .venv/bin/python -m lab deps
