@@ -6,6 +6,7 @@ version outside them is a named error, not a guess.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,8 @@ class Minor:
     """The default container runtime: docker until dockershim's removal in 1.24, containerd
     from 1.24 (kubernetes CHANGELOG-1.24)."""
     layout: str
-    """Package repo layout: "legacy" (the frozen kubernetes-el7 repo, which Aliyun's copy
-    carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
+    """Package repo layout (``LAYOUTS``): "legacy" (the frozen kubernetes-el7 repo, which Aliyun's
+    copy carries to 1.28) or "per-minor" (pkgs.k8s.io, versions from 1.24.0)."""
     proxy_modes: tuple[str, ...]
     """kube-proxy modes the toolkit offers: iptables and ipvs; nftables from 1.33, where it is GA
     (KEP-3866: alpha 1.29, beta 1.31, GA 1.33; kubernetes.io blog 2025-04-23 "Kubernetes v1.33")."""
@@ -129,6 +130,93 @@ def kubernetes_repo(inv: Inventory) -> Repo:
     minor = release(inv.cluster.kubernetes_version).minor
     return replace(repo, baseurl=repo.baseurl.replace(MINOR, minor),
                    gpgkey=tuple(k.replace(MINOR, minor) for k in repo.gpgkey))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A Kubernetes package repo layout: the minors it carries, and how a baseurl of it reads."""
+
+    name: str
+    first: str | None
+    """The oldest minor it carries (None: every one the toolkit installs)."""
+    last: str | None
+    """The newest minor it carries (None: every later one)."""
+    carries: str
+    """What it carries, as a warning says it (the sources are beside each row)."""
+    write: str
+    """How to write a baseurl of this layout, as a warning's fix says it."""
+
+
+LAYOUTS = {layout.name: layout for layout in (
+    # Google froze packages.cloud.google.com on 2023-09-13 (kubernetes.io blog 2023-08-31);
+    # nothing after 1.28 was published there, and Aliyun's copy ends in 1.28 (FIELD-NOTES).
+    Layout("legacy", None, "1.28",
+           "the legacy kubernetes-el7 layout, which has releases up to 1.28 only (frozen "
+           "upstream on 2023-09-13)",
+           "a copy of the kubernetes-el7 repo (Aliyun's or your own mirror's)"),
+    # pkgs.k8s.io: one repo per minor, versions from 1.24.0 (kubernetes.io blog 2023-08-15).
+    Layout("per-minor", "1.24", None,
+           "pkgs.k8s.io's per-minor layout, which starts at 1.24",
+           f"a per-minor repo with v{MINOR} in its path, which the toolkit fills in "
+           f"(https://pkgs.k8s.io/core:/stable:/v{MINOR}/rpm/ or a mirror of it)"),
+)}
+"""What a ``repos.kubernetes`` of each layout can serve (``Minor.layout`` names them)."""
+
+REPO_URLS: tuple[tuple[re.Pattern[str], str, str | None], ...] = (
+    (re.compile(r"^https?://(packages\.cloud\.google\.com|yum\.kubernetes\.io)/"), "legacy",
+     "Google's legacy repos were removed on 2024-03-04 (kubernetes/release#3485), so it serves "
+     "nothing"),
+    (re.compile(r"/kubernetes-el7-"), "legacy", None),
+    (re.compile(re.escape(MINOR)), "per-minor", None),
+    (re.compile(r"/v(?P<minor>\d+\.\d+)(/|$)"), "per-minor", None),
+)
+"""How a baseurl shows its layout, first match wins: (pattern, layout, why it serves nothing
+or None). A ``minor`` group pins the repo to that one minor. A baseurl matching none is a
+mirror of unknown layout (a user's own): nothing is said about it."""
+
+
+def _minor_tuple(minor: str) -> tuple[int, int]:
+    major, n = minor.split(".")[:2]
+    return int(major), int(n)
+
+
+@dataclass(frozen=True)
+class RepoUrl:
+    """What a kubernetes baseurl shows of its repo."""
+
+    layout: Layout
+    pinned: str | None
+    """The one minor its path names (``/v1.28/``); None: any."""
+    gone: str | None
+    """Why it serves nothing; None: it serves its layout's minors."""
+
+
+def repo_url(baseurl: str) -> RepoUrl | None:
+    """The layout of the kubernetes repo at ``baseurl`` (``REPO_URLS``); None when the URL does
+    not show it."""
+    for pattern, name, gone in REPO_URLS:
+        m = pattern.search(baseurl)
+        if m:
+            return RepoUrl(LAYOUTS[name], m.groupdict().get("minor"), gone)
+    return None
+
+
+def cannot_serve(baseurl: str, version: str) -> str | None:
+    """Why the kubernetes repo at ``baseurl`` cannot serve Kubernetes ``version``; None when it
+    can, or when its layout is unknown (a user's own mirror)."""
+    url = repo_url(baseurl)
+    if url is None:
+        return None
+    if url.gone:
+        return url.gone
+    layout, minor = url.layout, minor_of(version)
+    if url.pinned and url.pinned != minor:
+        return f"its path is pinned to v{url.pinned}, one repo of the {layout.name} layout"
+    wanted = _minor_tuple(minor)
+    if (layout.first and wanted < _minor_tuple(layout.first)) or (
+            layout.last and wanted > _minor_tuple(layout.last)):
+        return f"it is {layout.carries}"
+    return None
 
 
 def summary(inv: Inventory) -> str:

@@ -541,6 +541,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     network = Network(**{"flannel_version": _flannel_default(cluster),
                          **_section(ctx, data.get("network"), ("network",), NETWORK)})
     repos = _repos(ctx, data.get("repos"), cluster)
+    notes += _layout_notes(cluster, repos)
     verify = Verify(**_section(ctx, data.get("verify"), ("verify",), VERIFY))
     indexed = _nodes(ctx, data.get("nodes"))
     _cross_checks(ctx, indexed, cluster)
@@ -649,6 +650,21 @@ def _repos(ctx: _Ctx, data: Any, cluster: Cluster) -> Repos:
         docker_ce=found["docker_ce"] or defaults.docker_ce,
         kubernetes=found["kubernetes"] or defaults.kubernetes,
     )
+
+
+def _layout_notes(cluster: Cluster, repos: Repos) -> list[str]:
+    """A warning when repos.kubernetes's layout cannot serve the release (releases.LAYOUTS): a
+    legacy kubernetes-el7 repo past 1.28, a per-minor one below 1.24 or pinned to another minor.
+    A URL of unknown layout (a user's own mirror) is not judged."""
+    version, baseurl = cluster.kubernetes_version, repos.kubernetes.baseurl
+    why = releases.cannot_serve(baseurl, version)
+    if why is None:
+        return []
+    row = releases.release(version)
+    default = _kubernetes_default(cluster).baseurl.replace(releases.MINOR, row.minor)
+    return [f"repos.kubernetes.baseurl {baseurl!r} cannot serve Kubernetes {version}: {why}. "
+            f"Drop repos.kubernetes so the release table chooses the repo ({default}), or use "
+            f"{releases.LAYOUTS[row.layout].write}"]
 
 
 def _flannel_default(cluster: Cluster) -> str:

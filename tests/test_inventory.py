@@ -376,3 +376,110 @@ def test_bad_runtime_and_registries_are_named_errors(text, says):
     with pytest.raises(InventoryError) as exc:
         load_text(text + "\n" + NODES)
     assert says in str(exc.value)
+
+
+# -- the example says what the release chooses (issue 22, part 7) ------------------------------
+EXAMPLE = (ROOT / "inventory.example.yaml").read_text()
+LEGACY_BLOCK, PER_MINOR_BLOCK = "# Below 1.24,", "# From 1.24,"
+
+
+def _example(version: str, block: str | None = None) -> str:
+    """The example as a new user copies it: only kubernetes_version changed; with ``block``,
+    that one of its commented-out repos.kubernetes values written out (uncommented)."""
+    text = EXAMPLE.replace('kubernetes_version: "1.20.10"', f'kubernetes_version: "{version}"')
+    assert version == "1.20.10" or text != EXAMPLE
+    if block is None:
+        return text
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if block in line) + 1
+    end = start
+    while lines[end].startswith("  #  "):
+        lines[end] = lines[end].replace("  # ", "  ", 1)
+        end += 1
+    return "\n".join([*lines[:start], "  kubernetes:", *lines[start:end], *lines[end:]])
+
+
+@pytest.mark.parametrize(("version", "layout", "flannel", "runtime"), [
+    ("1.20.10", "legacy", "v0.14.0", "docker"),
+    ("1.23.17", "legacy", "v0.14.0", "docker"),
+    ("1.24.0", "per-minor", "v0.26.4", "containerd"),
+    ("1.30.2", "per-minor", "v0.26.4", "containerd"),  # the issue's trap: it got the legacy repo
+    ("1.37.0", "per-minor", "v0.28.9", "containerd"),
+])
+def test_the_example_with_only_the_version_changed_takes_the_release_defaults(
+        version, layout, flannel, runtime):
+    from bootstrap import releases
+    from bootstrap.models import KUBERNETES_REPOS
+
+    inv = load_text(_example(version), environ={})
+    assert inv.notes == ()
+    assert inv.repos.kubernetes == KUBERNETES_REPOS[layout]
+    assert releases.cannot_serve(releases.kubernetes_repo(inv).baseurl, version) is None
+    assert (inv.network.flannel_version, inv.cluster.runtime) == (flannel, runtime)
+
+
+@pytest.mark.parametrize(("block", "version", "warned"), [
+    # the example's commented values, written out, equal the release's own
+    (LEGACY_BLOCK, "1.20.10", False),
+    (PER_MINOR_BLOCK, "1.30.2", False),
+    # ... and at a release their layout cannot serve, the loader says so
+    (LEGACY_BLOCK, "1.30.2", True),
+    (PER_MINOR_BLOCK, "1.20.10", True),
+])
+def test_the_example_s_commented_kubernetes_repos(block, version, warned):
+    from bootstrap.models import KUBERNETES_REPOS
+
+    inv = load_text(_example(version, block), environ={})
+    layout = "legacy" if block == LEGACY_BLOCK else "per-minor"
+    assert inv.repos.kubernetes == KUBERNETES_REPOS[layout]
+    assert bool(inv.notes) == warned
+    if warned:
+        (note,) = inv.notes
+        assert note.startswith(f"repos.kubernetes.baseurl '{inv.repos.kubernetes.baseurl}' "
+                               f"cannot serve Kubernetes {version}: ")
+        assert "Drop repos.kubernetes so the release table chooses" in note
+
+
+def test_the_example_s_flannel_comment_names_every_release_default():
+    from bootstrap import releases
+
+    line = next(ln for ln in EXAMPLE.splitlines() if "# flannel_version:" in ln)
+    assert all(row.flannel in line for row in releases.MINORS.values())
+    uncommented = EXAMPLE.replace("  # flannel_version:", "  flannel_version:")
+    assert load_text(uncommented, environ={}).network == load(
+        ROOT / "inventory.example.yaml", environ={}).network
+
+
+def test_the_example_s_runtime_comment_is_current():
+    assert "only docker so far" not in EXAMPLE
+    line = next(ln for ln in EXAMPLE.splitlines() if "container_runtime:" in ln)
+    assert "docker (below 1.24)" in line and "containerd (any)" in line
+
+
+@pytest.mark.parametrize(("baseurl", "version", "says"), [
+    ("https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/", "1.30.2",
+     "has releases up to 1.28 only"),
+    ("https://pkgs.k8s.io/core:/stable:/v{minor}/rpm/", "1.23.17", "starts at 1.24"),
+    ("https://pkgs.k8s.io/core:/stable:/v1.28/rpm/", "1.30.2", "is pinned to v1.28"),
+    ("https://packages.cloud.google.com/yum/repos/kubernetes-el7-x86_64", "1.20.10",
+     "removed on 2024-03-04"),
+    ("https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/", "1.28.2", None),
+    ("https://pkgs.k8s.io/core:/stable:/v{minor}/rpm/", "1.30.2", None),
+    ("https://pkgs.k8s.io/core:/stable:/v1.30/rpm/", "1.30.2", None),
+    ("http://mirror.internal/kubernetes/", "1.30.2", None),  # a user's own: not judged
+    ("http://mirror.internal/kubernetes/", "1.20.10", None),
+])
+def test_an_explicit_kubernetes_repo_its_layout_cannot_serve_is_a_warning(baseurl, version,
+                                                                          says):
+    inv = load_text(f"cluster: {{kubernetes_version: '{version}'}}\n"
+                    f"repos: {{kubernetes: {{baseurl: '{baseurl}', gpgcheck: false}}}}\n" + NODES)
+    if says is None:
+        assert inv.notes == ()
+        return
+    (note,) = inv.notes
+    assert note.startswith(f"repos.kubernetes.baseurl '{baseurl}' cannot serve Kubernetes "
+                           f"{version}: ")
+    assert says in note
+    per_minor = tuple(int(n) for n in version.split(".")[:2]) >= (1, 24)
+    fix = "v{minor} in its path" if per_minor else "a copy of the kubernetes-el7 repo"
+    assert "Drop repos.kubernetes so the release table chooses the repo (" in note and fix in note

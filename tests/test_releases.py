@@ -172,3 +172,67 @@ def test_cri_tools_and_cni_are_named_in_the_transaction_from_the_per_minor_repos
     assert got.packages == (f"kubelet-{version}", f"kubeadm-{version}", f"kubectl-{version}",
                             *companions)
     assert "--disableexcludes=kubernetes" in got.options
+
+
+# -- repos.kubernetes: the layout a baseurl shows, and what it can serve ----------------------
+ALIYUN_LEGACY = "https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/"
+GOOGLE_LEGACY = "https://packages.cloud.google.com/yum/repos/kubernetes-el7-x86_64"
+ALIYUN_PER_MINOR = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v{minor}/rpm/"
+PKGS_PINNED = "https://pkgs.k8s.io/core:/stable:/v1.28/rpm/"
+OWN_MIRROR = "http://mirror.internal/kubernetes/"
+
+
+@pytest.mark.parametrize(("baseurl", "layout", "pinned", "gone"), [
+    (ALIYUN_LEGACY, "legacy", None, False),
+    ("https://mirrors.tuna.tsinghua.edu.cn/kubernetes/yum/repos/kubernetes-el7-$basearch",
+     "legacy", None, False),
+    (GOOGLE_LEGACY, "legacy", None, True),   # removed 2024-03-04 (kubernetes/release#3485)
+    ("https://yum.kubernetes.io/repos/kubernetes-el7-x86_64/", "legacy", None, True),
+    (ALIYUN_PER_MINOR, "per-minor", None, False),
+    ("https://pkgs.k8s.io/core:/stable:/v{minor}/rpm/", "per-minor", None, False),
+    ("http://mirror.internal/k8s-{minor}/", "per-minor", None, False),
+    (PKGS_PINNED, "per-minor", "1.28", False),
+    ("https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.30", "per-minor", "1.30", False),
+    (OWN_MIRROR, None, None, False),          # a user's own mirror: layout unknown
+    ("file:///srv/repos/k8s/", None, None, False),
+    ("http://mirror.internal/v1/kubernetes/", None, None, False),  # not a minor
+])
+def test_the_layout_a_kubernetes_baseurl_shows(baseurl, layout, pinned, gone):
+    url = R.repo_url(baseurl)
+    if layout is None:
+        assert url is None
+        return
+    assert url is not None
+    assert (url.layout.name, url.pinned, url.gone is not None) == (layout, pinned, gone)
+
+
+@pytest.mark.parametrize(("baseurl", "version", "says"), [
+    (ALIYUN_LEGACY, "1.20.10", None),
+    (ALIYUN_LEGACY, "1.28.2", None),
+    (ALIYUN_LEGACY, "1.29.0", "the legacy kubernetes-el7 layout, which has releases up to 1.28"),
+    (ALIYUN_LEGACY, "1.30.2", "the legacy kubernetes-el7 layout, which has releases up to 1.28"),
+    (GOOGLE_LEGACY, "1.20.10", "removed on 2024-03-04 (kubernetes/release#3485)"),
+    (ALIYUN_PER_MINOR, "1.24.0", None),
+    (ALIYUN_PER_MINOR, "1.37.0", None),
+    (ALIYUN_PER_MINOR, "1.23.17", "pkgs.k8s.io's per-minor layout, which starts at 1.24"),
+    (ALIYUN_PER_MINOR, "1.20.10", "pkgs.k8s.io's per-minor layout, which starts at 1.24"),
+    (PKGS_PINNED, "1.28.2", None),
+    (PKGS_PINNED, "1.30.2", "its path is pinned to v1.28, one repo of the per-minor layout"),
+    (OWN_MIRROR, "1.15.0", None),
+    (OWN_MIRROR, "1.30.2", None),
+])
+def test_what_a_kubernetes_repo_cannot_serve(baseurl, version, says):
+    why = R.cannot_serve(baseurl, version)
+    if says is None:
+        assert why is None
+    else:
+        assert why is not None and says in why
+
+
+def test_every_release_default_repo_serves_its_release():
+    from bootstrap.models import KUBERNETES_REPOS
+
+    assert set(KUBERNETES_REPOS) == set(R.LAYOUTS) >= {m.layout for m in R.MINORS.values()}
+    for minor, row in R.MINORS.items():
+        assert R.repo_url(KUBERNETES_REPOS[row.layout].baseurl).layout.name == row.layout
+        assert R.cannot_serve(KUBERNETES_REPOS[row.layout].baseurl, f"{minor}.0") is None

@@ -122,3 +122,25 @@ def test_render_shows_the_cluster_files_with_visible_placeholders(tmp_path: Path
     assert not (out / "master1/etc/kubernetes/kubeadm-join.yaml").exists()
     readme = (out / "README.txt").read_text()
     assert "each worker: /etc/kubernetes/kubeadm-join.yaml" in readme and "<token>" in readme
+
+
+def test_render_prints_the_loader_s_warnings(tmp_path: Path, capsys):
+    """The render task prints every inventory note: here, a kubernetes repo whose layout cannot
+    serve the release (called in-process, no subprocess)."""
+    from invoke import Context
+
+    import tasks
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "cluster: {kubernetes_version: '1.30.2'}\n"
+        "repos: {kubernetes: {baseurl: "
+        "'https://mirrors.aliyun.com/kubernetes/yum/repos/kubernetes-el7-x86_64/', "
+        "gpgcheck: false}}\n"
+        "nodes:\n  - {name: master1, address: 192.168.177.100, role: master}\n")
+    tasks.ns["render"](Context(), inventory=str(inventory), out=str(tmp_path / "out"))
+    lines = capsys.readouterr().out.splitlines()
+    warned = [ln for ln in lines if "cannot serve Kubernetes 1.30.2" in ln]
+    assert len(warned) == 1 and warned[0].startswith(f"{inventory}: ")
+    assert "repos.kubernetes.baseurl" in warned[0] and "Drop repos.kubernetes" in warned[0]
+    assert lines[-1].startswith("wrote ")
