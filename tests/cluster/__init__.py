@@ -22,6 +22,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "init-master": commands.init_master,
     "join-workers": commands.join_workers,
     "reset": commands.reset,
+    "up": commands.up,
 }
 
 
@@ -34,6 +35,7 @@ class Recorder:
         self.runs: list[Run] = []
         self.errors: list[str] = []
         self.tokens: set[str] = set()
+        self.up_runs: tuple[Run, ...] = ()  # the runs of `up` that built the cluster
 
     def __call__(self, command: str, prompt: Callable[[str], str] | None = None,
                  interrupt: Interrupt | None = None, **opts: object) -> Run:
@@ -98,11 +100,22 @@ def cluster_changes(node: Node, since: int) -> list[str]:
 
 
 # -- invoke verify on a lab cluster (tests/cluster/conftest.py: the shared verify_cluster) --------
-def build(rec: Recorder) -> None:
-    """prepare-nodes, init-master, join-workers: a cluster, or the test fails here."""
-    for command in ("prepare-nodes", "init-master", "join-workers"):
-        run = rec(command)
-        assert run.rc == 0, run.console
+JOIN_FAULT = "error execution phase preflight: injected failure"
+
+
+def build_with_up(rec: Recorder) -> None:
+    """The cluster, by `up`: a first run whose join fails on the last worker (a fault knob:
+    its kubeadm fails), then, mended, a second run; both kept in ``rec.up_runs`` for
+    test_up_lab.py. The cluster is built, or the session's verify tests fail here."""
+    worker = rec.lab.nodes[-1]
+    worker.inject_fail("kubeadm", JOIN_FAULT)
+    try:
+        first = rec("up", only="Nodes")
+    finally:
+        worker.clear_fail("kubeadm")
+    second = rec("up", only="Nodes")
+    assert second.rc == 0, first.console + second.console
+    rec.up_runs = (first, second)
 
 
 def verify(rec: Recorder, tmp_path: Path, **opts: object) -> tuple[int, str, dict | None]:
