@@ -54,8 +54,9 @@ COMMON_HELP = {
 
 IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
 BREAK_LEASE_HELP = (
-    "take over a lease another run holds on a node. Only when that run is dead: if it still "
-    "runs, both change the node at once and may undo each other's changes"
+    "take over a lease another run holds on a node, first stopping that run's script on the "
+    "node if it still runs there. Only when that run is dead: if it still runs, both change "
+    "the node at once and may undo each other's changes"
 )
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import pytest
 
@@ -36,36 +40,65 @@ def dead_pid() -> int:
 
 
 # -- the stale rule ------------------------------------------------------------------------------
+OTHER = "20261130-070000-bbbbbb"
+BREAK = RunInfo(**{**ME.__dict__, "break_lease": True})
+MINE = dict(client="client-a")  # a lease taken from this client machine
+SCRIPT = dict(script_pid=4711, script_pgid=4710, script_start=123456)
+STALE = f"the lease of prepare-nodes run {OTHER} is stale (its process 777 on this machine is gone)"
+STOPS = (f"--break-lease: this run stops prepare-nodes run {OTHER}'s script on the node "
+         "(process group 4710) and takes over its lease")
 JUDGE = [
-    # (holder, our run, pid alive?, expected take_over or "refused")
-    ("no lease", None, ME, True, ""),
-    ("our own lease", holder(run_id=ME.run_id), ME, True, ""),
-    ("expired", holder(expires=NOW), ME, True, "20261130-070000-bbbbbb"),
-    ("same client, process gone", holder(client="client-a"), ME, False,
-     "20261130-070000-bbbbbb"),
-    ("same client, process alive", holder(client="client-a"), ME, True, "refused"),
-    ("other client, not expired", holder(), ME, False, "refused"),
-    ("other client, --break-lease", holder(),
-     RunInfo(**{**ME.__dict__, "break_lease": True}), True, "20261130-070000-bbbbbb"),
+    # (case, holder, our run, holder's process alive?, its script alive on the node?, expected:
+    #  "" nothing to take over, "held"/"busy" refused, else the start of the verdict's note)
+    ("no lease", None, ME, True, False, ""),
+    ("our own lease", holder(run_id=ME.run_id), ME, True, True, ""),
+    ("expired", holder(expires=NOW), ME, True, False, f"the lease of prepare-nodes run {OTHER} "
+     "expired"),
+    ("expired, its script still runs", holder(expires=NOW, **SCRIPT), ME, False, True,
+     f"the lease of prepare-nodes run {OTHER} expired"),
+    ("same client, process gone, no script known", holder(**MINE), ME, False, False, STALE),
+    ("same client, process and script gone", holder(**MINE, **SCRIPT), ME, False, False, STALE),
+    ("same client, process gone, script runs", holder(**MINE, **SCRIPT), ME, False, True, "busy"),
+    ("same client, process alive", holder(**MINE), ME, True, False, "held"),
+    ("same client, process alive, script runs", holder(**MINE, **SCRIPT), ME, True, True, "held"),
+    ("other client, not expired", holder(), ME, False, False, "held"),
+    ("other client, script runs", holder(**SCRIPT), ME, False, True, "held"),
+    ("other client, --break-lease", holder(), BREAK, True, False,
+     f"--break-lease: this run takes over the lease of prepare-nodes run {OTHER}"),
+    ("other client, --break-lease, script runs", holder(**SCRIPT), BREAK, True, True, STOPS),
+    ("same client, process gone, --break-lease, script gone", holder(**MINE, **SCRIPT), BREAK,
+     False, False, STALE),
+    ("same client, process gone, --break-lease, script runs", holder(**MINE, **SCRIPT), BREAK,
+     False, True, STOPS),
+    ("expired, --break-lease, script runs", holder(expires=NOW, **SCRIPT), BREAK, False, True,
+     STOPS),
 ]
 
 
-@pytest.mark.parametrize(("case", "held", "info", "alive", "want"), JUDGE,
+@pytest.mark.parametrize(("case", "held", "info", "alive", "script", "want"), JUDGE,
                          ids=[c[0] for c in JUDGE])
-def test_the_stale_rule(case, held, info, alive, want):
-    state = lease.State(NOW, held, "gen")
-    if want == "refused":
+def test_the_stale_rule(case, held, info, alive, script, want):
+    state = lease.State(NOW, held, "gen", script)
+    if want in ("held", "busy"):
         with pytest.raises(LeaseError) as err:
             lease.judge(state, info, "node1", alive=lambda pid: alive)
         msg = str(err.value)
-        assert msg.startswith("node1: another run is changing this node: prepare-nodes")
-        assert "run 20261130-070000-bbbbbb, pid 777 on client-" in msg
-        assert "since 2027-01-15 07:58:30 UTC, 90 s ago" in msg  # NOW - 90
-        assert "--break-lease" in msg
+        assert "--break-lease" in msg and "Nothing was changed here" in msg
+        if want == "held":
+            assert msg.startswith("node1: another run is changing this node: prepare-nodes")
+            assert f"run {OTHER}, pid 777 on client-" in msg
+            assert "since 2027-01-15 07:58:30 UTC, 90 s ago" in msg  # NOW - 90
+        else:
+            assert msg == (
+                f"node1: the node is busy: prepare-nodes run {OTHER} holds its lease; its "
+                "process 777 on this machine is gone, but its script still runs on the node as "
+                "pid 4711 since 2027-01-15 07:59:30 UTC (30 s ago). Nothing was changed here; "
+                "wait for that script to end and run again, or pass --break-lease to stop it "
+                "(process group 4710)")
     else:
         verdict = lease.judge(state, info, "node1", alive=lambda pid: alive)
-        assert verdict.take_over == want
-        assert bool(verdict.note) == bool(want)
+        assert verdict.take_over == (OTHER if want else "")
+        assert verdict.note.startswith(want) and bool(verdict.note) == bool(want)
 
 
 def test_pid_alive_tells_a_dead_process_from_a_live_one():
@@ -74,20 +107,47 @@ def test_pid_alive_tells_a_dead_process_from_a_live_one():
     assert not lease.pid_alive(0)
 
 
+LEASED = "run_id=r1\ncommand=reset\nclient=c\npid=9\nstarted=1\nrenewed=2\nexpires=3\n"
+RECORDED = "script_pid=41\nscript_pgid=40\nscript_start=5000\n"
 FACT_OUTPUT = [  # the node's clock comes from the clock fact, gathered with it
     ("never leased", "generation=\n", lease.State(0, None, "")),
-    ("leased", "generation=r1\nrun_id=r1\ncommand=reset\nclient=c\npid=9\n"
-     "started=1\nrenewed=2\nexpires=3\n",
+    ("leased", "generation=r1\n" + LEASED,
      lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3), "r1")),
     ("released, generation kept", "generation=r1\n", lease.State(0, None, "r1")),
     ("garbled lease file", "generation=r1\nexpires=x\nrun_id=r2\n",
      lease.State(0, lease.Holder("r2", expires=0), "r1")),
+    ("an older lease: no script known", "generation=r1\n" + LEASED + "script_alive=no\n",
+     lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3), "r1", False)),
+    ("its script still runs", "generation=r1\n" + LEASED + RECORDED + "script_alive=yes\n",
+     lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3, 41, 40, 5000), "r1", True)),
+    ("its script is gone", "generation=r1\n" + LEASED + RECORDED + "script_alive=no\n",
+     lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3, 41, 40, 5000), "r1", False)),
+    ("alive, but no script recorded", "generation=r1\n" + LEASED + "script_alive=yes\n",
+     lease.State(0, lease.Holder("r1", "reset", "c", 9, 1, 2, 3), "r1", False)),
+    ("garbled script pid", "generation=r1\nrun_id=r1\nscript_pid=x\nscript_alive=yes\n",
+     lease.State(0, lease.Holder("r1"), "r1", False)),
 ]
 
 
 @pytest.mark.parametrize(("case", "out", "want"), FACT_OUTPUT, ids=[c[0] for c in FACT_OUTPUT])
 def test_the_lease_fact(case, out, want):
     assert lease.fact().parse(out, 0) == want
+
+
+HOLDERS = [
+    ("lease file", LEASED + RECORDED, lease.Holder("r1", "reset", "c", 9, 1, 2, 3, 41, 40, 5000)),
+    ("one line, as in a refusal", (LEASED + RECORDED).replace("\n", " "),
+     lease.Holder("r1", "reset", "c", 9, 1, 2, 3, 41, 40, 5000)),
+    ("written by an older client: no script", LEASED, lease.Holder("r1", "reset", "c", 9, 1, 2, 3)),
+    ("empty script fields", LEASED + "script_pid=\nscript_pgid=\nscript_start=\n",
+     lease.Holder("r1", "reset", "c", 9, 1, 2, 3)),
+    ("no run id", "pid=9\nscript_pid=41\n", None),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "want"), HOLDERS, ids=[c[0] for c in HOLDERS])
+def test_parse_holder(case, text, want):
+    assert lease.parse_holder(text) == want
 
 
 def test_a_lease_fact_that_failed_is_none():
@@ -104,6 +164,13 @@ def test_refusals_of_the_lease_script_become_named_errors():
     assert "run r7 changed this node after this run read its state" in str(changed)
     assert "nothing was changed here" in str(changed)
     assert lease.refusal("node2", "exit 75 from something else\n") is None
+    running = lease.refusal("node2", "k8s-bootstrap-lease: running: run_id=r9 command=reset "
+                            f"client=ws1 pid=31 renewed={NOW - 120} script_pid=41 "
+                            "script_pgid=40 script_start=5000 ", now=NOW)
+    assert str(running).startswith("node2: the node is busy: reset run r9 holds its lease; its "
+                                   "script still runs on the node as pid 41 since ")
+    assert "(2 min ago)" in str(running) and "--break-lease to stop it (process group 40)" in \
+        str(running)
 
 
 def test_the_lease_script_renews_with_the_command_timeout_and_a_margin():
@@ -112,6 +179,139 @@ def test_the_lease_script_renews_with_the_command_timeout_and_a_margin():
     assert "exec 8>&-" in script  # the flock is not held while the step runs
     assert "_gen" in script
     assert "_gen" not in lease.acquire_script(ME, None, "", ttl=1800)  # no gather, no check
+
+
+# The lease scripts run here on this machine's own processes (a temporary lease directory): a
+# script as the toolkit runs one on a node, `timeout ... sh -c`, timeout leading its group.
+SHELLS = ["sh", "bash"]  # dash here; bash is the nodes' sh
+
+
+@pytest.fixture
+def lease_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "run"
+    for name, path in (("DIR", d), ("LEASE", d / "lease"), ("GENERATION", d / "generation"),
+                       ("LOCK", d / "lock")):
+        monkeypatch.setattr(lease, name, str(path))
+    return d
+
+
+def proc_stat(pid: int) -> tuple[str, int, int]:
+    """(state, process group, start time) of a process of this machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return fields[0], int(fields[2]), int(fields[19])
+
+
+def script_gone(pid: int) -> bool:
+    try:
+        return proc_stat(pid)[0] in "ZXx"
+    except FileNotFoundError:
+        return True
+
+
+@contextmanager
+def node_script(ignore_term: bool = False) -> Iterator[tuple[int, int, int]]:
+    """A running script as the toolkit starts one: (its sh pid, process group, start time)."""
+    trap = "trap '' TERM; " if ignore_term else ""
+    proc = subprocess.Popen(["timeout", "60", "sh", "-c", trap + "echo $$; sleep 60; true"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        _, pgid, start = proc_stat(pid)
+        assert pgid == proc.pid != os.getpgid(0)  # timeout's own group, not this test's
+        yield pid, pgid, start
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def write_lease(d: Path, expires: int, **script: int) -> None:
+    d.mkdir(exist_ok=True)
+    fields = dict(run_id=OTHER, command="prepare-nodes", client="client-a", pid=777,
+                  started=NOW, renewed=int(time.time()), expires=expires, **script)
+    (d / "lease").write_text("".join(f"{k}={v}\n" for k, v in fields.items()))
+
+
+def gathered(shell: str) -> lease.State:
+    out = subprocess.run([shell, "-c", lease.fact().command], capture_output=True, text=True,
+                         check=True).stdout
+    return lease.fact().parse(out, 0)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_lease_fact_tells_whether_the_recorded_script_still_runs(lease_dir, shell):
+    later = int(time.time()) + 600
+    with node_script() as (pid, pgid, start):
+        write_lease(lease_dir, later, script_pid=pid, script_pgid=pgid, script_start=start)
+        assert gathered(shell).script_alive
+        write_lease(lease_dir, later, script_pid=pid, script_pgid=pgid, script_start=start + 1)
+        assert not gathered(shell).script_alive, "a reused pid is not the script"
+        write_lease(lease_dir, later)
+        assert not gathered(shell).script_alive, "no script recorded"
+        os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not script_gone(pid):  # it may stay a zombie: that is gone too
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        write_lease(lease_dir, later, script_pid=pid, script_pgid=pgid, script_start=start)
+        assert not gathered(shell).script_alive
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_lease_script_records_its_own_process(lease_dir, shell):
+    script = lease.acquire_script(ME, None, "", ttl=60) + "cat /proc/$$/stat"
+    ran = subprocess.run(["timeout", "30", shell, "-c", script], capture_output=True, text=True,
+                         check=True)
+    fields = ran.stdout.rsplit(") ", 1)[1].split()
+    held = lease.parse_holder((lease_dir / "lease").read_text())
+    assert held is not None and held.run_id == ME.run_id
+    assert (held.script_pid, held.script_pgid, held.script_start) == (
+        int(ran.stdout.split()[0]), int(fields[2]), int(fields[19]))
+    assert held.script_pgid not in (held.script_pid, os.getpgid(0))  # timeout's group
+
+
+def take(shell: str, info: RunInfo) -> subprocess.CompletedProcess:
+    """The lease script of a run that takes over run OTHER's lease."""
+    return subprocess.run([shell, "-c", lease.acquire_script(info, None, OTHER, ttl=60)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_taking_over_a_lease_whose_script_still_runs(lease_dir, shell):
+    with node_script() as (pid, pgid, start):
+        recorded = dict(script_pid=pid, script_pgid=pgid, script_start=start)
+        write_lease(lease_dir, int(time.time()) + 600, **recorded)
+        refused = take(shell, ME)
+        assert refused.returncode == lease.EXIT
+        err = lease.refusal("node1", refused.stderr)
+        assert f"its script still runs on the node as pid {pid} since " in str(err)
+        assert not script_gone(pid) and f"run_id={OTHER}\n" in (lease_dir / "lease").read_text()
+
+        write_lease(lease_dir, int(time.time()) - 1, **recorded)
+        assert take(shell, ME).returncode == 0, "an expired lease is taken over, its script " \
+            "left alone"
+        assert not script_gone(pid)
+
+        write_lease(lease_dir, int(time.time()) + 600, **recorded)
+        started = time.monotonic()
+        assert take(shell, BREAK).returncode == 0
+        assert script_gone(pid), "--break-lease stopped the script"
+        assert time.monotonic() - started < 3, "TERM was enough: no wait for KILL"
+        held = lease.parse_holder((lease_dir / "lease").read_text())
+        assert held is not None and held.run_id == ME.run_id and held.script_pid != pid
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_break_lease_kills_a_script_that_ignores_term(lease_dir, shell, monkeypatch):
+    monkeypatch.setattr(lease, "STOP_WAIT", 1)
+    with node_script(ignore_term=True) as (pid, pgid, start):
+        write_lease(lease_dir, int(time.time()) + 600, script_pid=pid, script_pgid=pgid,
+                    script_start=start)
+        started = time.monotonic()
+        assert take(shell, BREAK).returncode == 0
+        assert script_gone(pid)
+        assert 1 <= time.monotonic() - started < 3
 
 
 # -- the journal ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Runs an operator can stop and trust, over one 3-node lab in file order: Ctrl-C in the middle
 of prepare-nodes (real SIGINT to `invoke`), the journal of what each run changed, two runs at
-once, a lease left by a killed run and by other clients, and a remote command that hangs.
+once, a lease left by a killed run (whose script may live on at the node) and by other clients,
+and a remote command that hangs.
 
 Runs are interrupted at a known point (a stand-in blocked by a hang injection), never on a timer.
 Every check of a node looks from inside it (its call log, files, processes).
@@ -254,22 +255,71 @@ def write_lease(node, **fields: object) -> None:
     sh(node, f"mkdir -p {lease.DIR} && printf '{text}' > {LEASE_FILE}")
 
 
+def pids(node) -> set[int]:
+    """Live processes in the node (pids as it sees them; zombies do not count)."""
+    return {pid for pid, _ in node.processes()}
+
+
+def group_members(node, pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` in the node, read from its /proc."""
+    members = []
+    for line in sh(node, "cat /proc/[0-9]*/stat 2>/dev/null; true").stdout.splitlines():
+        fields = line.rsplit(") ", 1)[-1].split()
+        if len(fields) > 2 and fields[0] not in "ZXx" and fields[2] == str(pgid):
+            members.append(int(line.split()[0]))
+    return members
+
+
+def wait_until(cond, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.1)
+
+
+def killed_while_hung(lab3r, node, tmp_path) -> tuple[subprocess.Popen, lease.Holder]:
+    """Start prepare-nodes on ``node`` (whose hostnamectl the caller made hang) and SIGKILL it,
+    no cleanup of any kind, while the node's script hangs there. Returns the dead run and its
+    lease, whose recorded script (and its process group, holding the hung hostnamectl) lives on.
+    """
+    dead = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--limit", node.name,
+                  "--log-dir", str(tmp_path / "logs"))
+    hung = node.wait_reached("hostnamectl", timeout=120)
+    os.killpg(dead.pid, signal.SIGKILL)
+    dead.communicate(timeout=30)
+    held = lease.parse_holder(sh(node, f"cat {LEASE_FILE}").stdout)
+    assert held is not None and held.pid == dead.pid
+    assert held.script_pid in pids(node), "the killed run's script still runs on the node"
+    assert {r["pid"] for r in hung} <= set(group_members(node, held.script_pgid))
+    return dead, held
+
+
 @pytest.mark.timeout(400)
-def test_05_a_lease_left_by_a_killed_run_does_not_block(lab3r, tmp_path):
+def test_05_a_lease_left_by_a_killed_run_blocks_until_its_script_on_the_node_ends(
+        lab3r, tmp_path):
+    """Its process here is gone, its script there hangs: a new run is refused on that node and
+    changes nothing; once the script ended, the lease is stale and the next run takes it over."""
     master = lab3r.nodes[0]
     wrong_hostname(master)
     master.inject_hang("hostnamectl")
     try:
-        dead = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--limit", "master1",
-                      "--log-dir", str(tmp_path / "logs"))
-        master.wait_reached("hostnamectl", timeout=120)
-        os.killpg(dead.pid, signal.SIGKILL)  # no cleanup of any kind
-        dead.communicate(timeout=30)
+        dead, held = killed_while_hung(lab3r, master, tmp_path)
+        calls = len(master.calls())
+        busy = prepare(lab3r.inventory_path, tmp_path, limit="master1")
+        assert [c for c in master.calls()[calls:] if is_mutating(c)] == []
+        assert held.script_pid in pids(master), "the refused run left the script alone"
     finally:
         master.release_hang("hostnamectl")
-    held = lease.parse_holder(sh(master, f"cat {LEASE_FILE}").stdout)
-    assert held is not None and held.pid == dead.pid
-    wrong_hostname(master)  # work to do, so the next run takes the lease over
+    assert busy.rc == 1, busy.console
+    msg = busy.report["hosts"]["master1"]["message"]
+    assert msg.startswith(
+        f"the node is busy: prepare-nodes run {held.run_id} holds its lease; its process "
+        f"{dead.pid} on this machine is gone, but its script still runs on the node as pid "
+        f"{held.script_pid} since "), msg
+    assert msg.endswith(f"or pass --break-lease to stop it (process group {held.script_pgid})")
+
+    wait_until(lambda: held.script_pid not in pids(master), "the released script ended")
+    wrong_hostname(master)  # the released script set the hostname: work again for the next run
     run = prepare(lab3r.inventory_path, tmp_path, limit="master1")
     assert run.rc == 0, run.console
     assert (f"[master1] lease: the lease of prepare-nodes run {held.run_id} is stale (its "
@@ -278,12 +328,44 @@ def test_05_a_lease_left_by_a_killed_run_does_not_block(lab3r, tmp_path):
     assert sh(master, f"test -e {LEASE_FILE}").returncode == 1
 
 
+@pytest.mark.timeout(400)
+def test_06_break_lease_stops_the_script_a_killed_run_left_on_the_node(lab3r, tmp_path):
+    """--break-lease on a node where a killed run's script still hangs: it stops that script's
+    process group before it changed anything, says so, and does the work itself."""
+    master = lab3r.nodes[0]
+    wrong_hostname(master)
+    master.inject_hang("hostnamectl")
+    box: dict = {}
+    try:
+        _, held = killed_while_hung(lab3r, master, tmp_path)
+        worker = threading.Thread(target=lambda: box.update(run=prepare(
+            lab3r.inventory_path, tmp_path, limit="master1", break_lease=True)))
+        worker.start()
+        # still under the hang: only a kill ends that group
+        wait_until(lambda: group_members(master, held.script_pgid) == [],
+                   f"the killed run's process group {held.script_pgid} stopped")
+    finally:
+        master.release_hang("hostnamectl")  # the new run's own hostnamectl goes on
+    worker.join(120)
+    broken = box["run"]
+    assert broken.rc == 0, broken.console
+    assert (f"[master1] lease: --break-lease: this run stops prepare-nodes run {held.run_id}'s "
+            f"script on the node (process group {held.script_pgid}) and takes over its "
+            "lease") in broken.console
+    assert broken.statuses("master1")["hostname"] == "changed"
+    assert [r for r in journal_rows(master)
+            if r["run_id"] == held.run_id and r["step"] == "hostname"] == [], \
+        "the stopped script changed nothing"
+    assert sh(master, "hostname").stdout.strip() == "master1"
+    assert sh(master, f"test -e {LEASE_FILE}").returncode == 1
+
+
 FOREIGN = dict(run_id="20261130-000000-ffffff", command="reset", client="ops-laptop",
                pid=4321, started=1)
 
 
 @pytest.mark.timeout(400)
-def test_06_another_clients_lease_blocks_until_it_expires_or_is_broken(lab3r, tmp_path):
+def test_07_another_clients_lease_blocks_until_it_expires_or_is_broken(lab3r, tmp_path):
     node = lab3r.nodes[2]
     now = int(sh(node, "date +%s").stdout)
     wrong_hostname(node)
@@ -314,7 +396,7 @@ def test_06_another_clients_lease_blocks_until_it_expires_or_is_broken(lab3r, tm
 
 # -- timeouts ------------------------------------------------------------------------------------
 @pytest.mark.timeout(300)
-def test_07_a_hanging_command_fails_its_node_at_the_timeout_and_is_stopped_there(
+def test_08_a_hanging_command_fails_its_node_at_the_timeout_and_is_stopped_there(
         lab3r, tmp_path):
     inv = write_inventory(lab3r.inventory_path, tmp_path / "inventory.yaml", command_timeout=5)
     master, node1, node2 = lab3r.nodes
