@@ -1,7 +1,7 @@
-"""Runs an operator can stop and trust, over one 3-node lab in file order: Ctrl-C in the middle
-of prepare-nodes (real SIGINT to `invoke`), the journal of what each run changed, two runs at
-once, a lease left by a killed run (whose script may live on at the node) and by other clients,
-and a remote command that hangs.
+"""Runs an operator can stop and trust, over one 3-node lab in file order: Ctrl-C while the
+packages transaction runs (real SIGINT to `invoke`), the journal of what each run changed, two
+runs at once, a lease left by a killed run (whose script may live on at the node) and by other
+clients, and a remote command that hangs.
 
 Runs are interrupted at a known point (a stand-in blocked by a hang injection), never on a timer.
 Every check of a node looks from inside it (its call log, files, processes).
@@ -42,7 +42,7 @@ from . import (
 
 pytestmark = pytest.mark.lab
 
-NOT_STARTED_AFTER_BRIDGE = ("ipvs", "docker", "kubernetes-packages", "kubelet")
+NOT_STARTED_AFTER_PACKAGES = ("ipvs", "docker", "kubernetes-packages", "kubelet")
 LEASE_FILE = lease.LEASE
 
 
@@ -132,26 +132,39 @@ def test_00_ctrl_c_during_a_check_gives_up_its_gather_at_once(lab3r):
 
 
 @pytest.mark.timeout(400)
-def test_01_ctrl_c_in_the_middle_of_prepare_nodes_stops_every_node(lab3r, tmp_path, memo):
-    """SIGINT while every node is in bridge-netfilter (its modprobe held by a hang injection):
-    the running scripts finish, no step starts after it, `interrupted`, the recap, exit 130."""
+def test_01_ctrl_c_during_the_packages_transaction_starts_nothing_after_it(lab3r, tmp_path, memo):
+    """SIGINT while the packages transaction (yum install) runs on every node, each held by a
+    hang injection: the transactions finish, no step starts after them on any node (ipvs
+    first), `interrupted`, the recap that says so, exit 130. The master's gather also runs yum
+    (the mirror check), so each node is first held in bridge-netfilter (modprobe) while the
+    hang on yum is set for the transaction."""
     report = tmp_path / "report.json"
+    master = lab3r.nodes[0]
     for node in lab3r.nodes:
         node.inject_hang("modprobe")
+    master.inject_hang("yum")
     try:
         proc = invoke("prepare-nodes", "-i", str(lab3r.inventory_path), "--report", str(report),
                       "--log-dir", str(tmp_path / "logs"))
+        master.wait_reached("yum", timeout=240)  # the mirror check in the gather
+        master.release_hang("yum")
         for node in lab3r.nodes:
-            node.wait_reached("modprobe", timeout=240)
+            node.wait_reached("modprobe", timeout=240)  # bridge-netfilter, before the packages
+            node.inject_hang("yum")
+            node.release_hang("modprobe")
+        for node in lab3r.nodes:
+            node.wait_reached("yum", timeout=240)  # the transaction: yum install ...
         pressed = time.time()
         os.kill(proc.pid, signal.SIGINT)
-        time.sleep(1.0)  # the run sees the interrupt while the scripts still hang
+        time.sleep(1.0)  # the run sees the interrupt while the transactions still hang
     finally:
         for node in lab3r.nodes:
             node.release_hang("modprobe")
+            node.release_hang("yum")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
-    assert "\ninterrupted\n" in out and "RECAP (interrupted" in out, out
+    assert "\ninterrupted\n" in out and \
+        "RECAP (interrupted: no step or phase started after Ctrl-C)" in out, out
     assert "Traceback" not in out
     data = json.loads(report.read_text())
     assert data["run"]["interrupted"] is True
@@ -159,12 +172,13 @@ def test_01_ctrl_c_in_the_middle_of_prepare_nodes_stops_every_node(lab3r, tmp_pa
         host = data["hosts"][node.name]
         steps = {s["name"]: s["status"] for s in host["steps"]}
         assert host["status"] == "interrupted", host
-        assert steps["bridge-netfilter"] == "changed", steps  # it was running: it finished
-        assert all(steps[s] == "not-started" for s in NOT_STARTED_AFTER_BRIDGE), steps
-        # inside the node: after the interrupt only the running step's own commands ran
+        assert steps["bridge-netfilter"] == "changed", steps
+        assert steps["packages"] == "changed", steps  # it was running: it finished
+        assert all(steps[s] == "not-started" for s in NOT_STARTED_AFTER_PACKAGES), steps
+        # inside the node: after the interrupt only the transaction's own yum ran
         after = {c["cmd"] for c in node.calls() if c["t"] > pressed and is_mutating(c)}
-        assert after <= {"modprobe", "sysctl"}, (node.name, after)
-        assert not [c for c in node.calls() if c["t"] > pressed and c["cmd"] == "yum"]
+        assert after <= {"yum"}, (node.name, after)
+        assert not [c for c in node.calls() if c["t"] > pressed and c["cmd"] == "modprobe"]
         assert leftovers(node) == [], node.name
         assert sh(node, f"test -e {LEASE_FILE}").returncode == 1, "the lease is released"
     memo["interrupted"] = Run(130, out, None, report)
