@@ -22,6 +22,7 @@ from .models import Inventory, Node
 from .report import Reporter
 from .runinfo import RunInfo
 from .steps import prepare_steps
+from .workflow import parse_skip
 
 
 @dataclass
@@ -41,6 +42,7 @@ class CommonOptions:
     only: str | None = None
     skip: str | None = None
     keep: bool = False
+    skip_phases: str | None = None  # --skip-phases NAME,...
     kubeadm_ignore: str | None = None  # up: init-master's and join-workers' --ignore
     start: str | None = None  # up: the part to start from (--from)
     program: str = "k8s-bootstrap"  # how the user called the toolkit, for the commands it prints
@@ -82,6 +84,27 @@ def _finish(
     return 1 if any(r.status == FAILED for r in results.values()) else 0
 
 
+def phase_names(command: str) -> tuple[str, ...]:
+    """The phases of a command, in order: what ``--skip-phases`` takes and its help lists."""
+    if command == "prepare-nodes":
+        names = [s.name for s in prepare_steps(pull_images=True, runtime="docker")]
+        names.insert(names.index("docker") + 1, "containerd")
+        return tuple(names)
+    if command == "init-master":
+        from .cluster.init import init_phases
+
+        return (*(p.name for p in init_phases([])), "wait-ready")
+    if command == "join-workers":
+        return ("preflight", "images", "kubeadm-join", "wait-ready")
+    if command == "reset":
+        from .cluster.reset import reset_phases
+
+        return ("drain", *(p.name for p in reset_phases()))
+    if command == "up":
+        return tuple(dict.fromkeys(n for part in PARTS[:-1] for n in phase_names(part)))
+    return ()
+
+
 def _runner(
     inv: Inventory, reporter: Reporter, opts: CommonOptions, command: str,
     prompt: Callable[[str], str] | None, interrupt: Interrupt, changes: bool = True,
@@ -91,7 +114,9 @@ def _runner(
         reporter.print(f"{inv.path}: note: {note}")
     info = RunInfo.new(command, changes=changes and not opts.dry_run,
                        break_lease=opts.break_lease)
-    return Runner(inv, reporter, RunOptions(dry_run=opts.dry_run, parallel=opts.parallel),
+    skip = parse_skip(opts.skip_phases, command, phase_names(command))
+    return Runner(inv, reporter,
+                  RunOptions(dry_run=opts.dry_run, parallel=opts.parallel, skip=skip),
                   prompt=prompt, run_info=info, interrupt=interrupt)
 
 
@@ -337,7 +362,10 @@ class PartResult:
 
 def _part_options(opts: CommonOptions, part: str) -> CommonOptions:
     """The flags of ``up`` that apply to one part, as that command takes them."""
-    common = {"inventory": opts.inventory, "log_dir": opts.log_dir, "dry_run": opts.dry_run}
+    names = phase_names(part)
+    skip = ",".join(n.strip() for n in (opts.skip_phases or "").split(",") if n.strip() in names)
+    common = {"inventory": opts.inventory, "log_dir": opts.log_dir, "dry_run": opts.dry_run,
+              "skip_phases": skip or None}
     lease_flags = {"break_lease": opts.break_lease}
     if part == "prepare-nodes":
         return CommonOptions(**common, **lease_flags, parallel=opts.parallel, ignore=opts.ignore,
@@ -370,6 +398,7 @@ def up(
                          + f"; the parts: {', '.join(PARTS)}")
     if opts.parallel is not None and opts.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    parse_skip(opts.skip_phases, "up", phase_names("up"))  # each part takes the names it has
     inv = load(opts.inventory)  # a bad inventory stops up before any part
     say = reporter.print if reporter is not None else functools.partial(print, flush=True)
     commands = {"prepare-nodes": prepare_nodes, "init-master": init_master,

@@ -1,4 +1,5 @@
-"""The step engine: per host, gather facts once, plan, apply (or show), then check convergence.
+"""The engine: gathers every host's facts (one round trip each), judges preflight, then runs the
+phases on each host through the one loop in workflow.py; sessions, leases and the journal.
 
 Open SSH connections never exceed the pool size: phase 1 closes each session after its gather,
 and phase 2 reconnects only the hosts with something to apply.
@@ -12,16 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import checks, lease, packages, platforms
+from . import checks, lease, platforms, workflow
 from . import facts as F
 from .errors import (
     BootstrapError,
     CommandError,
-    CommandTimeout,
     ConnectError,
     HostError,
     SudoError,
-    stderr_excerpt,
 )
 from .interrupt import Interrupt, Interrupted
 from .models import Inventory, Node
@@ -31,42 +30,28 @@ from .runinfo import RunInfo
 from .secrets import Secrets
 from .ssh import Session, SudoPassword, run_pool
 from .steps import Step, Target
-
-MAX_SCRIPT = 100_000  # one argument to `sh -c` may not exceed 128 KiB (MAX_ARG_STRLEN)
-
-OK, CHANGED, FAILED, SKIPPED = "ok", "changed", "failed", "skipped"
-# After Ctrl-C: a step whose script was still running when the run stopped waiting for it,
-# and a step that never started.
-RUNNING, NOT_STARTED = "running", "not-started"
-INTERRUPTED = "interrupted"  # a host's status when Ctrl-C stopped its work
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str
-    seconds: float = 0.0
-    message: str = ""
-    diff: str = ""
-    changes: list[str] = field(default_factory=list)  # what was changed, as the journal says
-
-
-@dataclass
-class HostResult:
-    name: str
-    status: str = OK
-    steps: list[StepResult] = field(default_factory=list)
-    message: str = ""
-
-    @property
-    def changed(self) -> int:
-        return sum(s.status == CHANGED for s in self.steps)
+from .workflow import (  # noqa: F401 (the results' shapes, re-exported for the commands)
+    ABANDONED,
+    CHANGED,
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    OK,
+    RUNNING,
+    SKIPPED,
+    HostResult,
+    StepResult,
+    not_started,
+    run_host,
+    settle,
+)
 
 
 @dataclass
 class RunOptions:
     dry_run: bool = False
     parallel: int | None = None
+    skip: frozenset[str] = frozenset()  # --skip-phases: names of phases not to run
 
 
 @dataclass
@@ -161,6 +146,7 @@ class Runner:
         self.leasing = self.run_info.changes and not opts.dry_run
         self.leases: dict[str, lease.NodeLease] = {}
         self._leases_lock = threading.Lock()
+        self.skipped: frozenset[str] = opts.skip
 
     def session(self, node: Node) -> Session:
         node_lease = None
@@ -219,6 +205,8 @@ class Runner:
             for name in ready:
                 results[name] = not_started(name, steps)
             return {n.name: results[n.name] for n in nodes}
+        if self._refuse_skips(ready, steps, results):
+            return {n.name: results[n.name] for n in nodes}
         if preflight is not None:
             findings += checks.evaluate(
                 self.inv,
@@ -249,6 +237,24 @@ class Runner:
             results[node.name] = res  # type: ignore[assignment]
         return {n.name: results[n.name] for n in nodes}
 
+    def _refuse_skips(self, ready: dict[str, _Gathered], steps: list[Step],
+                      results: dict[str, HostResult]) -> bool:
+        """--skip-phases that a node cannot do without: refused on every node before anything
+        changes (workflow.unmet)."""
+        why = {name: workflow.unmet(g.target, steps, self.skipped, g.facts)
+               for name, g in ready.items()}
+        why = {name: reasons for name, reasons in why.items() if reasons}
+        if not why:
+            return False
+        for name, reasons in why.items():
+            self.reporter.print(f"[{name}] {workflow.SKIP_FLAG}: {'; '.join(reasons)}")
+        self.reporter.print(f"{workflow.SKIP_FLAG}: refused on {', '.join(why)}; nothing was "
+                            "changed")
+        for name in ready:
+            results[name] = HostResult(name, FAILED, message="; ".join(why[name]) if name in why
+                                       else f"not run: {workflow.SKIP_FLAG} refused elsewhere")
+        return True
+
     def _gather(
         self, node: Node, steps: list[Step], preflight: Preflight | None, mirror_node: bool
     ) -> _Gathered:
@@ -256,7 +262,9 @@ class Runner:
         t = Target(self.inv, node)
         session = self.session(node)
         try:
-            wanted = [*platforms.facts(), *(f for s in steps if not s.skip(t) for f in s.facts(t))]
+            active = [s for s in steps if s.name not in self.skipped and not s.skip(t)]
+            wanted = [*platforms.facts(), *(f for s in active for f in s.facts(t)),
+                      *workflow.need_facts(t, steps, self.skipped)]
             if preflight is not None:
                 wanted += checks.facts(self.inv, node, mirror_node)
             session.connect()
@@ -315,173 +323,7 @@ class Runner:
         return got
 
     def _steps(self, g: _Gathered, steps: list[Step], result: HostResult) -> None:
-        t, session, facts = g.target, g.session, g.facts
-        active = []
-        for step in steps:
-            reason = step.skip(t)
-            if reason:
-                self._done(result, StepResult(step.name, SKIPPED, message=reason))
-            else:
-                active.append(step)
-        plans = [(step, _plan(step, t, facts)) for step in active]
-        batch, rest = packages.batch([(step.name, plan) for step, plan in plans],
-                                     _manager(facts))
-        plans = [(step, plan) for (step, _), plan in zip(plans, rest, strict=True)]
-        needed = batch is not None or _needs_session(plans)
-        if not self.opts.dry_run and needed and not self.interrupted:
-            session.connect()
-        applied: list[tuple[Step, StepResult]] = []
-        for i, (step, plan) in enumerate(plans):
-            if self.interrupted:
-                for later, _ in plans[i:]:
-                    self._done(result, StepResult(later.name, NOT_STARTED, message="interrupted"))
-                return
-            if batch is not None and i == batch.at:
-                res = self._timed(session, t, TRANSACTION, batch.plan)
-                self._done(result, res)
-                if res.status != CHANGED:  # failed, or given up after Ctrl-C
-                    for later, _ in plans[i:]:
-                        self._done(result, _after_transaction(later.name, res, batch))
-                    return
-                if self.interrupted:  # Ctrl-C while it ran: it finished, nothing starts after
-                    for later, _ in plans[i:]:
-                        self._done(result, StepResult(later.name, NOT_STARTED,
-                                                      message=_not_started(later.name, batch)))
-                    return
-            res = self._timed(session, t, step, plan)
-            if batch is not None and step.name in batch.steps and res.status == OK:
-                res = StepResult(step.name, CHANGED, res.seconds,
-                                 "; ".join(filter(None, [f"in the {packages.NAME} transaction",
-                                                         res.message])))
-            self._done(result, res)
-            if res.status == RUNNING:
-                for later, _ in plans[i + 1 :]:
-                    self._done(result, StepResult(later.name, NOT_STARTED, message="interrupted"))
-                return
-            if res.status == CHANGED and not self.opts.dry_run:
-                applied.append((step, res))
-            if res.status == FAILED:
-                for later, _ in plans[i + 1 :]:
-                    self._done(
-                        result,
-                        StepResult(later.name, SKIPPED, message=f"not run: {step.name} failed"),
-                    )
-                return
-        if applied and not self.interrupted:
-            self._converge(session, t, applied, result)
-
-    def _timed(self, session: Session, t: Target, step: Step, plan: Plan) -> StepResult:
-        started = time.monotonic()
-        with self.reporter.running(t.node.name, step.name) as progress:
-            res = self._apply(session, step, plan, progress)
-        res.seconds = time.monotonic() - started
-        return res
-
-    def _apply(
-        self, session: Session, step: Step, plan: Plan, progress: Callable[[str], None]
-    ) -> StepResult:
-        notes = "; ".join(plan.notes)
-        if plan.error:
-            return StepResult(step.name, FAILED, message=plan.error)
-        if plan.empty:
-            return StepResult(step.name, OK, message=notes)
-        diff = self.secrets.mask(plan.render())
-        if self.opts.dry_run:
-            return StepResult(step.name, CHANGED, message=f"would: {plan.summary()}", diff=diff)
-        script = plan.script(self.journal(session, step.name))
-        if len(script) > MAX_SCRIPT:
-            return StepResult(step.name, FAILED, message="plan too large to send as one script")
-        try:
-            session.run(script, what=f"step {step.name} ({plan.summary()})", check=True,
-                        stdin=plan.stdin(), progress=progress)
-        except CommandError as exc:
-            return StepResult(
-                step.name, FAILED, message=stderr_excerpt(exc.stderr) or exc.message, diff=diff
-            )
-        except CommandTimeout as exc:
-            return StepResult(step.name, FAILED, message=exc.detail, diff=diff)
-        except Interrupted:
-            return StepResult(step.name, RUNNING, message=ABANDONED, diff=diff)
-        message = "; ".join(filter(None, [plan.summary(), notes]))
-        return StepResult(step.name, CHANGED, message=message, diff=diff,
-                          changes=plan.changes())
-
-    def _converge(
-        self,
-        session: Session,
-        t: Target,
-        applied: list[tuple[Step, StepResult]],
-        result: HostResult,
-    ) -> None:
-        """Re-gather facts; a step that still wants changes did not converge."""
-        facts = self.gather(session, [f for s, _ in applied for f in s.facts(t)], last=True)
-        for step, res in applied:
-            again = _plan(step, t, facts)
-            if not again.empty:
-                res.status = FAILED
-                res.message = f"did not converge: still wants {again.summary() or again.error}"
-                self.reporter.step(result.name, res)
-
-    def _done(self, result: HostResult, res: StepResult) -> None:
-        result.steps.append(res)
-        self.reporter.step(result.name, res)
+        run_host(self, g.session, g.target, steps, result, g.facts, skipped=self.skipped,
+                 noun="step", transaction=True)
 
 
-# The node's one package transaction, shown and journalled like a step (bootstrap.packages).
-TRANSACTION = Step(packages.NAME, packages.__doc__ or "", lambda t: [], lambda t, f: Plan())
-
-
-def _manager(facts: F.Facts) -> str:
-    """The node's package manager (yum where the OS is unknown: the steps then fail anyway)."""
-    try:
-        return platforms.of(facts).release.package_manager
-    except platforms.Unsupported:
-        return "yum"
-
-
-def _plan(step: Step, t: Target, facts: F.Facts) -> Plan:
-    """The step's plan; an OS it has no row for (OperatingSystem ignored) is the step's error."""
-    try:
-        return step.plan(t, facts)
-    except platforms.Unsupported as exc:
-        return Plan(error=f"{exc} (the OperatingSystem check was ignored)")
-
-
-def _after_transaction(name: str, res: StepResult, batch: packages.Batch) -> StepResult:
-    """A step after a package transaction that did not complete: failed with the package
-    manager's lines when it needed the transaction, else not run."""
-    if res.status == RUNNING:
-        return StepResult(name, NOT_STARTED, message="interrupted")
-    if name in batch.steps:
-        return StepResult(name, FAILED, message=f"{packages.NAME}: {res.message}")
-    return StepResult(name, SKIPPED, message=f"not run: the {packages.NAME} transaction failed")
-
-
-def _not_started(name: str, batch: packages.Batch) -> str:
-    """Why a step after a completed transaction did not start (Ctrl-C): its packages may be in."""
-    if name in batch.steps:
-        return f"interrupted (its packages were installed in the {packages.NAME} transaction)"
-    return "interrupted"
-
-
-ABANDONED = ("still running when Ctrl-C was pressed twice: its outcome on the node is "
-             "unknown; run again to converge")
-
-
-def not_started(name: str, steps: list[Step]) -> HostResult:
-    """A host that Ctrl-C stopped before its first step."""
-    return HostResult(name, INTERRUPTED, [StepResult(s.name, NOT_STARTED, message="interrupted")
-                                          for s in steps])
-
-
-def settle(result: HostResult) -> HostResult:
-    """The host's overall status from its steps (interrupted when Ctrl-C stopped any)."""
-    if result.status in (FAILED, INTERRUPTED):
-        return result
-    if any(s.status in (RUNNING, NOT_STARTED) for s in result.steps):
-        result.status = INTERRUPTED
-    elif any(s.status == FAILED for s in result.steps):
-        result.status = FAILED
-    else:
-        result.status = CHANGED if result.changed else OK
-    return result

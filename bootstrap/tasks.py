@@ -53,6 +53,13 @@ COMMON_HELP = {
 
 
 IGNORE_HELP = "preflight errors to skip, by check name (comma-separated, or all)"
+
+
+def skip_help(command: str) -> str:
+    """--skip-phases' help: the command's phases, in order."""
+    return ("phases not to run (comma-separated); they show as skipped, and a phase that needs "
+            "what a skipped one leaves is refused unless that is there. Phases: "
+            + ", ".join(commands.phase_names(command)))
 BREAK_LEASE_HELP = (
     "take over a lease another run holds on a node, first stopping that run's script on the "
     "node if it still runs there. Only when that run is dead: if it still runs, both change "
@@ -80,18 +87,18 @@ def check(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
          report=report, log_dir=log_dir)
 
 
-@task(help={**COMMON_HELP, "ignore": IGNORE_HELP,
+@task(help={"skip_phases": skip_help("prepare-nodes"), **COMMON_HELP, "ignore": IGNORE_HELP,
             "dry_run": "show every file diff and command; change nothing",
             "pull_images": "also pull kubeadm's images from cluster.image_repository",
             "break_lease": BREAK_LEASE_HELP})
 def prepare_nodes(c: Context, inventory: str = "inventory.yaml", limit: str = "",
                   parallel: int = 0, dry_run: bool = False, ignore: str = "", report: str = "",
                   log_dir: str = "runs", pull_images: bool = False,
-                  break_lease: bool = False) -> None:
+                  break_lease: bool = False, skip_phases: str = "") -> None:
     """Prepare every node as seed 004 does (hostname ... kubelet), idempotently, in parallel."""
     _run(commands.prepare_nodes, inventory=inventory, limit=limit, parallel=parallel,
          dry_run=dry_run, ignore=ignore, report=report, log_dir=log_dir,
-         pull_images=pull_images, break_lease=break_lease)
+         pull_images=pull_images, break_lease=break_lease, skip_phases=skip_phases)
 
 
 KUBEADM_IGNORE_HELP = ("kubeadm preflight errors to skip, by kubeadm's check name "
@@ -99,7 +106,8 @@ KUBEADM_IGNORE_HELP = ("kubeadm preflight errors to skip, by kubeadm's check nam
 TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
 
 
-@task(help={"inventory": INVENTORY_HELP, "report": COMMON_HELP["report"],
+@task(help={"skip_phases": skip_help("init-master"), "inventory": INVENTORY_HELP,
+            "report": COMMON_HELP["report"],
             "log_dir": COMMON_HELP["log_dir"], "ignore": KUBEADM_IGNORE_HELP,
             "timeout": TIMEOUT_HELP,
             "dry_run": "show the kubeadm config, the flannel manifest and every command; "
@@ -109,35 +117,39 @@ TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
             "break_lease": BREAK_LEASE_HELP})
 def init_master(c: Context, inventory: str = "inventory.yaml", dry_run: bool = False,
                 ignore: str = "", fetch_kubeconfig: str = "", timeout: int = 0,
-                report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
+                report: str = "", log_dir: str = "runs", break_lease: bool = False,
+                skip_phases: str = "") -> None:
     """kubeadm init on the master (rendered config), $HOME/.kube/config, flannel; wait Ready."""
     _run(commands.init_master, inventory=inventory, dry_run=dry_run, ignore=ignore,
          fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir,
-         break_lease=break_lease)
+         break_lease=break_lease, skip_phases=skip_phases)
 
 
-@task(help={**COMMON_HELP, "ignore": KUBEADM_IGNORE_HELP, "timeout": TIMEOUT_HELP,
+@task(help={"skip_phases": skip_help("join-workers"), **COMMON_HELP,
+            "ignore": KUBEADM_IGNORE_HELP, "timeout": TIMEOUT_HELP,
             "limit": "only these workers (comma-separated names); also how to add a new one",
             "dry_run": "show each JoinConfiguration (token hidden) and command; change nothing",
             "break_lease": BREAK_LEASE_HELP})
 def join_workers(c: Context, inventory: str = "inventory.yaml", limit: str = "",
                  parallel: int = 0, dry_run: bool = False, ignore: str = "", timeout: int = 0,
-                 report: str = "", log_dir: str = "runs", break_lease: bool = False) -> None:
+                 report: str = "", log_dir: str = "runs", break_lease: bool = False,
+                 skip_phases: str = "") -> None:
     """Join every worker not yet joined (fresh short-lived token, kept off command lines)."""
     _run(commands.join_workers, inventory=inventory, limit=limit, parallel=parallel,
          dry_run=dry_run, ignore=ignore, timeout=timeout, report=report, log_dir=log_dir,
-         break_lease=break_lease)
+         break_lease=break_lease, skip_phases=skip_phases)
 
 
-@task(help={**COMMON_HELP, "yes": "do not ask for the cluster name (for scripts)",
+@task(help={"skip_phases": skip_help("reset"), **COMMON_HELP,
+            "yes": "do not ask for the cluster name (for scripts)",
             "dry_run": "show what would be drained, reset and removed; change nothing",
             "break_lease": BREAK_LEASE_HELP})
 def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
           dry_run: bool = False, yes: bool = False, report: str = "",
-          log_dir: str = "runs", break_lease: bool = False) -> None:
+          log_dir: str = "runs", break_lease: bool = False, skip_phases: str = "") -> None:
     """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind."""
     _run(commands.reset, inventory=inventory, limit=limit, parallel=parallel, dry_run=dry_run,
-         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease)
+         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease, skip_phases=skip_phases)
 
 
 @task(help={"inventory": INVENTORY_HELP,
@@ -166,7 +178,8 @@ def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: 
 
 
 
-@task(help={"inventory": INVENTORY_HELP, "parallel": COMMON_HELP["parallel"],
+@task(help={"skip_phases": skip_help("up") + " (each part skips the ones it has)",
+            "inventory": INVENTORY_HELP, "parallel": COMMON_HELP["parallel"],
             "log_dir": COMMON_HELP["log_dir"], "ignore": IGNORE_HELP, "timeout": TIMEOUT_HELP,
             "kubeadm_ignore": "init-master's and join-workers' --ignore: " + KUBEADM_IGNORE_HELP,
             "from": "start at this part (prepare-nodes, init-master, join-workers, verify); "
@@ -181,7 +194,8 @@ def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: 
 def up(c: Context, inventory: str = "inventory.yaml", parallel: int = 0, ignore: str = "",
        kubeadm_ignore: str = "", timeout: int = 0, only: str = "", skip: str = "",
        pull_images: bool = False, fetch_kubeconfig: str = "", dry_run: bool = False,
-       log_dir: str = "runs", break_lease: bool = False, from_: str = "") -> None:
+       log_dir: str = "runs", break_lease: bool = False, from_: str = "",
+       skip_phases: str = "") -> None:
     """The whole cluster: prepare-nodes, init-master, join-workers, verify; stops at a failure.
 
     Prints what was done and the command to resume from the part that failed. Safe to run
@@ -189,7 +203,8 @@ def up(c: Context, inventory: str = "inventory.yaml", parallel: int = 0, ignore:
     _run(commands.up, inventory=inventory, parallel=parallel, ignore=ignore,
          kubeadm_ignore=kubeadm_ignore, timeout=timeout, only=only, skip=skip,
          pull_images=pull_images, fetch_kubeconfig=fetch_kubeconfig, dry_run=dry_run,
-         log_dir=log_dir, break_lease=break_lease, start=from_, program=_program())
+         log_dir=log_dir, break_lease=break_lease, start=from_, program=_program(),
+         skip_phases=skip_phases)
 
 
 @task

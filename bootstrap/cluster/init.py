@@ -31,6 +31,7 @@ from ..interrupt import Interrupted
 from ..plan import Plan
 from ..ssh import Session
 from ..steps import Target
+from ..workflow import Need
 from . import flannel
 from .common import (
     ADMIN_CONF,
@@ -47,7 +48,16 @@ from .common import (
     wait_script,
 )
 from .kubeadm_config import INIT_CONFIG, api_version, init_config
-from .phases import Phase, host_failure, images_phase, preflight_phase, record, run_phases
+from .phases import (
+    Phase,
+    cluster_phase,
+    host_failure,
+    images_phase,
+    preflight_phase,
+    record,
+    run_phases,
+    skipped_or,
+)
 
 APISERVER = f"{K}/manifests/kube-apiserver.yaml"
 
@@ -84,10 +94,17 @@ def _config_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-CONFIG = Phase(
+CONFIG = cluster_phase(
     "kubeadm-config", "the kubeadm config file (API version by release)", _config_facts,
     _config_plan,
 )
+
+
+CONFIG_FILE = Need("kubeadm-config", INIT_CONFIG, lambda t: [F.file(INIT_CONFIG), present()],
+                   lambda t, facts: facts[f"file:{INIT_CONFIG}"] is not None
+                   or initialised(facts[present().name]))
+CONTROL_PLANE = Need("kubeadm-init", f"an initialised control plane: {ADMIN_CONF}",
+                     lambda t: [present()], lambda t, facts: initialised(facts[present().name]))
 
 
 # -- kubeadm-init --------------------------------------------------------------------------------
@@ -107,8 +124,8 @@ def _init_phase(ignore: list[str]) -> Phase:
             p.run(init_command(ignore), f"kubeadm config {api}")
         return p
 
-    return Phase("kubeadm-init", "kubeadm init --config", lambda t: [present()], plan,
-                 on_failure=_init_failed)
+    return cluster_phase("kubeadm-init", "kubeadm init --config", lambda t: [present()], plan,
+                         on_failure=_init_failed, needs=(CONFIG_FILE,))
 
 
 def _init_failed(t: Target, session: Session, stderr: str) -> str:
@@ -174,7 +191,8 @@ def _kubeconfig_phase(stamp: str) -> Phase:
         )
         return p
 
-    return Phase("kubeconfig", "the SSH user's $HOME/.kube/config", facts, plan)
+    return cluster_phase("kubeconfig", "the SSH user's $HOME/.kube/config", facts, plan,
+                         needs=(CONTROL_PLANE,))
 
 
 # -- flannel -------------------------------------------------------------------------------------
@@ -197,7 +215,8 @@ def _flannel_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-FLANNEL = Phase("flannel", "flannel manifest applied", _flannel_facts, _flannel_plan)
+FLANNEL = cluster_phase("flannel", "flannel manifest applied", _flannel_facts, _flannel_plan,
+                        needs=(CONTROL_PLANE,))
 
 
 def init_phases(ignore: list[str], stamp: str | None = None) -> list[Phase]:
@@ -222,7 +241,8 @@ def init_master(
         if not any(s.status == FAILED for s in result.steps) and not runner.interrupted:
             if fetch:
                 record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
-            record(runner, result, wait_ready(runner, session, t, [node.name], timeout))
+            record(runner, result, skipped_or(
+                runner, "wait-ready", lambda: wait_ready(runner, session, t, [node.name], timeout)))
     except BootstrapError as exc:
         host_failure(result, exc)
         runner.reporter.host_failed(result)

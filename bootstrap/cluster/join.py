@@ -37,12 +37,14 @@ from .init import initialised, wait_ready
 from .kubeadm_config import JOIN_TOKEN_TTL, join_config
 from .phases import (
     Phase,
+    cluster_phase,
     gather,
     host_failure,
     images_phase,
     preflight_phase,
     record,
     run_hosts,
+    skipped_or,
 )
 
 JOIN_FILE = f"{K}/kubeadm-join.yaml"
@@ -103,7 +105,7 @@ def join_phase(token: str, ca_hash: str, ignore: list[str], dry_run: bool) -> Ph
         p.run(join_command(ignore), f"join {t.inv.control_plane_endpoint}")
         return p
 
-    return Phase("kubeadm-join", "kubeadm join --config", lambda t: [present()], plan,
+    return cluster_phase("kubeadm-join", "kubeadm join --config", lambda t: [present()], plan,
                  on_failure=_join_failed)
 
 
@@ -220,7 +222,8 @@ def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout
         _remove_join_files(runner, [n for n in todo if _abandoned(results[n.name])])
         ready = [n.name for n in workers if n.name in facts and _joined_now(results[n.name])]
         if ready and not runner.interrupted:
-            wait = wait_ready(runner, master.session, Target(inv, master.node), ready, timeout)
+            wait = skipped_or(runner, "wait-ready", lambda: wait_ready(
+                runner, master.session, Target(inv, master.node), ready, timeout))
             for name in ready:
                 res = StepResult(wait.name, wait.status, wait.seconds, wait.message)
                 results[name].steps.append(res)

@@ -1,52 +1,49 @@
-"""Named phases on one host (kubeadm's style): facts gathered once, pure plans, applied in order.
-
-Like the prepare-nodes steps, with what the cluster commands need on top: secret files fed on
-stdin (a bootstrap token never appears in a command line), evidence collected when a phase fails,
-and a phase that stops the ones after it.
+"""The cluster commands' phases on a host (kubeadm's style), run by the one loop in
+bootstrap/workflow.py: what they add is kubeadm's error lines as a failure's message, evidence
+collected when a phase fails, secret files fed on stdin (a bootstrap token never appears in a
+command line), and the hosts run in parallel.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .. import facts as F
 from .. import releases, runtimes
 from ..engine import (
-    ABANDONED,
-    CHANGED,
     FAILED,
     INTERRUPTED,
     NOT_STARTED,
-    OK,
-    RUNNING,
-    SKIPPED,
     HostResult,
     Runner,
     StepResult,
 )
-from ..errors import BootstrapError, CommandError, CommandTimeout
+from ..errors import BootstrapError
 from ..interrupt import Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session, run_pool
 from ..steps import Target
 from ..steps import images as images_step
+from ..workflow import SKIP_FLAG, SKIPPED, Need, Phase, need_facts, run_host, unmet
 from .common import error_lines, packages, present, unprepared
 
 
-@dataclass(frozen=True)
-class Phase:
-    """``facts(t)`` and a pure ``plan(t, facts)``; ``on_failure(t, session, stderr)`` may run
-    read-only diagnostics (and undo a half-done change) and returns the evidence to show."""
+def kubeadm_lines(stderr: str) -> str:
+    """A failed phase's message: kubeadm's and kubectl's own error lines, on one line."""
+    return " | ".join(ln.strip() for ln in error_lines(stderr))
 
-    name: str
-    doc: str
-    facts: Callable[[Target], list[F.Fact]]
-    plan: Callable[[Target, F.Facts], Plan]
-    on_failure: Callable[[Target, Session, str], str] | None = None
+
+def cluster_phase(
+    name: str, doc: str, facts: Callable[[Target], list[F.Fact]],
+    plan: Callable[[Target, F.Facts], Plan],
+    on_failure: Callable[[Target, Session, str], str] | None = None,
+    needs: tuple[Need, ...] = (),
+) -> Phase:
+    """A phase of init-master, join-workers or reset: its failure says kubeadm's lines."""
+    return Phase(name, doc, facts, plan, on_failure=on_failure, explain=kubeadm_lines,
+                 needs=needs)
 
 
 def run_phases(
@@ -59,53 +56,25 @@ def run_phases(
     facts: F.Facts | None = None,
     last: bool = True,
 ) -> F.Facts:
-    """Apply ``phases`` in order on an open session; record each in ``result``. A failed phase
-    skips the rest. Changed phases are re-checked at the end (they must have converged), in the
-    round trip that releases the node's lease when ``last``. ``facts`` gathered earlier are used
-    as they are. Returns the facts from before any change."""
-    reporter = runner.reporter
+    """Gather (unless ``facts`` were gathered earlier) and run ``phases`` on an open session
+    through the one loop (workflow.run_host), ``--skip-phases`` applied. Returns the facts from
+    before any change."""
     if facts is None:
         facts = gather(runner, session, t, phases)
-    applied: list[tuple[Phase, StepResult]] = []
-    for i, phase in enumerate(phases):
-        if runner.interrupted:
-            for rest in phases[i:]:
-                record(runner, result, StepResult(rest.name, NOT_STARTED, message="interrupted"))
-            break
-        started = time.monotonic()
-        plan = phase.plan(t, facts)
-        with reporter.running(t.node.name, phase.name) as progress:
-            res = _apply(runner, session, phase, plan, dry_run, progress)
-        if res.status == FAILED and phase.on_failure is not None and not plan.error:
-            evidence = phase.on_failure(t, session, res.diff)
-            res.diff = ""
-            if evidence.strip():
-                reporter.print(
-                    f"[{t.node.name}] {phase.name} evidence:\n"
-                    + "".join(f"    {ln}\n" for ln in evidence.rstrip().splitlines())
-                )
-        elif res.status == FAILED:
-            res.diff = ""
-        res.seconds = time.monotonic() - started
-        record(runner, result, res)
-        if res.status == CHANGED and not dry_run:
-            applied.append((phase, res))
-        if res.status in (FAILED, RUNNING):
-            status, why = ((SKIPPED, f"not run: {phase.name} failed") if res.status == FAILED
-                           else (NOT_STARTED, "interrupted"))
-            for rest in phases[i + 1 :]:
-                record(runner, result, StepResult(rest.name, status, message=why))
-            break
-    if applied and not runner.interrupted:
-        again = runner.gather(session, [f for p, _ in applied for f in p.facts(t)],
-                              last=last)
-        for phase, res in applied:
-            left = phase.plan(t, again)
-            if not left.empty:
-                res.status = FAILED
-                res.message = f"did not converge: still wants {left.summary() or left.error}"
-                reporter.step(t.node.name, res)
+    refused = unmet(t, phases, runner.skipped, facts)
+    if refused:  # before anything runs on this node
+        result.status, result.message = FAILED, f"{SKIP_FLAG}: " + "; ".join(refused)
+        runner.reporter.host_failed(result)
+        return facts
+    run_host(runner, session, t, phases, result, facts, skipped=runner.skipped, last=last)
     return facts
+
+
+def skipped_or(runner: Runner, name: str, run: Callable[[], StepResult]) -> StepResult:
+    """A phase outside the per-host list (wait-ready): skipped by ``--skip-phases``, else run."""
+    if name in runner.skipped:
+        return StepResult(name, SKIPPED, message=SKIP_FLAG)
+    return run()
 
 
 def record(runner: Runner, result: HostResult, res: StepResult) -> StepResult:
@@ -116,8 +85,12 @@ def record(runner: Runner, result: HostResult, res: StepResult) -> StepResult:
 
 
 def gather(runner: Runner, session: Session, t: Target, phases: list[Phase]) -> F.Facts:
-    """Every fact of ``phases`` in one round trip."""
-    return runner.gather(session, [f for p in phases for f in p.facts(t)])
+    """Every fact of ``phases`` in one round trip (not those of phases ``--skip-phases``
+    skips, but what decides whether their work is already there)."""
+    skipped = runner.skipped
+    return runner.gather(session, [*(f for p in phases if p.name not in skipped
+                                     for f in p.facts(t)),
+                                   *need_facts(t, phases, skipped)])
 
 
 def run_hosts(
@@ -159,36 +132,6 @@ def run_hosts(
             runner.reporter.host_failed(result)
 
 
-def _apply(
-    runner: Runner, session: Session, phase: Phase, plan: Plan, dry_run: bool,
-    progress: Callable[[str], None],
-) -> StepResult:
-    """Run one phase's plan. On failure ``diff`` carries the full stderr for ``on_failure``."""
-    mask = runner.secrets.mask
-    notes = "; ".join(plan.notes)
-    if plan.error:
-        return StepResult(phase.name, FAILED, message=plan.error)
-    if plan.empty:
-        return StepResult(phase.name, OK, message=notes)
-    diff = mask(plan.render())
-    if dry_run:
-        return StepResult(phase.name, CHANGED, message=f"would: {plan.summary()}", diff=diff)
-    try:
-        session.run(plan.script(runner.journal(session, phase.name)),
-                    what=f"phase {phase.name} ({plan.summary()})", check=True,
-                    stdin=plan.stdin(), progress=progress)
-    except CommandError as exc:
-        lines = error_lines(exc.stderr)
-        message = " | ".join(ln.strip() for ln in lines) or exc.message
-        return StepResult(phase.name, FAILED, message=mask(message), diff=exc.stderr)
-    except CommandTimeout as exc:
-        return StepResult(phase.name, FAILED, message=mask(exc.detail))
-    except Interrupted:
-        return StepResult(phase.name, RUNNING, message=ABANDONED)
-    message = "; ".join(filter(None, [plan.summary(), notes]))
-    return StepResult(phase.name, CHANGED, message=message, diff=diff, changes=plan.changes())
-
-
 def host_failure(result: HostResult, exc: BaseException) -> None:
     """Record a connection or internal error that ended a host's phases."""
     result.status = FAILED
@@ -221,7 +164,7 @@ def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:
         found = [present(), packages(), _runtime_unit(t)]
         return [*found, SANDBOX] if t.inv.cluster.runtime == "containerd" else found
 
-    return Phase("preflight", "prepared, no leftovers", facts, plan)
+    return cluster_phase("preflight", "prepared, no leftovers", facts, plan)
 
 
 def _sandbox(out: str, rc: int) -> str | None:
@@ -259,5 +202,5 @@ def images_phase(done: Callable[[set[str]], bool]) -> Phase:
     def plan(t: Target, facts: F.Facts) -> Plan:
         return Plan() if done(facts[present().name]) else images_step.plan(t, facts)
 
-    return Phase("images", images_step.__doc__ or "",
+    return cluster_phase("images", images_step.__doc__ or "",
                  lambda t: [*images_step.facts(t), present()], plan)

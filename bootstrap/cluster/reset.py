@@ -13,16 +13,27 @@ import time
 
 from .. import facts as F
 from .. import runtimes
-from ..engine import CHANGED, FAILED, NOT_STARTED, OK, HostResult, Runner, StepResult, settle
+from ..engine import (
+    CHANGED,
+    FAILED,
+    NOT_STARTED,
+    OK,
+    SKIPPED,
+    HostResult,
+    Runner,
+    StepResult,
+    settle,
+)
 from ..errors import BootstrapError
 from ..interrupt import Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session
 from ..steps import Target
+from ..workflow import SKIP_FLAG
 from .common import KUBECTL, account, present
 from .init import initialised
-from .phases import Phase, run_hosts
+from .phases import Phase, cluster_phase, run_hosts
 
 CNI_LINKS = ("cni0", "flannel.1", "kube-ipvs0")
 CNI_DIRS = ("/etc/cni/net.d", "/var/lib/cni", "/run/flannel")
@@ -53,7 +64,7 @@ def _kubeadm_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-KUBEADM_RESET = Phase("kubeadm-reset", "kubeadm reset -f", _kubeadm_facts, _kubeadm_plan)
+KUBEADM_RESET = cluster_phase("kubeadm-reset", "kubeadm reset -f", _kubeadm_facts, _kubeadm_plan)
 
 
 # -- iptables ------------------------------------------------------------------------------------
@@ -104,7 +115,7 @@ def _iptables_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-IPTABLES = Phase("iptables", "iptables rules kubeadm reset leaves", lambda t: [_iptables()],
+IPTABLES = cluster_phase("iptables", "iptables rules kubeadm reset leaves", lambda t: [_iptables()],
                  _iptables_plan)
 
 
@@ -124,7 +135,7 @@ def _ipvs_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-IPVS = Phase("ipvs", "IPVS tables kubeadm reset leaves", lambda t: [_ipvs()], _ipvs_plan)
+IPVS = cluster_phase("ipvs", "IPVS tables kubeadm reset leaves", lambda t: [_ipvs()], _ipvs_plan)
 
 
 # -- nftables (kube-proxy's nftables mode) --------------------------------------------------------
@@ -148,7 +159,7 @@ def _nft_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-NFTABLES = Phase("nftables", "kube-proxy's nftables tables kubeadm reset leaves",
+NFTABLES = cluster_phase("nftables", "kube-proxy's nftables tables kubeadm reset leaves",
                  lambda t: [_nft()], _nft_plan)
 
 
@@ -173,7 +184,7 @@ def _links_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-LINKS = Phase("cni-links", "cni0, flannel.1, kube-ipvs0", lambda t: [_links()], _links_plan)
+LINKS = cluster_phase("cni-links", "cni0, flannel.1, kube-ipvs0", lambda t: [_links()], _links_plan)
 
 
 def _dirs_plan(t: Target, facts: F.Facts) -> Plan:
@@ -184,7 +195,7 @@ def _dirs_plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-DIRS = Phase("cni-files", "/etc/cni/net.d, /var/lib/cni, /run/flannel",
+DIRS = cluster_phase("cni-files", "/etc/cni/net.d, /var/lib/cni, /run/flannel",
              lambda t: [present(CNI_DIRS)], _dirs_plan)
 
 
@@ -208,7 +219,7 @@ def _kubeconfig_phase(stamp: str) -> Phase:
         p.run(f"mv {src} {dst}", "its config names a cluster that is gone (the seed's x509 trap)")
         return p
 
-    return Phase("kubeconfig", "move the SSH user's ~/.kube to a backup",
+    return cluster_phase("kubeconfig", "move the SSH user's ~/.kube to a backup",
                  lambda t: [account(t.inv), _kube_dir(t)], plan)
 
 
@@ -252,6 +263,12 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
     inv, reporter, dry_run = runner.inv, runner.reporter, runner.opts.dry_run
     workers = [n for n in targets if not n.is_master]
     if not workers:
+        return
+    if "drain" in runner.skipped:
+        for node in workers:
+            res = results.setdefault(node.name, HostResult(node.name))
+            res.steps.append(StepResult("drain", SKIPPED, message=SKIP_FLAG))
+            reporter.step(node.name, res.steps[-1])
         return
     session = runner.session(inv.master)  # one connection: the lookup and every drain
     try:

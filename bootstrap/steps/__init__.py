@@ -7,29 +7,12 @@ steps in one round trip, applies plans, and re-gathers to check that every step 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from ..workflow import Phase, Target
 
-from ..facts import Fact, Facts
-from ..models import Inventory, Node
-from ..plan import Plan
+__all__ = ["Step", "Target", "prepare_steps"]
 
-
-@dataclass(frozen=True)
-class Target:
-    """What a step is computed for: the inventory and one of its nodes."""
-
-    inv: Inventory
-    node: Node
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    doc: str
-    facts: Callable[[Target], list[Fact]]
-    plan: Callable[[Target, Facts], Plan]
-    skip: Callable[[Target], str | None] = lambda t: None  # a reason to skip, or None
+Step = Phase
+"""A node-preparation step is a phase of prepare-nodes (workflow.Phase)."""
 
 
 def prepare_steps(pull_images: bool = False, runtime: str = "docker") -> list[Step]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .. import facts as F
 from ..plan import Plan
 from ..templating import render
+from ..workflow import Need
 from . import Step, Target
 
 PATH = "/etc/sysconfig/kubelet"
@@ -30,4 +31,6 @@ def plan(t: Target, facts: F.Facts) -> Plan:
     return p
 
 
-STEP = Step("kubelet", __doc__, facts, plan)
+PACKAGES = Need("kubernetes-packages", "the kubelet package and its unit",
+                lambda t: [F.unit(UNIT)], lambda t, facts: facts[f"unit:{UNIT}"]["exists"])
+STEP = Step("kubelet", __doc__, facts, plan, needs=(PACKAGES,))

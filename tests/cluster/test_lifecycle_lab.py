@@ -88,12 +88,24 @@ BAD_INPUT = [
     ("reset", {"prompt": lambda q: "k9s"}, 2, "reset: not confirmed; nothing was changed"),
     ("join-workers", {}, 1, "the master is not initialised (/etc/kubernetes/admin.conf missing)"
                             ": run invoke init-master first"),
+    ("prepare-nodes", {"skip_phases": "swapp"}, 2, "--skip-phases: prepare-nodes has no phase "
+                                                   "'swapp' (did you mean 'swap'?)"),
+    ("reset", {"skip_phases": "kubeadm-init", "yes": True}, 2, "reset has no phase "
+                                                               "'kubeadm-init'"),
+    # fresh nodes: what the skipped phase leaves is not there, so the phase needing it is refused
+    ("prepare-nodes", {"skip_phases": "kubernetes-packages"}, 1,
+     "[node2] --skip-phases: kubelet needs kubernetes-packages (the kubelet package and its "
+     "unit), which --skip-phases skips: run without skipping kubernetes-packages"),
+    ("init-master", {"skip_phases": "kubeadm-config"}, 1,
+     "kubeadm-init needs kubeadm-config (/etc/kubernetes/kubeadm-config.yaml), which "
+     "--skip-phases skips"),
 ]
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("command", "opts", "rc", "text"), BAD_INPUT,
-                         ids=[f"{c}-{'-'.join(o) or 'plain'}" for c, o, _, _ in BAD_INPUT])
+                         ids=[f"{c}-{'-'.join(o) or 'plain'}-{i}"
+                              for i, (c, o, _, _) in enumerate(BAD_INPUT)])
 def test_00_bad_input_is_a_clear_error_and_changes_nothing(rec, lab3m, command, opts, rc, text):
     before = {n.name: len(n.calls()) for n in lab3m.nodes}
     run = rec(command, **dict(opts))
@@ -107,6 +119,23 @@ def test_00_bad_input_is_a_clear_error_and_changes_nothing(rec, lab3m, command, 
 def test_01_prepare(rec):
     run = rec("prepare-nodes")
     assert run.rc == 0, run.console
+
+
+@pytest.mark.timeout(300)
+def test_01a_prepare_skipping_swap_leaves_swap_on_and_does_the_rest(rec, lab3m):
+    master = lab3m.nodes[0]
+    assert master.swap_on().returncode == 0
+    sh(master, "hostnamectl set-hostname master1-renamed")
+    run = rec("prepare-nodes", skip_phases="swap", limit="master1")
+    assert run.rc == 0, run.console
+    assert statuses(run, "master1")["swap"] == "skipped"
+    assert message(run, "master1", "swap") == "--skip-phases"
+    assert statuses(run, "master1")["hostname"] == "changed"
+    assert "centos-swap" in sh(master, "cat /proc/swaps").stdout, "swap stays on"
+    again = rec("prepare-nodes", limit="master1")
+    assert again.rc == 0, again.console
+    assert statuses(again, "master1")["swap"] == "changed"
+    assert "centos-swap" not in sh(master, "cat /proc/swaps").stdout
 
 
 @pytest.mark.timeout(300)

@@ -32,13 +32,34 @@ DOCKER_SNAPSHOT = "/run/lab/docker/daemon.json"  # kept by the docker unit hooks
 CATALOGUES = ("/usr/share/lab/registry-catalogue.txt", f"{ROOT}/registry/catalogue.txt")
 
 
-def load() -> dict:
-    """The current cluster state ({} when no cluster was ever initialised)."""
+_HELD = [0]  # how deep this process is inside update(): it holds the exclusive lock then
+
+
+def _read() -> dict:
     try:
         with open(STATE) as fh:
             return json.load(fh)
     except (OSError, ValueError):
         return {}
+
+
+def load() -> dict:
+    """The current cluster state ({} when no cluster was ever initialised), read under a shared
+    flock on state.lock: update() rewrites state.json in place (truncate, write; the directory
+    is not the login user's to rename in), so a reader without the lock could see it empty or
+    half written and take a pod for gone ('pods "pod-env" not found' from a kubectl exec while
+    another kubectl wrote the state)."""
+    if _HELD[0]:
+        return _read()
+    try:
+        fd = os.open(LOCK, os.O_RDONLY)
+    except OSError:  # no cluster yet (or no lock file): nothing is being written
+        return _read()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return _read()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -53,7 +74,8 @@ def update() -> Iterator[dict]:
         os.chmod(LOCK, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        data = load()
+        _HELD[0] += 1
+        data = _read()
         yield data
         text = json.dumps(data, indent=1, sort_keys=True) + "\n"
         sfd = os.open(STATE, os.O_WRONLY | os.O_CREAT, 0o666)
@@ -63,6 +85,7 @@ def update() -> Iterator[dict]:
         with contextlib.suppress(OSError):
             os.chmod(STATE, 0o666)
     finally:
+        _HELD[0] = max(0, _HELD[0] - 1)
         os.close(fd)
 
 
