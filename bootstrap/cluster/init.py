@@ -238,7 +238,8 @@ def init_master(
     session = runner.session(node)
     try:
         run_phases(runner, session, t, init_phases(ignore), result, dry_run)
-        if not any(s.status == FAILED for s in result.steps) and not runner.interrupted:
+        failed = result.status == FAILED or any(s.status == FAILED for s in result.steps)
+        if not failed and not runner.interrupted:
             if fetch:
                 record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
             record(runner, result, skipped_or(

@@ -110,6 +110,7 @@ def test_00_bad_input_is_a_clear_error_and_changes_nothing(rec, lab3m, command, 
     before = {n.name: len(n.calls()) for n in lab3m.nodes}
     run = rec(command, **dict(opts))
     assert run.rc == rc, run.console
+    assert "wait-ready" not in run.console, "refused: no wait for nodes to be Ready either"
     assert text in run.console and "Traceback" not in run.console
     for node in lab3m.nodes:
         assert cluster_changes(node, before[node.name]) == []
