@@ -211,7 +211,7 @@ def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
         F.read("product-uuid", "/sys/class/dmi/id/product_uuid"),
         F.clock(),
     ]
-    if node.is_master:
+    if node.is_control_plane:
         found += [
             F.read("listening", "/proc/net/tcp /proc/net/tcp6", _listening),
             F.command("initialised", "test -f /etc/kubernetes/admin.conf && echo yes"),
@@ -236,7 +236,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
             out += _cgroup_version(inv, name, platform, f.get("cgroup"))
             out += _release_rules(inv, name, platform, f)
         cpus, mem = f["cpus"], f["memory-mb"]
-        if node.is_master and cpus is not None and cpus < MIN_MASTER_CPUS:
+        if node.is_control_plane and cpus is not None and cpus < MIN_MASTER_CPUS:
             out.append(
                 Finding(
                     "NumCPU",
@@ -245,7 +245,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
                     f"the master has {cpus:g} CPU(s); kubeadm needs at least {MIN_MASTER_CPUS}",
                 )
             )
-        floor = MIN_MASTER_MB if node.is_master else MIN_WORKER_MB
+        floor = MIN_MASTER_MB if node.is_control_plane else MIN_WORKER_MB
         if mem is not None and mem < floor:
             out.append(
                 Finding(
@@ -255,7 +255,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
                     f"{mem} MB of memory; a {node.role} needs at least {floor} MB",
                 )
             )
-        if node.is_master and f.get("initialised") != "yes":
+        if node.is_control_plane and f.get("initialised") != "yes":
             for port in sorted(f.get("listening", set()) & set(MASTER_PORTS)):
                 out.append(
                     Finding(

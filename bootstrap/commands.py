@@ -235,10 +235,10 @@ def join_workers(
     from .cluster.join import join_workers as run
 
     inv, runner, reporter = _cluster_setup(opts, "join-workers", prompt, reporter, interrupt)
-    workers = [n for n in select_nodes(inv, opts.limit) if not n.is_master]
-    if opts.limit and inv.master.name in [x.strip() for x in opts.limit.split(",")]:
+    workers = [n for n in select_nodes(inv, opts.limit) if not n.is_control_plane]
+    if opts.limit and inv.init_node.name in [x.strip() for x in opts.limit.split(",")]:
         raise UsageError(
-            f"--limit: {inv.master.name} is the master; join-workers joins workers only "
+            f"--limit: {inv.init_node.name} is the master; join-workers joins workers only "
             "(init-master sets up the master)"
         )
     if not workers:
@@ -306,11 +306,12 @@ def verify(
         for text in V.dry_run_lines(inv, checks, limit):
             reporter.print(text)
         if workloads:
-            reporter.print(f"would: on {inv.master.name}: $ {W.apply_script(inv, limit)}\n"
+            reporter.print(f"would: on {inv.init_node.name}: $ {W.apply_script(inv, limit)}\n"
                            f"  with stdin:\n{W.manifests(inv)}")
-            reporter.print(f"would: on {inv.master.name}: kubectl exec wget between the netcheck "
-                           "pods, nslookup from one; on every node: curl the NodePort and the "
-                           f"ClusterIP; then $ kubectl delete namespace {inv.verify.namespace}"
+            reporter.print(f"would: on {inv.init_node.name}: kubectl exec wget between the "
+                           "netcheck pods, nslookup from one; on every node: curl the NodePort "
+                           "and the ClusterIP; then $ kubectl delete namespace "
+                           f"{inv.verify.namespace}"
                            + (" (not with --keep)" if opts.keep else ""))
         if pods:
             reporter.print(P.dry_run_text(inv, pods, limit, opts.keep))
@@ -406,7 +407,7 @@ def up(
     results = [PartResult(p, note="before --from" if PARTS.index(p) < PARTS.index(start)
                           else "") for p in PARTS]
     todo = [r for r in results if not r.note]
-    if not any(not n.is_master for n in inv.nodes):
+    if not any(not n.is_control_plane for n in inv.nodes):
         results[PARTS.index("join-workers")].note = "no workers in the inventory"
     for i, part in enumerate(todo):
         if part.note:

@@ -100,7 +100,7 @@ class Preflight:
 
 def _mirror_node(nodes: list[Node]) -> Node | None:
     """The node that checks the mirrors: the master if selected, else the first node."""
-    return next((n for n in nodes if n.is_master), nodes[0] if nodes else None)
+    return next((n for n in nodes if n.is_control_plane), nodes[0] if nodes else None)
 
 
 def _needs_session(plans: list[tuple[Step, Plan]]) -> bool:

@@ -149,8 +149,14 @@ class Node:
     internal_address: str
 
     @property
-    def is_master(self) -> bool:
+    def is_control_plane(self) -> bool:
+        """A control-plane node (the inventory's role ``master``, the seed's word)."""
         return self.role == "master"
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """What the node is: ``control-plane`` or ``worker``."""
+        return frozenset({"control-plane" if self.is_control_plane else "worker"})
 
 
 @dataclass(frozen=True)
@@ -169,17 +175,24 @@ class Inventory:
     notes: tuple[str, ...] = ()  # what the loader has to say (an old key and its new name)
 
     @property
-    def master(self) -> Node:
-        return next(n for n in self.nodes if n.is_master)
+    def control_plane(self) -> tuple[Node, ...]:
+        """The control-plane nodes, in inventory order (one until HA control planes)."""
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def init_node(self) -> Node:
+        """Where ``kubeadm init`` runs and the cluster is asked about: the first control-plane
+        node listed."""
+        return self.control_plane[0]
 
     @property
     def workers(self) -> tuple[Node, ...]:
-        return tuple(n for n in self.nodes if not n.is_master)
+        return tuple(n for n in self.nodes if not n.is_control_plane)
 
     @property
     def control_plane_endpoint(self) -> str:
-        """host:port of the API server; the master's internal address by default."""
-        ep = self.cluster.control_plane_endpoint or self.master.internal_address
+        """host:port of the API server; the init node's internal address by default."""
+        ep = self.cluster.control_plane_endpoint or self.init_node.internal_address
         return ep if ":" in ep else f"{ep}:6443"
 
     def node(self, name: str) -> Node:

@@ -79,7 +79,7 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
 def cluster_files(inv: Inventory) -> list[tuple[str, str, str]]:
     """(node, path, content) of every file init-master and join-workers write; a worker's
     token and CA hash are visible placeholders (they exist only while join-workers runs)."""
-    out = [(inv.master.name, INIT_CONFIG, init_config(inv)),
-           (inv.master.name, flannel.MANIFEST, flannel.manifest(inv))]
+    out = [(inv.init_node.name, INIT_CONFIG, init_config(inv)),
+           (inv.init_node.name, flannel.MANIFEST, flannel.manifest(inv))]
     out += [(w.name, JOIN_FILE, join_config(inv, w, TOKEN, CA_HASH)) for w in inv.workers]
     return out

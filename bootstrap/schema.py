@@ -473,7 +473,7 @@ def _cross_checks(ctx: _Ctx, indexed: list[tuple[int, Node]], cluster: Cluster) 
                 ctx.add((*where(n), key), f"{value!r} is already used by node {first.name!r}")
             else:
                 seen[(kind, value)] = n
-    masters = [n for n in nodes if n.is_master]
+    masters = [n for n in nodes if n.is_control_plane]
     if nodes and len(masters) != 1:
         names = ", ".join(m.name for m in masters) or "none"
         ctx.add(

@@ -311,6 +311,7 @@ class Session:
         stdin: str | None = None,
         sensitive: bool = False,
         readonly: bool = False,
+        scratch: bool = False,
         cleanup: bool = False,
         journal: tuple[str, str] | None = None,
         progress: Callable[[str], None] | None = None,
@@ -320,7 +321,10 @@ class Session:
 
         ``stdin`` is fed to the script (a secret file's content never goes on a command line);
         ``sensitive`` keeps stdout out of the logs (the caller registers the secret it holds).
-        A script that is not ``readonly`` changes the node: it first takes (or renews) the
+        ``scratch``: it changes only what this run removes again itself (verify's namespace,
+        node label and scratch files): like a read, it takes no lease, is not journalled and
+        is given up at once on Ctrl-C.
+        Any other script that is not ``readonly`` changes the node: it first takes (or renews) the
         node's lease, and ``journal`` (step, change) is recorded on success. Ctrl-C gives up a
         read-only script at once, any other only at the second press; a ``cleanup`` runs to
         its end regardless. ``progress`` gets each line the script prints.
@@ -330,7 +334,7 @@ class Session:
         if journal is not None and self.journal_entry(*journal):
             script = f"{script}\n_rc=$?; [ $_rc != 0 ] || {self.journal_entry(*journal)}; " \
                      "exit $_rc"
-        changes = privileged and not readonly and not cleanup
+        changes = privileged and not readonly and not scratch and not cleanup
         if changes and self.lease is not None and self.run_info is not None:
             script = (
                 lease.acquire_script(self.run_info, self.lease.seen, self.lease.take_over,
@@ -350,7 +354,7 @@ class Session:
             self.lease.taken = True
         limit = self.cfg.command_timeout if timeout is None else timeout
         source = "ssh.command_timeout" if timeout is None else "the limit for this command"
-        call = _Call(what, limit, source, readonly, cleanup, sensitive,
+        call = _Call(what, limit, source, readonly or scratch, cleanup, sensitive,
                      None if sensitive else progress)
         result = self._exec(script, privileged, call, stdin)
         if (
@@ -442,9 +446,9 @@ class Session:
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
             if not call.cleanup and self.interrupt is not None and self.interrupt.aborts(
-                call.readonly
+                call.interruptible
             ):
-                if not call.readonly and self.lease is not None:
+                if not call.interruptible and self.lease is not None:
                     self.lease.abandoned = True
                 raise Interrupted(f"{self.name}: {call.what}: given up (Ctrl-C)")
             if time.monotonic() > deadline:
@@ -469,7 +473,7 @@ class _Call:
     what: str
     limit: float
     source: str
-    readonly: bool
+    interruptible: bool  # a read (or scratch work): Ctrl-C gives it up at once
     cleanup: bool
     sensitive: bool
     progress: Callable[[str], None] | None

@@ -170,7 +170,7 @@ def judge_system_pods(inv: Inventory, seen: Observed) -> Outcome:
     coredns Running (pods found by the labels kubeadm and flannel give them)."""
     ns = flannel.release(inv.network.flannel_version).namespace
     expected = ("etcd, kube-apiserver, kube-controller-manager, kube-scheduler on "
-                f"{inv.master.name}; kube-proxy and flannel ({ns}) on every node; coredns; "
+                f"{inv.init_node.name}; kube-proxy and flannel ({ns}) on every node; coredns; "
                 "all Running and ready")
     got = seen.get("pods") or {"error": "no answer"}
     if "error" in got:
@@ -183,7 +183,7 @@ def judge_system_pods(inv: Inventory, seen: Observed) -> Outcome:
 
     bad, evidence, look = [], [], ""
     wanted: list[tuple[str, str, str, str, list[str]]] = [
-        *(("kube-system", "component", c, c, [inv.master.name]) for c in CONTROL_PLANE),
+        *(("kube-system", "component", c, c, [inv.init_node.name]) for c in CONTROL_PLANE),
         ("kube-system", "k8s-app", "kube-proxy", "kube-proxy", [n.name for n in inv.nodes]),
         (ns, "app", "flannel", "flannel", [n.name for n in inv.nodes]),
     ]
@@ -325,7 +325,7 @@ def plan(inv: Inventory, checks: list[Check], limit: int) -> dict[str, list[F.Fa
     hosts: dict[str, dict[str, F.Fact]] = {n.name: {} for n in inv.nodes}
     for check in checks:
         for fact in check.master(inv, limit):
-            hosts[inv.master.name][fact.name] = fact
+            hosts[inv.init_node.name][fact.name] = fact
         for node in inv.nodes:
             for fact in check.nodes(inv, limit):
                 hosts[node.name][f"{node.name}:{fact.name}"] = F.Fact(

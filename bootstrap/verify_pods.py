@@ -68,7 +68,7 @@ def placement(inv: Inventory, nodes: dict) -> Placement:
         if mem is not None and quantity_bytes(mem) > best:
             best, best_node = quantity_bytes(mem), item["metadata"]["name"]
     gib = -(-best // 1024**3) + 1
-    workers = [n.name for n in inv.workers] or [inv.master.name]
+    workers = [n.name for n in inv.workers] or [inv.init_node.name]
     return Placement(f"{gib}Gi", f"{best / 1024**3:.1f}Gi on {best_node or '?'}",
                      workers[-1], workers[0])
 
@@ -799,10 +799,10 @@ def manifests(inv: Inventory, exps: list[Experiment]) -> str:
 def dry_run_text(inv: Inventory, wanted: list[str], limit: int, keep: bool) -> str:
     """What run would do, for ``--dry-run``: the commands and the manifests (the too-big
     request is computed from ``kubectl get nodes`` then: shown as a placeholder)."""
-    workers = [n.name for n in inv.workers] or [inv.master.name]
+    workers = [n.name for n in inv.workers] or [inv.init_node.name]
     where = Placement("<largest allocatable memory + 1Gi>", "?", workers[-1], workers[0])
     exps = chosen(inv, wanted, where)
-    m = inv.master.name
+    m = inv.init_node.name
     lines = [f"would: on {m}: $ {KUBECTL} get nodes -o json"]
     if any(e.name == "NodePlacement" for e in exps):
         lines.append(f"would: on {m}: $ {label_script(inv, where.selector_node, True)}")
@@ -834,7 +834,7 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
     passed, and undo: the node label, the hook directory, the namespace (unless ``keep``)."""
     from .errors import BootstrapError
 
-    session = runner.session(inv.master)
+    session = runner.session(inv.init_node)
     labelled: str | None = None
     exps: list[Experiment] = []
     try:
@@ -849,10 +849,10 @@ def run(runner: Any, inv: Inventory, wanted: list[str], limit: int, keep: bool) 
         exps = chosen(inv, wanted, where)
         if any(e.name == "NodePlacement" for e in exps):
             labelled = where.selector_node
-            session.run(label_script(inv, labelled, True), readonly=True,
+            session.run(label_script(inv, labelled, True), scratch=True,
                         what="verify: label a node for nodeSelector")
         applied = session.run(f"{settled(inv, limit)}; timeout {limit} {KUBECTL} apply -f - 2>&1",
-                              stdin=manifests(inv, exps), readonly=True,
+                              stdin=manifests(inv, exps), scratch=True,
                               what="verify: apply the Pod-chapter pods")
         if not applied.ok:
             lines = applied.stdout.strip().splitlines() or ["?"]
@@ -904,15 +904,15 @@ def _act(runner: Any, session: Any, inv: Inventory, a: Action, limit: int) -> tu
     try:
         if a.kind == "apply":
             r = session.run(f"timeout {limit} {KUBECTL} apply -f - 2>&1", stdin=a.text,
-                            readonly=True, what=f"verify: {a.key}")
+                            scratch=True, what=f"verify: {a.key}")
         elif a.kind == "delete":
             r = session.run(f"timeout {limit + 10} {KUBECTL} -n {ns} delete pod "
                             f"{shlex.quote(a.pod)} --wait=true --timeout={limit}s 2>&1",
-                            readonly=True, what=f"verify: {a.key}", timeout=limit + 30)
+                            scratch=True, what=f"verify: {a.key}", timeout=limit + 30)
         else:
             s = runner.session(inv.node(a.node))
             try:
-                r = s.run(f"{a.text} 2>&1", readonly=True, what=f"verify: {a.key}")
+                r = s.run(f"{a.text} 2>&1", scratch=True, what=f"verify: {a.key}")
             finally:
                 s.close()
         return (0 if r.ok else 1), r.stdout
@@ -928,14 +928,14 @@ def _undo(runner: Any, session: Any, inv: Inventory, labelled: str | None,
 
     if labelled:
         with contextlib.suppress(BootstrapError):
-            session.run(label_script(inv, labelled, False) + " 2>&1 || true", readonly=True,
+            session.run(label_script(inv, labelled, False) + " 2>&1 || true", scratch=True,
                         cleanup=True, what="verify: remove its node label", timeout=60)
     if hooks:
         def rm(node):
             s = runner.session(node)
             try:
                 s.run(f"rm -rf {shlex.quote(hook_dir(inv))}; rmdir {HOOK_ROOT} 2>/dev/null; "
-                      "true", readonly=True, cleanup=True, what="verify: remove the hook "
+                      "true", scratch=True, cleanup=True, what="verify: remove the hook "
                       "directory", timeout=60)
             finally:
                 s.close()

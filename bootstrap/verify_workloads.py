@@ -284,10 +284,10 @@ def run(runner, inv: Inventory, wanted: list[str], limit: int, keep: bool) -> li
     from .errors import BootstrapError
     from .ssh import run_pool
 
-    session = runner.session(inv.master)
+    session = runner.session(inv.init_node)
     try:
         try:
-            started = session.run(apply_script(inv, limit), stdin=manifests(inv), readonly=True,
+            started = session.run(apply_script(inv, limit), stdin=manifests(inv), scratch=True,
                                   what="verify: apply the workloads and wait",
                                   timeout=2 * limit + 60)
         except BootstrapError as exc:
@@ -338,7 +338,7 @@ def delete_namespace(session, inv: Inventory) -> None:
     ns = shlex.quote(inv.verify.namespace)
     with contextlib.suppress(BootstrapError):
         session.run(f"{KUBECTL} delete namespace {ns} --wait=false --ignore-not-found",
-                    readonly=True, cleanup=True, what="verify: delete its namespace", timeout=60)
+                    scratch=True, cleanup=True, what="verify: delete its namespace", timeout=60)
 
 
 def _all_failed(inv: Inventory, wanted: list[str], why: str,

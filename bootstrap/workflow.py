@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import facts as F
-from . import packages, platforms
+from . import packages, platforms, releases
 from .errors import CommandError, CommandTimeout, UsageError, stderr_excerpt
 from .interrupt import Interrupted
 from .models import Inventory, Node
@@ -41,10 +41,25 @@ SKIP_FLAG = "--skip-phases"
 
 @dataclass(frozen=True)
 class Target:
-    """What a phase is computed for: the inventory and one of its nodes."""
+    """What a phase is computed for: the inventory and one of its nodes, which knows its place:
+    its roles, whether it is the init node, and the Kubernetes release row the phases follow.
+    (The node's OS release row comes from its facts: ``platforms.of(facts)``.)"""
 
     inv: Inventory
     node: Node
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.node.roles
+
+    @property
+    def is_init_node(self) -> bool:
+        return self.node == self.inv.init_node
+
+    @property
+    def release(self) -> releases.Minor:
+        """The row of ``cluster.kubernetes_version`` (releases.py)."""
+        return releases.release(self.inv.cluster.kubernetes_version)
 
 
 @dataclass(frozen=True)

@@ -234,12 +234,12 @@ def test_reset_iptables_finds_kubernetes_leftovers_only():
 
 def test_reset_iptables_sets_policies_to_accept_before_flushing():
     inv = inventory()
-    p = reset.IPTABLES.plan(Target(inv, inv.master), {"iptables": IPTABLES_AFTER_KUBEADM_RESET})
+    p = reset.IPTABLES.plan(Target(inv, inv.init_node), {"iptables": IPTABLES_AFTER_KUBEADM_RESET})
     script = p.actions[0].command
     assert script.index("-P INPUT ACCEPT") < script.index("-F")
     assert all(f"-t {t} -F" in script and f"-t {t} -X" in script
                for t in ("filter", "nat", "mangle"))
-    assert reset.IPTABLES.plan(Target(inv, inv.master), {"iptables": {}}).empty
+    assert reset.IPTABLES.plan(Target(inv, inv.init_node), {"iptables": {}}).empty
 
 
 def test_drain_flag_by_release():
@@ -337,7 +337,7 @@ def test_a_sandbox_image_kubeadm_would_call_inconsistent_stops_init():
     from bootstrap.cluster import phases
 
     inv = inventory("cluster: {kubernetes_version: '1.30.1'}\n")
-    t = Target(inv, inv.master)
+    t = Target(inv, inv.init_node)
     assert phases.sandbox_mismatch(t, "registry.aliyuncs.com/google_containers/pause:3.9") is None
     assert phases.sandbox_mismatch(t, None) is None
     why = phases.sandbox_mismatch(t, "registry.k8s.io/pause:3.8")
@@ -355,6 +355,6 @@ def test_reset_deletes_kube_proxys_nftables_tables_only():
     assert fact.parse(listing, 0) == ["ip kube-proxy", "ip6 kube-proxy"]
     assert fact.parse("", 127) == []  # no nft on the node
     inv = inventory()
-    p = R._nft_plan(Target(inv, inv.master), {"nftables": ["ip kube-proxy"]})
+    p = R._nft_plan(Target(inv, inv.init_node), {"nftables": ["ip kube-proxy"]})
     assert [a.command for a in p.actions] == ["nft delete table ip kube-proxy"]
-    assert R._nft_plan(Target(inv, inv.master), {"nftables": []}).actions == []
+    assert R._nft_plan(Target(inv, inv.init_node), {"nftables": []}).actions == []

@@ -37,7 +37,7 @@ def test_example_inventory_loads_with_seed_defaults():
     assert inv.cluster.pod_network_cidr == "10.244.0.0/16"
     assert inv.docker.version == "19.03.15"
     assert inv.repos.kubernetes.baseurl.startswith("https://mirrors.aliyun.com/kubernetes/")
-    assert inv.master.name == "master1" and inv.control_plane_endpoint == "192.168.177.100:6443"
+    assert inv.init_node.name == "master1" and inv.control_plane_endpoint == "192.168.177.100:6443"
 
 
 def test_environment_variables_and_loops():

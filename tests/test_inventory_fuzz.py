@@ -115,7 +115,7 @@ def _check_inventory(inv: Inventory) -> None:
     assert c.version_tuple >= (1, 15)
     assert inv.ssh.connect_timeout > 0 and inv.ssh.command_timeout > 0
     assert isinstance(inv.ssh.port, int) and 1 <= inv.ssh.port <= 65535
-    assert inv.master in inv.nodes and inv.control_plane_endpoint
+    assert inv.init_node in inv.nodes and inv.control_plane_endpoint
 
 
 @pytest.fixture(scope="module")

@@ -232,7 +232,7 @@ def init_master(
 ) -> dict[str, HostResult]:
     """Run the master's phases, save the kubeconfig locally if asked, wait until Ready."""
     inv, dry_run = runner.inv, runner.opts.dry_run
-    node = inv.master
+    node = inv.init_node
     t = Target(inv, node)
     result = HostResult(node.name)
     session = runner.session(node)

@@ -115,7 +115,7 @@ class Master:
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
-        self.node = runner.inv.master
+        self.node = runner.inv.init_node
         self.session = runner.session(self.node)
         self.result = HostResult(self.node.name)
         self.token: str | None = None

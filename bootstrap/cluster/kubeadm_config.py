@@ -37,7 +37,7 @@ def cgroup_v1_opt_out(inv: Inventory) -> bool:
 def _bind_port(inv: Inventory) -> int:
     """The API server port: the endpoint's when it is the master's own address, else 6443."""
     host, _, port = inv.control_plane_endpoint.rpartition(":")
-    return int(port) if host == inv.master.internal_address else 6443
+    return int(port) if host == inv.init_node.internal_address else 6443
 
 
 def init_config(inv: Inventory) -> str:
@@ -48,7 +48,7 @@ def init_config(inv: Inventory) -> str:
         api_version=api_version(version),
         cri_socket=cri_socket(version, inv.cluster.runtime),
         init_token_ttl=INIT_TOKEN_TTL,
-        master=inv.master,
+        master=inv.init_node,
         bind_port=_bind_port(inv),
         cluster=inv.cluster,
         control_plane_endpoint=inv.control_plane_endpoint,

@@ -261,7 +261,7 @@ def _registered(runner: Runner, session: Session) -> tuple[set[str] | None, str]
 def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) -> None:
     """Drain and delete each targeted worker the cluster knows (the master goes last, by reset)."""
     inv, reporter, dry_run = runner.inv, runner.reporter, runner.opts.dry_run
-    workers = [n for n in targets if not n.is_master]
+    workers = [n for n in targets if not n.is_control_plane]
     if not workers:
         return
     if "drain" in runner.skipped:
@@ -270,7 +270,7 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
             res.steps.append(StepResult("drain", SKIPPED, message=SKIP_FLAG))
             reporter.step(node.name, res.steps[-1])
         return
-    session = runner.session(inv.master)  # one connection: the lookup and every drain
+    session = runner.session(inv.init_node)  # one connection: the lookup and every drain
     try:
         known, why = _registered(runner, session)
         for node in workers:
@@ -283,7 +283,7 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
                 step = StepResult("drain", OK, message="not in the cluster")
             elif dry_run:
                 step = StepResult(
-                    "drain", CHANGED, message=f"would: on {inv.master.name}: "
+                    "drain", CHANGED, message=f"would: on {inv.init_node.name}: "
                     f"{drain_command(node.name, inv.cluster.version_tuple)}",
                 )
             else:
@@ -294,16 +294,16 @@ def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) 
                 seconds = time.monotonic() - started
                 step = (
                     StepResult("drain", CHANGED, seconds, f"drained and deleted on "
-                               f"{inv.master.name}")
+                               f"{inv.init_node.name}")
                     if out.ok
                     else StepResult("drain", FAILED, seconds,
-                                    f"kubectl drain/delete on {inv.master.name}: "
+                                    f"kubectl drain/delete on {inv.init_node.name}: "
                                     + _last_line(out.stderr or out.stdout))
                 )
             res.steps.append(step)
             reporter.step(node.name, step)
     except (BootstrapError, Interrupted) as exc:
-        reporter.print(f"[{inv.master.name}] drain stopped: {exc}")
+        reporter.print(f"[{inv.init_node.name}] drain stopped: {exc}")
     finally:
         session.close()
 

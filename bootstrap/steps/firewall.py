@@ -22,7 +22,7 @@ WORKER_PORTS = ("10250/tcp", "30000-32767/tcp", "8472/udp")
 
 def ports(t: Target) -> tuple[str, ...]:
     """kubeadm's control-plane or node ports, and flannel's VXLAN port."""
-    return MASTER_PORTS if t.node.is_master else WORKER_PORTS
+    return MASTER_PORTS if t.node.is_control_plane else WORKER_PORTS
 
 
 def facts(t: Target) -> list[F.Fact]:

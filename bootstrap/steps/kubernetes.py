@@ -35,7 +35,7 @@ def repo(t: Target) -> str:
 
 
 def companions(t: Target) -> tuple[str, ...]:
-    layout = releases.release(t.inv.cluster.kubernetes_version).layout
+    layout = t.release.layout
     return COMPANIONS if layout == "per-minor" else ()
 
 

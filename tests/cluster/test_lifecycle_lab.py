@@ -219,7 +219,7 @@ def test_03c_ctrl_c_during_wait_ready_returns_within_seconds(rec, lab3m):
     intr = Interrupt(say=lambda text: None)
     runner = Runner(inv, Reporter(out=io.StringIO(), log_dir=None), RunOptions(),
                     run_info=RunInfo.new("init-master"), interrupt=intr)
-    session = runner.session(inv.master)
+    session = runner.session(inv.init_node)
     box: dict = {}
     polls = len(master.calls())
 
@@ -228,7 +228,7 @@ def test_03c_ctrl_c_during_wait_ready_returns_within_seconds(rec, lab3m):
                    for c in master.calls()[polls:])
 
     waiter = threading.Thread(target=lambda: box.update(res=wait_ready(
-        runner, session, Target(inv, inv.master), ["ghost"], 300)))
+        runner, session, Target(inv, inv.init_node), ["ghost"], 300)))
     waiter.start()
     try:
         deadline = time.monotonic() + 60
