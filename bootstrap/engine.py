@@ -268,12 +268,24 @@ class Runner:
             if preflight is not None:
                 wanted += checks.facts(self.inv, node, mirror_node)
             session.connect()
-            before = time.time()
             facts = self.gather(session, wanted)
-            offset = (facts.get("time") or 0.0) - (before + time.time()) / 2
+            offset = self._clock_offset(session) if preflight is not None else 0.0
             return _Gathered(t, session, facts, offset)
         finally:
             session.close()
+
+    @staticmethod
+    def _clock_offset(session: Session) -> float:
+        """The node's clock minus ours, from a round trip of its own: the gather may take
+        seconds on one node (the master asks the mirrors), and its midpoint would misplace a
+        clock read at its start by half of that (ClockSkew on healthy nodes)."""
+        before = time.time()
+        res = session.run("date +%s.%N", what="read the clock", readonly=True, privileged=False)
+        after = time.time()
+        try:
+            return float(res.stdout.strip()) - (before + after) / 2
+        except ValueError:
+            return 0.0
 
     def _host(self, g: _Gathered, steps: list[Step]) -> HostResult:
         result = HostResult(g.target.node.name)
