@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from .plan import BACKUP_SUFFIX, Action, Plan, WriteFile
 from .report import Reporter
 from .runinfo import RunInfo
 from .secrets import Secrets
-from .ssh import Session, SudoPassword, run_pool
+from .ssh import Result, Session, SudoPassword, run_pool
 from .steps import Step, Target
 from .workflow import (  # noqa: F401 (the results' shapes, re-exported for the commands)
     ABANDONED,
@@ -96,6 +95,18 @@ class Preflight:
             else "preflight: passed"
         )
         return True
+
+
+def _clock_offset(facts: F.Facts, res: Result) -> float:
+    """The node's clock minus ours. The clock is read first in the gather, so it ran between
+    sending the script and its first bytes coming back: the middle of that, not of the whole
+    gather, which takes seconds on the node that asks the mirrors (its midpoint made healthy
+    nodes fail ClockSkew)."""
+    node_time = facts.get(F.clock().name)
+    if node_time is None:
+        return 0.0
+    back = res.first_out if res.first_out is not None else res.sent + res.seconds
+    return node_time - (res.sent + back) / 2
 
 
 def _mirror_node(nodes: list[Node]) -> Node | None:
@@ -268,24 +279,11 @@ class Runner:
             if preflight is not None:
                 wanted += checks.facts(self.inv, node, mirror_node)
             session.connect()
-            facts = self.gather(session, wanted)
-            offset = self._clock_offset(session) if preflight is not None else 0.0
-            return _Gathered(t, session, facts, offset)
+            timing: list[Result] = []
+            facts = self.gather(session, wanted, timing=timing)
+            return _Gathered(t, session, facts, _clock_offset(facts, timing[0]))
         finally:
             session.close()
-
-    @staticmethod
-    def _clock_offset(session: Session) -> float:
-        """The node's clock minus ours, from a round trip of its own: the gather may take
-        seconds on one node (the master asks the mirrors), and its midpoint would misplace a
-        clock read at its start by half of that (ClockSkew on healthy nodes)."""
-        before = time.time()
-        res = session.run("date +%s.%N", what="read the clock", readonly=True, privileged=False)
-        after = time.time()
-        try:
-            return float(res.stdout.strip()) - (before + after) / 2
-        except ValueError:
-            return 0.0
 
     def _host(self, g: _Gathered, steps: list[Step]) -> HostResult:
         result = HostResult(g.target.node.name)
@@ -301,18 +299,24 @@ class Runner:
             g.session.close()
         return settle(result)
 
-    def gather(self, session: Session, facts: list[F.Fact], last: bool = False) -> F.Facts:
+    def gather(self, session: Session, facts: list[F.Fact], last: bool = False,
+               timing: list[Result] | None = None) -> F.Facts:
         """All facts in one round trip (read-only). A run that changes nodes also reads the
         node's lease: another live run's lease fails the node here, before any change.
-        ``last``: the run is done with the node, so the same round trip releases its lease."""
+        ``last``: the run is done with the node, so the same round trip releases its lease.
+        The node's clock, when asked for, is read first (``timing`` gets the round trip's
+        Result: when it was sent, when its first bytes came back)."""
         if self.leasing:
             facts = [*facts, lease.fact(), F.clock()]
         unique = list({f.name: f for f in facts}.values())
+        unique.sort(key=lambda f: f.name != F.clock().name)  # stable: the clock first
         script, nonce = F.script(unique)
         release = last and session.lease is not None and session.lease.taken
         if release:
             script += lease.release_script(self.run_info) + "\n"
         res = session.run(script, what="gather facts", readonly=True)
+        if timing is not None:
+            timing.append(res)
         if release:
             session.lease.taken = False
         try:

@@ -48,6 +48,8 @@ class Result:
     stdout: str
     stderr: str
     seconds: float
+    sent: float = 0.0  # when the command was sent (time.time())
+    first_out: float | None = None  # when its first stdout bytes arrived (time.time())
 
     @property
     def ok(self) -> bool:
@@ -393,7 +395,7 @@ class Session:
             feed = self.password.get(self.name, self.cfg.user) + "\n"
         if data is not None:
             feed += data
-        started = time.monotonic()
+        started, sent = time.monotonic(), time.time()
         self.log(f"$ {call.what}\n{self.secrets.mask(script)}")
         transport = self.conn.client.get_transport()
         try:
@@ -410,7 +412,7 @@ class Session:
                 self.name, f"connection lost during {call.what}: {exc or type(exc).__name__}"
             ) from None
         try:
-            rc, out, err = self._collect(chan, call, started)
+            rc, out, err, first_out = self._collect(chan, call, started)
         finally:
             chan.close()
         seconds = time.monotonic() - started
@@ -423,7 +425,7 @@ class Session:
                 f"{call.what} ran out of time after {call.limit:g} s ({call.source}); "
                 "it was stopped on the node",
             )
-        result = Result(rc, out, err, seconds)
+        result = Result(rc, out, err, seconds, sent, first_out)
         shown = "[stdout withheld: sensitive]" if call.sensitive else self.secrets.mask(out)
         self.log(
             f"[rc={rc} {seconds:.2f}s]\n{shown}"
@@ -432,12 +434,15 @@ class Session:
         return result
 
     def _collect(self, chan: paramiko.Channel, call: _Call, started: float
-                 ) -> tuple[int, str, str]:
+                 ) -> tuple[int, str, str, float | None]:
         out, err, line = bytearray(), bytearray(), bytearray()
+        first_out: float | None = None
         deadline = started + call.limit + KILL_AFTER + 15
         while True:
             while chan.recv_ready():
                 chunk = chan.recv(65536)
+                if first_out is None and chunk:
+                    first_out = time.time()
                 out += chunk
                 if call.progress is not None:
                     line = _progress(line + chunk, call.progress)
@@ -463,7 +468,7 @@ class Session:
             else:
                 select.select([chan], [], [], 0.2)
         rc = chan.recv_exit_status()
-        return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), first_out
 
 
 @dataclass(frozen=True)

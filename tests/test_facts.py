@@ -155,3 +155,31 @@ def test_selinux_mode_is_read_from_selinuxfs_like_getenforce(tmp_path, enforce, 
                                                            str(path))],
                          capture_output=True, text=True)
     assert fact.parse(got.stdout, got.returncode) == mode
+
+
+def test_a_listening_port_is_read_from_the_kernels_tables_and_stops_init():
+    """Port-6443 and the others, pure: the fact reads this machine's real listener, and the
+    control-plane node's check names it. (Lab nodes share the host's network, so a port forced
+    in one lab would show in every lab running beside it: this is tested here, not there.)"""
+    import socket
+
+    from bootstrap import checks
+    from bootstrap.inventory import load_text
+
+    inv = load_text("nodes: [{name: m1, address: 10.0.0.1, role: master}]\n")
+    fact = next(f for f in checks.facts(inv, inv.init_node, False) if f.name == "listening")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        script, nonce = F.script([fact])
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+    assert port in F.parse_output([fact], out, nonce)["listening"]
+    facts = {"os-release": {}, "cpus": None, "memory-mb": None, "listening": {port, 6443},
+             "initialised": None, "packages": (0, None, None), "hostname": "m1", "macs": set(),
+             "product-uuid": None}
+    found = [f for f in checks.evaluate(inv, {"m1": facts}, {}) if f.check.startswith("Port-")]
+    assert [(f.check, f.severity, f.node) for f in found] == [("Port-6443", checks.ERROR, "m1")]
+    assert found[0].message == "port 6443 is in use; kubeadm init needs it free"
+    facts["initialised"] = "yes"  # an initialised control plane listens there itself
+    assert not [f for f in checks.evaluate(inv, {"m1": facts}, {}) if f.check == "Port-6443"]

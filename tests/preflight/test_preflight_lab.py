@@ -4,7 +4,6 @@ change on any node; ``--ignore NAME`` skips it by name."""
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -107,14 +106,6 @@ def _force_clock(lab: Lab) -> Callable[[], None]:
     )
 
 
-def _force_port(lab: Lab) -> Callable[[], None]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((lab.nodes[0].address, 6443))
-    sock.listen(1)
-    return sock.close
-
-
 def _force_ssh(lab: Lab) -> Callable[[], None]:
     node = lab.nodes[2]
     node.close_port()
@@ -129,7 +120,6 @@ FORCED = [
     ("ProductUUIDUnique", _force_uuid),
     ("MACUnique", _force_mac),
     ("ClockSkew", _force_clock),
-    ("Port-6443", _force_port),
     ("SSHReachable", _force_ssh),
 ]
 
