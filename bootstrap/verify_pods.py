@@ -12,7 +12,6 @@ end, also after a failure or Ctrl-C.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
@@ -926,10 +925,20 @@ def _undo(runner: Any, session: Any, inv: Inventory, labelled: str | None,
     from .errors import BootstrapError
     from .ssh import run_pool
 
-    if labelled:
-        with contextlib.suppress(BootstrapError):
-            session.run(label_script(inv, labelled, False) + " 2>&1 || true", scratch=True,
-                        cleanup=True, what="verify: remove its node label", timeout=60)
+    if labelled:  # kubectl's answer decides; a broken connection gets a fresh one, once
+        unlabel = label_script(inv, labelled, False) + " 2>&1"
+        for attempt in (session, None):
+            s = attempt or runner.session(inv.init_node)
+            try:
+                r = s.run(unlabel, scratch=True, cleanup=True,
+                          what="verify: remove its node label", timeout=60)
+                if r.ok or "not found" in r.stdout:
+                    break
+            except BootstrapError:
+                pass
+            finally:
+                if attempt is None:
+                    s.close()
     if hooks:
         def rm(node):
             s = runner.session(node)
