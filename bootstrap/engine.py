@@ -23,7 +23,7 @@ from .errors import (
 )
 from .interrupt import Interrupt, Interrupted
 from .models import Inventory, Node
-from .plan import BACKUP_SUFFIX, Action, Plan, WriteFile
+from .plan import BACKUP_SUFFIX, Action, WriteFile
 from .report import Reporter
 from .runinfo import RunInfo
 from .secrets import Secrets
@@ -110,18 +110,8 @@ def _clock_offset(facts: F.Facts, res: Result) -> float:
 
 
 def _mirror_node(nodes: list[Node]) -> Node | None:
-    """The node that checks the mirrors: the master if selected, else the first node."""
+    """The node that checks the mirrors: a control-plane node if selected, else the first."""
     return next((n for n in nodes if n.is_control_plane), nodes[0] if nodes else None)
-
-
-def _needs_session(plans: list[tuple[Step, Plan]]) -> bool:
-    """Whether a step will run something: a plan with actions before any plan that fails."""
-    for _, plan in plans:
-        if plan.error:
-            return False
-        if not plan.empty:
-            return True
-    return False
 
 
 def _reason(exc: object) -> str:
