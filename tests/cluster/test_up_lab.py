@@ -5,12 +5,10 @@ changed only what was left; Ctrl-C during `up` stops it as it stops the part it 
 from __future__ import annotations
 
 import re
-import threading
-import time
 
 import pytest
 
-from bootstrap.interrupt import Interrupt
+from tests.engine import press_when_reached
 
 from . import JOIN_FAULT, cluster_changes
 
@@ -75,21 +73,9 @@ def test_ctrl_c_during_up_stops_it_in_the_part_it_interrupts(cluster):
     the_lab, rec = cluster
     master = the_lab.nodes[0]
     before = {n.name: len(n.calls()) for n in the_lab.nodes}
-    intr = Interrupt(say=lambda text: None)
-    box: dict = {}
-    master.inject_hang("sysctl")
-    try:
-        worker = threading.Thread(target=lambda: box.update(run=rec("up", interrupt=intr)))
-        worker.start()
-        master.wait_reached("sysctl", timeout=60)
-        pressed = time.monotonic()
-        intr.press()
-        worker.join(30)
-        stopped_after = time.monotonic() - pressed
-    finally:
-        master.release_hang("sysctl")
-    assert not worker.is_alive() and stopped_after < 5, stopped_after
-    run = box["run"]
+    run, stopped_after = press_when_reached(
+        master, "sysctl", lambda intr: rec("up", interrupt=intr))
+    assert stopped_after < 5, stopped_after
     assert run.rc == 130, run.console
     assert summary(run.console) == {"prepare-nodes": "interrupted", "init-master": "not run",
                                     "join-workers": "not run", "verify": "not run"}

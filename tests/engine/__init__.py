@@ -13,11 +13,15 @@ import os
 import re
 import shlex
 import stat
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from bootstrap.commands import CommonOptions, prepare_nodes
+from bootstrap.interrupt import Interrupt
 from bootstrap.report import Reporter
 from lab.cluster import Lab
 from lab.node import Node
@@ -347,3 +351,25 @@ def assert_noop_rerun(the_lab: Lab, workdir: Path):
         assert again.changed(node.name) == 0, again.console
         assert mutating_calls(node, since=calls[node.name]) == []
     return again
+
+
+def press_when_reached(node: Node, cmd: str, work: Callable[[Interrupt], object],
+                       timeout: float = 60) -> tuple[object, float]:
+    """Run ``work(interrupt)`` in a thread with a hang on stand-in ``cmd`` in ``node``; press
+    Ctrl-C (in-process) once a call of ``cmd`` is held, release it; return what ``work``
+    returned and how long after the press it ended (the test fails if it did not within 30 s)."""
+    intr = Interrupt(say=lambda text: None)
+    box: dict = {}
+    node.inject_hang(cmd)
+    try:
+        worker = threading.Thread(target=lambda: box.update(result=work(intr)))
+        worker.start()
+        node.wait_reached(cmd, timeout=timeout)
+        pressed = time.monotonic()
+        intr.press()
+        worker.join(30)
+        stopped_after = time.monotonic() - pressed
+    finally:
+        node.release_hang(cmd)
+    assert not worker.is_alive(), f"still running 30 s after Ctrl-C (held in {cmd})"
+    return box["result"], stopped_after

@@ -24,7 +24,6 @@ from bootstrap import facts as F
 from bootstrap.commands import CommonOptions
 from bootstrap.engine import Runner, RunOptions
 from bootstrap.errors import LeaseError
-from bootstrap.interrupt import Interrupt
 from bootstrap.inventory import load
 from bootstrap.report import Reporter
 from bootstrap.runinfo import RunInfo
@@ -37,6 +36,7 @@ from . import (
     is_mutating,
     module_lab,
     prepare,
+    press_when_reached,
     write_inventory,
 )
 
@@ -104,24 +104,12 @@ def test_00_ctrl_c_during_a_check_gives_up_its_gather_at_once(lab3r):
     """`check` only reads: Ctrl-C while the master's mirror check (yum list) hangs returns at
     once, says `interrupted`, exits 130, and nothing of the gather keeps running there."""
     master = lab3r.nodes[0]
-    intr = Interrupt(say=lambda text: None)
     out = io.StringIO()
-    box: dict = {}
-    master.inject_hang("yum")
-    try:
-        worker = threading.Thread(target=lambda: box.update(rc=commands.check(
-            CommonOptions(inventory=str(lab3r.inventory_path), log_dir=None),
-            reporter=Reporter(out=out), interrupt=intr)))
-        worker.start()
-        master.wait_reached("yum", timeout=60)
-        pressed = time.monotonic()
-        intr.press()
-        worker.join(30)
-        stopped_after = time.monotonic() - pressed
-    finally:
-        master.release_hang("yum")
-    assert not worker.is_alive() and stopped_after < 3, stopped_after
-    assert box["rc"] == 130
+    rc, stopped_after = press_when_reached(master, "yum", lambda intr: commands.check(
+        CommonOptions(inventory=str(lab3r.inventory_path), log_dir=None),
+        reporter=Reporter(out=out), interrupt=intr))
+    assert stopped_after < 3, stopped_after
+    assert rc == 130
     summary, _, rest = out.getvalue().partition("\n")  # the release/runtime line comes first
     assert "container runtime: docker" in summary, out.getvalue()
     assert rest.startswith("interrupted\n\nRECAP (interrupted"), out.getvalue()
