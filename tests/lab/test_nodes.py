@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -267,7 +268,7 @@ def test_down_leaves_nothing(lab_factory):
     the_lab = lab_factory(3, mirror=False)
     client = connect(the_lab, the_lab.nodes[0])  # an open session must not keep it alive
     client.exec_command("sleep 60")
-    nodes = [(n.pid, n.unshare_pid, n.pidns) for n in the_lab.nodes]
+    nodes = [(n.pid, n.unshare_pid, n.pidns, _mount_ns(n.pid)) for n in the_lab.nodes]
     lab_dir = the_lab.dir
     t0 = time.monotonic()
     the_lab.down()
@@ -276,22 +277,39 @@ def test_down_leaves_nothing(lab_factory):
     _assert_gone(nodes, lab_dir)
 
 
-def _assert_gone(nodes: list[tuple[int, int, str]], lab_dir: Path) -> None:
-    namespaces = {ns for _, _, ns in nodes}
+def _mount_ns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+def _assert_gone(nodes: list[tuple[int, int, str, str]], lab_dir: Path) -> None:
+    """No process is left in the nodes' pid or mount namespaces, and this machine's own mount
+    table has none of the lab's mounts. Another lab started since (by a parallel test) may reuse
+    the freed address block and so the same directory name: its mounts live in its own nodes'
+    namespaces, which is why mounts are judged by namespace, not by path alone."""
+    namespaces = {ns for _, _, ns, _ in nodes}
+    mount_namespaces = {m for *_, m in nodes if m}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             ns = os.readlink(f"/proc/{entry}/ns/pid")
+            mnt = os.readlink(f"/proc/{entry}/ns/mnt")
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            mounts = Path(f"/proc/{entry}/mounts").read_text()
         except OSError:
             continue
         if state != "Z":
             assert ns not in namespaces, f"pid {entry} still in a node's namespace"
-            assert int(entry) not in {p for pid, upid, _ in nodes for p in (pid, upid)}
-        assert str(lab_dir) not in mounts, f"pid {entry} still sees a lab mount"
-    assert not lab_dir.exists()
+            assert int(entry) not in {p for pid, upid, *_ in nodes for p in (pid, upid)}
+        assert mnt not in mount_namespaces, f"pid {entry} still in a node's mount namespace"
+    for table in ("/proc/1/mounts", "/proc/self/mounts"):
+        assert str(lab_dir) not in Path(table).read_text(), f"{table} still has a lab mount"
+    if lab_dir.exists():  # only as another lab's, reusing the freed block's name
+        other = json.loads((lab_dir / "lab.json").read_text())
+        ours = {pid for pid, *_ in nodes}
+        assert not ours & {n.get("pid") for n in other.get("nodes", [])}, "the lab is still up"
 
 
 INNER_TEST = """
@@ -299,7 +317,8 @@ import json, os, signal, time
 import pytest
 
 def _record(the_lab, path):
-    nodes = [[n.pid, n.unshare_pid, n.pidns] for n in the_lab.nodes]
+    nodes = [[n.pid, n.unshare_pid, n.pidns, os.readlink(f"/proc/{n.pid}/ns/mnt")]
+             for n in the_lab.nodes]
     with open(path, "w") as f:
         json.dump({"nodes": nodes, "dir": str(the_lab.dir)}, f)
 
@@ -316,8 +335,6 @@ def test_interrupted(lab_factory):
 
 @pytest.mark.timeout(120)
 def test_no_leftovers_when_a_test_fails_or_is_interrupted(tmp_path):
-    import json
-
     (tmp_path / "test_inner.py").write_text(INNER_TEST)
     record = tmp_path / "record"
     env = dict(os.environ, LAB_RECORD=str(record), CI="true")
