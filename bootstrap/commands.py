@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import releases
+from . import releases, stages
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import BootstrapError, UsageError
@@ -91,15 +91,17 @@ def phase_names(command: str) -> tuple[str, ...]:
         names.insert(names.index("docker") + 1, "containerd")
         return tuple(names)
     if command == "init-master":
-        from .cluster.init import init_phases
+        from .cluster.init import init_stages
 
-        return (*(p.name for p in init_phases([])), "wait-ready")
+        return stages.phase_names(init_stages([], None, 0))
     if command == "join-workers":
-        return ("preflight", "images", "kubeadm-join", "wait-ready")
-    if command == "reset":
-        from .cluster.reset import reset_phases
+        from .cluster.join import join_stages
 
-        return ("drain", *(p.name for p in reset_phases()))
+        return stages.phase_names(join_stages([], 0))
+    if command == "reset":
+        from .cluster.reset import reset_stages
+
+        return stages.phase_names(reset_stages())
     if command == "up":
         return tuple(dict.fromkeys(n for part in PARTS[:-1] for n in phase_names(part)))
     return ()

@@ -1,6 +1,7 @@
-"""init-master: the master's phases, seed 004 steps 5-7 corrected by the field notes.
+"""init-master: the init node's phases, seed 004 steps 5-7 corrected by the field notes.
 
-preflight -> images -> kubeadm-config -> kubeadm-init -> kubeconfig -> flannel, then wait-ready.
+preflight -> images -> kubeadm-config -> kubeadm-init -> kubeconfig -> flannel, then wait-ready
+(the stages: ``init_stages``).
 A master that is already initialised is left alone (ok); a failed init shows kubeadm's error
 lines, the kubelet's journal and the pods, and undoes a half-done init with ``kubeadm reset -f``.
 """
@@ -14,22 +15,13 @@ from pathlib import Path
 
 from .. import facts as F
 from .. import runtimes
-from ..engine import (
-    CHANGED,
-    FAILED,
-    INTERRUPTED,
-    OK,
-    RUNNING,
-    SKIPPED,
-    HostResult,
-    Runner,
-    StepResult,
-    settle,
-)
+from ..engine import CHANGED, FAILED, OK, RUNNING, SKIPPED, HostResult, Runner, StepResult
 from ..errors import BootstrapError
 from ..interrupt import Interrupted
+from ..models import Node
 from ..plan import Plan
 from ..ssh import Session
+from ..stages import INIT, Data, Stage, clean, run_stages
 from ..steps import Target
 from ..workflow import Need
 from . import flannel
@@ -48,16 +40,7 @@ from .common import (
     wait_script,
 )
 from .kubeadm_config import INIT_CONFIG, api_version, init_config
-from .phases import (
-    Phase,
-    cluster_phase,
-    host_failure,
-    images_phase,
-    preflight_phase,
-    record,
-    run_phases,
-    skipped_or,
-)
+from .phases import Phase, cluster_phase, images_phase, preflight_phase
 
 APISERVER = f"{K}/manifests/kube-apiserver.yaml"
 
@@ -227,31 +210,37 @@ def init_phases(ignore: list[str], stamp: str | None = None) -> list[Phase]:
 
 
 # -- the command ---------------------------------------------------------------------------------
+def _init_node(data: Data) -> list[Node]:
+    return [data.inv.init_node]
+
+
+def init_stages(ignore: list[str], fetch: str | None, timeout: int) -> list[Stage]:
+    """init-master: the init node's phases, its kubeconfig saved locally (``--fetch-kubeconfig``),
+    then the wait until it is Ready (both only when no phase failed)."""
+    names = tuple(p.name for p in init_phases(ignore))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def wait(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+        t = Target(data.inv, data.inv.init_node)
+        return wait_ready(data.runner, session, t, [n.name for n in nodes], timeout)
+
+    return [
+        Stage("init", _init_node, phases=lambda t, d: init_phases(ignore, stamp), names=names),
+        Stage("fetch-kubeconfig", lambda d: clean(d, _init_node(d)), on=INIT, once=True,
+              action=lambda d, session, nodes: fetch_kubeconfig(
+                  session, Path(fetch or ""), d.runner.opts.dry_run),
+              when=lambda d: None if fetch else "not asked (--fetch-kubeconfig)"),
+        Stage("wait-ready", lambda d: clean(d, _init_node(d)), action=wait, on=INIT, once=True,
+              names=("wait-ready",)),
+    ]
+
+
 def init_master(
     runner: Runner, ignore: list[str], fetch: str | None, timeout: int
 ) -> dict[str, HostResult]:
-    """Run the master's phases, save the kubeconfig locally if asked, wait until Ready."""
-    inv, dry_run = runner.inv, runner.opts.dry_run
-    node = inv.init_node
-    t = Target(inv, node)
-    result = HostResult(node.name)
-    session = runner.session(node)
-    try:
-        run_phases(runner, session, t, init_phases(ignore), result, dry_run)
-        failed = result.status == FAILED or any(s.status == FAILED for s in result.steps)
-        if not failed and not runner.interrupted:
-            if fetch:
-                record(runner, result, fetch_kubeconfig(session, Path(fetch), dry_run))
-            record(runner, result, skipped_or(
-                runner, "wait-ready", lambda: wait_ready(runner, session, t, [node.name], timeout)))
-    except BootstrapError as exc:
-        host_failure(result, exc)
-        runner.reporter.host_failed(result)
-    except Interrupted:  # during a read-only gather
-        result.status = INTERRUPTED
-    finally:
-        session.close()
-    return {node.name: settle(result)}
+    """Run the init node's phases, save the kubeconfig locally if asked, wait until Ready."""
+    data = Data(runner, [runner.inv.init_node])
+    return run_stages(runner, init_stages(ignore, fetch, timeout), data)
 
 
 def fetch_kubeconfig(session: Session, path: Path, dry_run: bool) -> StepResult:

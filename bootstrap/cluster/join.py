@@ -1,5 +1,6 @@
-"""join-workers: a fresh short-lived token on the master, then every worker not yet joined joins
-in parallel through a JoinConfiguration (mode 0600, fed on stdin, removed afterwards), then wait.
+"""join-workers, as a list of stages (bootstrap/stages.py): a fresh short-lived token on the init
+node, then every worker not yet joined joins in parallel through a JoinConfiguration (mode 0600,
+fed on stdin, removed afterwards), then wait, then the token is deleted.
 
 The token never appears on a command line, in a log or in a report: it is read from the master
 with its output withheld, registered as a secret, and travels only inside the uploaded file.
@@ -7,45 +8,26 @@ with its output withheld, registered as a secret, and travels only inside the up
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
-import threading
+from collections.abc import Callable
 
 from .. import facts as F
 from .. import runtimes
-from ..engine import (
-    CHANGED,
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    OK,
-    RUNNING,
-    HostResult,
-    Runner,
-    StepResult,
-    settle,
-)
+from ..engine import CHANGED, FAILED, OK, RUNNING, HostResult, Runner, StepResult
 from ..errors import BootstrapError, CommandError
-from ..interrupt import CLEANUP_TIMEOUT, Interrupted
+from ..interrupt import CLEANUP_TIMEOUT
 from ..models import Node
 from ..plan import Plan
-from ..ssh import Session, run_pool
+from ..ssh import Session
+from ..stages import INIT, Data, Stage, gather, run_stages
 from ..steps import Target
 from ..steps import images as images_step
 from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, present, undo_script
 from .init import initialised, wait_ready
 from .kubeadm_config import JOIN_TOKEN_TTL, join_config
-from .phases import (
-    Phase,
-    cluster_phase,
-    gather,
-    host_failure,
-    images_phase,
-    preflight_phase,
-    record,
-    run_hosts,
-    skipped_or,
-)
+from .phases import Phase, cluster_phase, images_phase, kubeadm_lines, preflight_phase
 
 JOIN_FILE = f"{K}/kubeadm-join.yaml"
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
@@ -105,205 +87,183 @@ def join_phase(token: str, ca_hash: str, ignore: list[str], dry_run: bool) -> Ph
         p.run(join_command(ignore), f"join {t.inv.control_plane_endpoint}")
         return p
 
-    return cluster_phase("kubeadm-join", "kubeadm join --config", lambda t: [present()], plan,
-                 on_failure=_join_failed)
+    phase = cluster_phase("kubeadm-join", "kubeadm join --config", lambda t: [present()], plan,
+                          on_failure=_join_failed)
+    return dataclasses.replace(phase, explain=lambda stderr: explain_token(kubeadm_lines(stderr)))
 
 
-# -- the master's part ---------------------------------------------------------------------------
-class Master:
-    """The master's session for the run: cluster facts, the token, the wait."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.node = runner.inv.init_node
-        self.session = runner.session(self.node)
-        self.result = HostResult(self.node.name)
-        self.token: str | None = None
-        self._lock = threading.Lock()
-
-    def record(self, res: StepResult) -> StepResult:
-        return record(self.runner, self.result, res)
-
-    def facts(self) -> F.Facts:
-        return self.runner.gather(self.session, [present(), CA_HASH])
-
-    def create_token(self) -> str:
-        """A fresh token with a short TTL, read with its output withheld from every log."""
-        res = self.session.run(
-            f"kubeadm token create --ttl {JOIN_TOKEN_TTL} "
-            "--description 'k8s-bootstrap join-workers'",
-            what="create a join token",
-            sensitive=True,
-            journal=("join-token", f"create a join token (ttl {JOIN_TOKEN_TTL})"),
-        )
-        token = res.stdout.strip()
-        if not res.ok or not TOKEN.match(token):
-            raise CommandError(self.node.name, "kubeadm token create", res.rc, res.stderr)
-        self.runner.secrets.add(token)
-        self.token = token
-        return token
-
-    def delete_token(self) -> None:
-        """A cleanup: runs even after Ctrl-C, with a short timeout."""
-        if self.token is None:
-            return
-        tid = self.token.split(".")[0]
-        try:
-            res = self.session.run(f"kubeadm token delete {tid}", what="delete the join token",
-                                   cleanup=True, timeout=CLEANUP_TIMEOUT,
-                                   journal=("token-delete", f"delete join token {tid}"))
-        except BootstrapError as exc:
-            self.record(StepResult("token-delete", FAILED,
-                                   message=f"could not delete token {tid} ({exc.message}); "
-                                   f"it expires within {JOIN_TOKEN_TTL}"))
-            return
-        msg = f"deleted token {tid}" if res.ok else f"could not delete token {tid}; it expires"
-        self.record(StepResult("token-delete", OK if res.ok else FAILED, message=msg))
+# -- the init node's part -----------------------------------------------------------------------
+def _cluster(data: Data, session: Session, nodes: list[Node]) -> None:
+    """The init node is initialised; its CA's hash goes to the data (``ca_hash``)."""
+    node = data.inv.init_node
+    facts = data.runner.gather(session, [present(), CA_HASH])
+    if not initialised(facts[present().name]):
+        raise BootstrapError(f"{node.name}: the master is not initialised ({ADMIN_CONF} missing): "
+                             "run invoke init-master first")
+    if not facts["ca-hash"]:
+        raise BootstrapError(f"{node.name}: cannot hash {K}/pki/ca.crt (openssl)")
+    data.set("ca_hash", f"sha256:{facts['ca-hash']}")
 
 
-def _reason(res: StepResult | None) -> str:
-    return res.message if res else ""
+def create_token(data: Data, session: Session) -> str:
+    """A fresh token with a short TTL, read with its output withheld from every log."""
+    res = session.run(
+        f"kubeadm token create --ttl {JOIN_TOKEN_TTL} --description 'k8s-bootstrap join-workers'",
+        what="create a join token",
+        sensitive=True,
+        journal=("join-token", f"create a join token (ttl {JOIN_TOKEN_TTL})"),
+    )
+    token = res.stdout.strip()
+    if not res.ok or not TOKEN.match(token):
+        raise CommandError(session.name, "kubeadm token create", res.rc, res.stderr)
+    return token
+
+
+def _token(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+    """The token goes to the data (``token``, a secret); a dry run only says it would."""
+    if data.runner.opts.dry_run:
+        return StepResult("join-token", CHANGED,
+                          message=f"would: kubeadm token create --ttl {JOIN_TOKEN_TTL}")
+    token = create_token(data, session)
+    data.set("token", token, secret=True)
+    return StepResult("join-token", CHANGED,
+                      message=f"token {token.split('.')[0]}.**** valid {JOIN_TOKEN_TTL}")
+
+
+def _delete_token(data: Data, session: Session, nodes: list[Node]) -> StepResult | None:
+    """A cleanup: runs even after Ctrl-C, with a short timeout."""
+    token = data.get("token")
+    if token is None:
+        return None
+    tid = token.split(".")[0]
+    try:
+        res = session.run(f"kubeadm token delete {tid}", what="delete the join token",
+                          cleanup=True, timeout=CLEANUP_TIMEOUT,
+                          journal=("token-delete", f"delete join token {tid}"))
+    except BootstrapError as exc:
+        return StepResult("token-delete", FAILED, message=f"could not delete token {tid} "
+                          f"({exc.message}); it expires within {JOIN_TOKEN_TTL}")
+    if res.ok:
+        return StepResult("token-delete", OK, message=f"deleted token {tid}")
+    return StepResult("token-delete", FAILED, message=f"could not delete token {tid}; it expires")
+
+
+def _wait(timeout: int) -> Callable[[Data, Session, list[Node]], StepResult]:
+    def wait(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+        t = Target(data.inv, data.inv.init_node)
+        return wait_ready(data.runner, session, t, [n.name for n in nodes], timeout)
+
+    return wait
+
+
+# -- the workers' part ---------------------------------------------------------------------------
+def _worker_phases(ignore: list[str]) -> Callable[[Target, Data], list[Phase]]:
+    def phases(t: Target, data: Data) -> list[Phase]:
+        found = [PREFLIGHT]
+        if images_step.coredns_workaround(t):
+            found.append(IMAGES)
+        join = join_phase(data.get("token", PLACEHOLDER), data.get("ca_hash", ""), ignore,
+                          data.runner.opts.dry_run)
+        return [*found, join]
+
+    return phases
+
+
+def _who(ignore: list[str]) -> Callable[[Data, Session, list[Node]], None]:
+    """Each worker's facts, gathered for its phases (one round trip); who is not yet joined goes
+    to the data (``todo``)."""
+
+    def who(data: Data, session: Session, nodes: list[Node]) -> None:
+        (node,) = nodes
+        t = Target(data.inv, node)
+        facts = gather(data.runner, session, t, _worker_phases(ignore)(t, data))
+        data.facts[node.name] = facts
+        if not joined(facts[present().name]):
+            data.add("todo", node)
+
+    return who
+
+
+def _remove_join_file(data: Data, session: Session, nodes: list[Node]) -> None:
+    """After Ctrl-C gave up a join: its JoinConfiguration (it holds the token) goes, with a
+    short timeout, whatever else happens."""
+    name = nodes[0].name
+    try:
+        session.run(f"rm -f {shlex.quote(JOIN_FILE)}", what=f"remove {JOIN_FILE}",
+                    cleanup=True, timeout=CLEANUP_TIMEOUT)
+        data.runner.reporter.print(f"[{name}] cleanup: removed {JOIN_FILE}")
+    except BootstrapError as exc:
+        data.runner.reporter.print(f"[{name}] cleanup: could not remove {JOIN_FILE}: "
+                                   f"{exc.message}")
+
+
+def _init_node(data: Data) -> list[Node]:
+    return [data.inv.init_node]
+
+
+def _todo(data: Data) -> list[Node]:
+    return [n for n in data.targets if n in data.get("todo", [])]
+
+
+def _step(data: Data, node: Node, name: str) -> StepResult | None:
+    return next((s for s in data.result(node).steps if s.name == name), None)
+
+
+def _joined_now(data: Data) -> list[Node]:
+    """Workers in the cluster after the join stage: joined now, or already."""
+    ok = []
+    for node in data.targets:
+        step = _step(data, node, "kubeadm-join")
+        if data.result(node).status != FAILED and step is not None and step.status in (OK,
+                                                                                       CHANGED):
+            ok.append(node)
+    return ok
+
+
+def _abandoned(data: Data) -> list[Node]:
+    return [n for n in _todo(data) if (s := _step(data, n, "kubeadm-join")) is not None
+            and s.status == RUNNING]
+
+
+def join_stages(ignore: list[str], timeout: int) -> list[Stage]:
+    """join-workers: the init node's CA hash; each worker's facts (who needs joining); a token,
+    when one does; the joins, in parallel; the wait; the token deleted, whatever happened."""
+    return [
+        Stage("cluster", _init_node, action=_cluster, on=INIT, once=True),
+        Stage("gather", lambda d: d.targets, action=_who(ignore)),
+        Stage("join-token", _init_node, action=_token, on=INIT, once=True,
+              when=lambda d: None if _todo(d) else "every worker is joined"),
+        Stage("join", lambda d: d.targets, phases=_worker_phases(ignore),
+              names=("preflight", "images", "kubeadm-join")),
+        Stage("join-files", _abandoned, action=_remove_join_file, cleanup=True),
+        Stage("wait-ready", _joined_now, action=_wait(timeout), on=INIT, once=True,
+              names=("wait-ready",)),
+        Stage("token-delete", _init_node, action=_delete_token, on=INIT, once=True,
+              cleanup=True),
+    ]
 
 
 def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout: int
                  ) -> dict[str, HostResult]:
     """Join ``workers`` (those not yet joined), then wait until every one of them is Ready."""
-    inv, dry_run, reporter = runner.inv, runner.opts.dry_run, runner.reporter
-    results: dict[str, HostResult] = {}
-    master = Master(runner)
-    results[master.node.name] = master.result
-    try:
-        mfacts = master.facts()
-        if not initialised(mfacts[present().name]):
-            raise BootstrapError(
-                f"{master.node.name}: the master is not initialised ({ADMIN_CONF} missing): "
-                "run invoke init-master first"
-            )
-        ca_hash = f"sha256:{mfacts['ca-hash']}" if mfacts["ca-hash"] else None
-        if ca_hash is None:
-            raise BootstrapError(f"{master.node.name}: cannot hash {K}/pki/ca.crt (openssl)")
-        phases = [PREFLIGHT]
-        if workers and images_step.coredns_workaround(Target(inv, workers[0])):
-            phases.append(IMAGES)
-        # Phase 1: who needs joining (one round trip a worker, connection closed after).
-        pre = run_pool(workers, lambda n: _gather(runner, n, phases), _parallel(runner))
-        facts: dict[str, F.Facts] = {}
-        for node, got in pre.items():
-            res = results.setdefault(node.name, HostResult(node.name))
-            if isinstance(got, Interrupted):
-                res.status = INTERRUPTED
-            elif isinstance(got, BaseException):
-                host_failure(res, got)
-                reporter.host_failed(res)
-            else:
-                facts[node.name] = got
-        todo = [n for n in workers if n.name in facts and not joined(facts[n.name][present().name])]
-        token = PLACEHOLDER
-        runner.interrupt.check()
-        if todo and dry_run:
-            master.record(StepResult(
-                "join-token", CHANGED,
-                message=f"would: kubeadm token create --ttl {JOIN_TOKEN_TTL}",
-            ))
-        elif todo:
-            token = master.create_token()
-            master.record(StepResult(
-                "join-token", CHANGED,
-                message=f"token {token.split('.')[0]}.**** valid {JOIN_TOKEN_TTL}",
-            ))
-        join = join_phase(token, ca_hash, ignore, dry_run)
-        # Phase 2: every worker in parallel; the joined ones only report ok.
-        run_hosts(
-            runner, [n for n in workers if n.name in facts], lambda n: [*phases, join],
-            dry_run, results, facts,
-        )
-        for node in todo:
-            _explain_token(results[node.name], reporter)
-        _remove_join_files(runner, [n for n in todo if _abandoned(results[n.name])])
-        ready = [n.name for n in workers if n.name in facts and _joined_now(results[n.name])]
-        if ready and not runner.interrupted:
-            wait = skipped_or(runner, "wait-ready", lambda: wait_ready(
-                runner, master.session, Target(inv, master.node), ready, timeout))
-            for name in ready:
-                res = StepResult(wait.name, wait.status, wait.seconds, wait.message)
-                results[name].steps.append(res)
-                reporter.step(name, res)
-        new = [n.name for n in todo if _joined_now(results[n.name])]
-        old = [n for n in ready if n not in new]
-        reporter.print(
-            f"join-workers: {'would join' if dry_run else 'joined'} {', '.join(new) or 'none'}"
+    data = Data(runner, workers)
+    data.result(runner.inv.init_node)  # the init node's line in the recap, first
+    results = run_stages(runner, join_stages(ignore, timeout), data)
+    if any(_step(data, n, "kubeadm-join") for n in workers) and not runner.interrupted:
+        todo = _todo(data)
+        new = [n.name for n in todo if n in _joined_now(data)]
+        old = [n.name for n in _joined_now(data) if n not in todo]
+        runner.reporter.print(
+            f"join-workers: {'would join' if runner.opts.dry_run else 'joined'} "
+            f"{', '.join(new) or 'none'}"
             + (f"; already in the cluster: {', '.join(old)}" if old else "")
         )
-    except BootstrapError as exc:
-        host_failure(master.result, exc)
-        reporter.host_failed(master.result)
-        for node in workers:
-            res = results.setdefault(node.name, HostResult(node.name))
-            if not res.steps and res.status != FAILED:
-                res.status, res.message = FAILED, f"not run: {exc.message}"
-    except Interrupted:
-        for node in workers:
-            res = results.setdefault(node.name, HostResult(node.name))
-            if not res.steps:
-                res.steps.append(StepResult("kubeadm-join", NOT_STARTED, message="interrupted"))
-    finally:
-        try:
-            if not dry_run:
-                master.delete_token()
-        finally:
-            master.session.close()
-    order = [master.node.name] + [n.name for n in workers]
-    return {name: settle(results[name]) for name in order if name in results}
+    return results
 
 
-def _parallel(runner: Runner) -> int:
-    return runner.opts.parallel or runner.inv.ssh.parallel
-
-
-def _gather(runner: Runner, node: Node, phases: list[Phase]) -> F.Facts:
-    session = runner.session(node)
-    try:
-        return gather(runner, session, Target(runner.inv, node), phases)
-    finally:
-        session.close()
-
-
-def _abandoned(res: HostResult) -> bool:
-    return any(s.name == "kubeadm-join" and s.status == RUNNING for s in res.steps)
-
-
-def _remove_join_files(runner: Runner, nodes: list[Node]) -> None:
-    """After Ctrl-C gave up a join: its JoinConfiguration (it holds the token) goes, with a
-    short timeout, whatever else happens."""
-
-    def remove(node: Node) -> None:
-        session = runner.session(node)
-        try:
-            session.run(f"rm -f {shlex.quote(JOIN_FILE)}", what=f"remove {JOIN_FILE}",
-                        cleanup=True, timeout=CLEANUP_TIMEOUT)
-            runner.reporter.print(f"[{node.name}] cleanup: removed {JOIN_FILE}")
-        except BootstrapError as exc:
-            runner.reporter.print(f"[{node.name}] cleanup: could not remove {JOIN_FILE}: "
-                                  f"{exc.message}")
-        finally:
-            session.close()
-
-    run_pool(nodes, remove, _parallel(runner))
-
-
-def _joined_now(res: HostResult) -> bool:
-    by_name = {s.name: s for s in res.steps}
-    step = by_name.get("kubeadm-join")
-    return res.status != FAILED and step is not None and step.status in (OK, CHANGED)
-
-
-def _explain_token(res: HostResult, reporter) -> None:
+def explain_token(message: str) -> str:
     """A refused token gets the fix, not just kubeadm's words."""
-    step = next((s for s in res.steps if s.name == "kubeadm-join"), None)
-    if step and step.status == FAILED and any(w in step.message.lower() for w in EXPIRED):
-        step.message = (
-            "the join token was refused (expired or deleted before this node used it): "
-            "re-run invoke join-workers, which creates a fresh token. kubeadm: " + step.message
-        )
-        reporter.print(f"[{res.name}] {step.name} {step.message}")
-
+    if any(w in message.lower() for w in EXPIRED):
+        return ("the join token was refused (expired or deleted before this node used it): "
+                "re-run invoke join-workers, which creates a fresh token. kubeadm: " + message)
+    return message

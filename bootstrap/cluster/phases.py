@@ -1,7 +1,7 @@
 """The cluster commands' phases on a host (kubeadm's style), run by the one loop in
-bootstrap/workflow.py: what they add is kubeadm's error lines as a failure's message, evidence
-collected when a phase fails, secret files fed on stdin (a bootstrap token never appears in a
-command line), and the hosts run in parallel.
+bootstrap/workflow.py (through the stages of bootstrap/stages.py): what they add is kubeadm's
+error lines as a failure's message, evidence collected when a phase fails, and secret files fed on
+stdin (a bootstrap token never appears in a command line).
 """
 
 from __future__ import annotations
@@ -11,22 +11,11 @@ from collections.abc import Callable
 
 from .. import facts as F
 from .. import releases, runtimes
-from ..engine import (
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    HostResult,
-    Runner,
-    StepResult,
-)
-from ..errors import BootstrapError
-from ..interrupt import Interrupted
-from ..models import Node
 from ..plan import Plan
-from ..ssh import Session, run_pool
+from ..ssh import Session
 from ..steps import Target
 from ..steps import images as images_step
-from ..workflow import SKIP_FLAG, SKIPPED, Need, Phase, need_facts, run_host, unmet
+from ..workflow import Need, Phase
 from .common import error_lines, packages, present, unprepared
 
 
@@ -44,101 +33,6 @@ def cluster_phase(
     """A phase of init-master, join-workers or reset: its failure says kubeadm's lines."""
     return Phase(name, doc, facts, plan, on_failure=on_failure, explain=kubeadm_lines,
                  needs=needs)
-
-
-def run_phases(
-    runner: Runner,
-    session: Session,
-    t: Target,
-    phases: list[Phase],
-    result: HostResult,
-    dry_run: bool,
-    facts: F.Facts | None = None,
-    last: bool = True,
-) -> F.Facts:
-    """Gather (unless ``facts`` were gathered earlier) and run ``phases`` on an open session
-    through the one loop (workflow.run_host), ``--skip-phases`` applied. Returns the facts from
-    before any change."""
-    if facts is None:
-        facts = gather(runner, session, t, phases)
-    refused = unmet(t, phases, runner.skipped, facts)
-    if refused:  # before anything runs on this node
-        result.status, result.message = FAILED, f"{SKIP_FLAG}: " + "; ".join(refused)
-        runner.reporter.host_failed(result)
-        return facts
-    run_host(runner, session, t, phases, result, facts, skipped=runner.skipped, last=last)
-    return facts
-
-
-def skipped_or(runner: Runner, name: str, run: Callable[[], StepResult]) -> StepResult:
-    """A phase outside the per-host list (wait-ready): skipped by ``--skip-phases``, else run."""
-    if name in runner.skipped:
-        return StepResult(name, SKIPPED, message=SKIP_FLAG)
-    return run()
-
-
-def record(runner: Runner, result: HostResult, res: StepResult) -> StepResult:
-    """Add a phase's result to its host's and show it."""
-    result.steps.append(res)
-    runner.reporter.step(result.name, res)
-    return res
-
-
-def gather(runner: Runner, session: Session, t: Target, phases: list[Phase]) -> F.Facts:
-    """Every fact of ``phases`` in one round trip (not those of phases ``--skip-phases``
-    skips, but what decides whether their work is already there)."""
-    skipped = runner.skipped
-    return runner.gather(session, [*(f for p in phases if p.name not in skipped
-                                     for f in p.facts(t)),
-                                   *need_facts(t, phases, skipped)])
-
-
-def run_hosts(
-    runner: Runner,
-    nodes: list[Node],
-    phases: Callable[[Node], list[Phase]],
-    dry_run: bool,
-    results: dict[str, HostResult],
-    facts: dict[str, F.Facts] | None = None,
-) -> None:
-    """``run_phases`` on many hosts in parallel (bounded), each on its own connection; one
-    host's failure never stops the others. Appends to ``results[name]`` (created if missing)."""
-    facts = facts or {}
-
-    def work(node: Node) -> None:
-        result = results.setdefault(node.name, HostResult(node.name))
-        session = runner.session(node)
-        try:
-            run_phases(
-                runner, session, Target(runner.inv, node), phases(node), result, dry_run,
-                facts.get(node.name),
-            )
-        except BootstrapError as exc:
-            host_failure(result, exc)
-            runner.reporter.host_failed(result)
-        except Interrupted:
-            if not result.steps:
-                result.steps += [StepResult(p.name, NOT_STARTED, message="interrupted")
-                                 for p in phases(node)]
-            result.status = INTERRUPTED
-        finally:
-            session.close()
-
-    outcome = run_pool(nodes, work, runner.opts.parallel or runner.inv.ssh.parallel)
-    for node, exc in outcome.items():
-        if isinstance(exc, BaseException):
-            result = results.setdefault(node.name, HostResult(node.name))
-            host_failure(result, exc)
-            runner.reporter.host_failed(result)
-
-
-def host_failure(result: HostResult, exc: BaseException) -> None:
-    """Record a connection or internal error that ended a host's phases."""
-    result.status = FAILED
-    if isinstance(exc, BootstrapError):
-        result.message = exc.message
-    else:
-        result.message = f"internal error: {exc!r}"
 
 
 def preflight_phase(done: Callable[[set[str]], bool], note: str) -> Phase:

@@ -13,27 +13,16 @@ import time
 
 from .. import facts as F
 from .. import runtimes
-from ..engine import (
-    CHANGED,
-    FAILED,
-    NOT_STARTED,
-    OK,
-    SKIPPED,
-    HostResult,
-    Runner,
-    StepResult,
-    settle,
-)
+from ..engine import CHANGED, FAILED, OK, HostResult, Runner, StepResult
 from ..errors import BootstrapError
-from ..interrupt import Interrupted
 from ..models import Node
 from ..plan import Plan
 from ..ssh import Session
+from ..stages import INIT, Data, Stage, run_stages
 from ..steps import Target
-from ..workflow import SKIP_FLAG
 from .common import KUBECTL, account, present
 from .init import initialised
-from .phases import Phase, cluster_phase, run_hosts
+from .phases import Phase, cluster_phase
 
 CNI_LINKS = ("cni0", "flannel.1", "kube-ipvs0")
 CNI_DIRS = ("/etc/cni/net.d", "/var/lib/cni", "/run/flannel")
@@ -228,7 +217,7 @@ def reset_phases(stamp: str | None = None) -> list[Phase]:
     return [KUBEADM_RESET, IPTABLES, IPVS, NFTABLES, LINKS, DIRS, _kubeconfig_phase(stamp)]
 
 
-# -- drain and delete, on the master -------------------------------------------------------------
+# -- drain and delete, on the init node ---------------------------------------------------------
 def drain_command(node: str, version: tuple[int, int, int]) -> str:
     """``kubectl drain`` then ``delete node``; --delete-emptydir-data replaced
     --delete-local-data in 1.20."""
@@ -240,72 +229,51 @@ def drain_command(node: str, version: tuple[int, int, int]) -> str:
     )
 
 
-def _registered(runner: Runner, session: Session) -> tuple[set[str] | None, str]:
-    """Names of the nodes the cluster knows, or (None, why) when the master cannot tell."""
+def _registered(data: Data, session: Session, nodes: list[Node]) -> None:
+    """Names of the nodes the cluster knows (``known``), or why the init node cannot tell
+    (``unknown``)."""
     try:
-        facts = runner.gather(
+        facts = data.runner.gather(
             session,
             [present(), F.Fact("nodes", f"{KUBECTL} get nodes -o name",
                                lambda out, rc: {ln.split("/", 1)[-1] for ln in out.split()}
                                if rc == 0 else None)],
         )
     except BootstrapError as exc:
-        return None, f"master unreachable ({exc.message})"
+        data.set("unknown", f"master unreachable ({exc.message})")
+        return
     if not initialised(facts[present().name]):
-        return None, "the master is not initialised"
-    if facts["nodes"] is None:
-        return None, "the API server does not answer"
-    return facts["nodes"], ""
+        data.set("unknown", "the master is not initialised")
+    elif facts["nodes"] is None:
+        data.set("unknown", "the API server does not answer")
+    else:
+        data.set("known", facts["nodes"])
 
 
-def _drain(runner: Runner, targets: list[Node], results: dict[str, HostResult]) -> None:
-    """Drain and delete each targeted worker the cluster knows (the master goes last, by reset)."""
-    inv, reporter, dry_run = runner.inv, runner.reporter, runner.opts.dry_run
-    workers = [n for n in targets if not n.is_control_plane]
-    if not workers:
-        return
-    if "drain" in runner.skipped:
-        for node in workers:
-            res = results.setdefault(node.name, HostResult(node.name))
-            res.steps.append(StepResult("drain", SKIPPED, message=SKIP_FLAG))
-            reporter.step(node.name, res.steps[-1])
-        return
-    session = runner.session(inv.init_node)  # one connection: the lookup and every drain
+def _drain(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+    """Drain and delete one worker the cluster knows, on the init node."""
+    (node,) = nodes
+    inv, known = data.inv, data.get("known")
+    on = inv.init_node.name
+    if known is None:
+        return StepResult("drain", OK, message=f"not drained: {data.get('unknown')}")
+    if node.name not in known:
+        return StepResult("drain", OK, message="not in the cluster")
+    command = drain_command(node.name, inv.cluster.version_tuple)
+    if data.runner.opts.dry_run:
+        return StepResult("drain", CHANGED, message=f"would: on {on}: {command}")
+    started = time.monotonic()
     try:
-        known, why = _registered(runner, session)
-        for node in workers:
-            res = results.setdefault(node.name, HostResult(node.name))
-            if runner.interrupted:
-                step = StepResult("drain", NOT_STARTED, message="interrupted")
-            elif known is None:
-                step = StepResult("drain", OK, message=f"not drained: {why}")
-            elif node.name not in known:
-                step = StepResult("drain", OK, message="not in the cluster")
-            elif dry_run:
-                step = StepResult(
-                    "drain", CHANGED, message=f"would: on {inv.init_node.name}: "
-                    f"{drain_command(node.name, inv.cluster.version_tuple)}",
-                )
-            else:
-                started = time.monotonic()
-                out = session.run(drain_command(node.name, inv.cluster.version_tuple),
-                                  what=f"drain {node.name}", timeout=300,
-                                  journal=("drain", f"drain and delete node {node.name}"))
-                seconds = time.monotonic() - started
-                step = (
-                    StepResult("drain", CHANGED, seconds, f"drained and deleted on "
-                               f"{inv.init_node.name}")
-                    if out.ok
-                    else StepResult("drain", FAILED, seconds,
-                                    f"kubectl drain/delete on {inv.init_node.name}: "
-                                    + _last_line(out.stderr or out.stdout))
-                )
-            res.steps.append(step)
-            reporter.step(node.name, step)
-    except (BootstrapError, Interrupted) as exc:
-        reporter.print(f"[{inv.init_node.name}] drain stopped: {exc}")
-    finally:
-        session.close()
+        out = session.run(command, what=f"drain {node.name}", timeout=300,
+                          journal=("drain", f"drain and delete node {node.name}"))
+    except BootstrapError as exc:
+        return StepResult("drain", FAILED, time.monotonic() - started,
+                          f"kubectl drain/delete on {on}: {exc.message}")
+    seconds = time.monotonic() - started
+    if out.ok:
+        return StepResult("drain", CHANGED, seconds, f"drained and deleted on {on}")
+    return StepResult("drain", FAILED, seconds,
+                      f"kubectl drain/delete on {on}: " + _last_line(out.stderr or out.stdout))
 
 
 def _last_line(text: str) -> str:
@@ -313,13 +281,25 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "failed"
 
 
-def reset(runner: Runner, targets: list[Node]) -> dict[str, HostResult]:
-    """Drain/delete (when the master can), then reset every target in parallel."""
-    results: dict[str, HostResult] = {}
-    _drain(runner, targets, results)
-    # A worker whose drain failed is still reset: the user asked for it and kubeadm's
-    # own reset does not need the API server.
-    phases = reset_phases()
-    run_hosts(runner, targets, lambda n: phases, runner.opts.dry_run, results)
-    return {n.name: settle(results[n.name]) for n in targets}
+def _workers(data: Data) -> list[Node]:
+    return [n for n in data.targets if not n.is_control_plane]
 
+
+def reset_stages() -> list[Stage]:
+    """reset: drain and delete each targeted worker the cluster knows (on the init node, one at a
+    time), then reset every target in parallel. A worker whose drain failed is still reset: the
+    user asked for it, and kubeadm's own reset does not need the API server."""
+    phases = reset_phases()
+    return [
+        Stage("nodes", lambda d: [d.inv.init_node], action=_registered, on=INIT, once=True,
+              when=lambda d: None if _workers(d) and "drain" not in d.runner.skipped
+              else "no worker to drain"),
+        Stage("drain", _workers, action=_drain, on=INIT, names=("drain",)),
+        Stage("reset", lambda d: d.targets, phases=lambda t, d: phases,
+              names=tuple(p.name for p in phases)),
+    ]
+
+
+def reset(runner: Runner, targets: list[Node]) -> dict[str, HostResult]:
+    """Drain/delete (when the init node can), then reset every target in parallel."""
+    return run_stages(runner, reset_stages(), Data(runner, targets))
