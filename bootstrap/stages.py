@@ -224,8 +224,13 @@ def _run(runner: Runner, stage: Stage, data: Data) -> None:
     for group in _groups(stage, data, nodes):
         if runner.interrupted and not stage.cleanup:
             return
-        run_pool(group, lambda n: _on_node(runner, stage, data, n),
-                 1 if stage.order == SERIAL else runner.opts.parallel or data.inv.ssh.parallel)
+        outcome = run_pool(group, lambda n: _on_node(runner, stage, data, n),
+                           1 if stage.order == SERIAL
+                           else runner.opts.parallel or data.inv.ssh.parallel)
+        for node, exc in outcome.items():
+            if isinstance(exc, BaseException):  # a bug, not a host problem: still only this host's
+                host_failure(data.result(node), exc)
+                runner.reporter.host_failed(data.result(node))
         if stage.order == BATCHES and any(failed(data.result(n)) or _step_failed(data, n, stage)
                                           for n in group):
             rest = [n for n in nodes if n not in group and not data.result(n).steps]
