@@ -273,8 +273,9 @@ def test_down_leaves_nothing(lab_factory):
     t0 = time.monotonic()
     the_lab.down()
     assert time.monotonic() - t0 < 5
+    down = _ticks_now()
     client.close()
-    _assert_gone(nodes, lab_dir)
+    _assert_gone(nodes, lab_dir, down)
 
 
 def _mount_ns(pid: int) -> str:
@@ -284,11 +285,16 @@ def _mount_ns(pid: int) -> str:
         return ""
 
 
-def _assert_gone(nodes: list[tuple[int, int, str, str]], lab_dir: Path) -> None:
-    """No process is left in the nodes' pid or mount namespaces, and this machine's own mount
-    table has none of the lab's mounts. Another lab started since (by a parallel test) may reuse
-    the freed address block and so the same directory name: its mounts live in its own nodes'
-    namespaces, which is why mounts are judged by namespace, not by path alone."""
+def _ticks_now() -> int:
+    """Now, in the clock ticks since boot that /proc/PID/stat's start time counts."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+def _assert_gone(nodes: list[tuple[int, int, str, str]], lab_dir: Path, down: int) -> None:
+    """No process that started before the lab went down (``down``, in ticks) is left in the
+    nodes' pid or mount namespaces, and this machine's own mount table has none of the lab's
+    mounts. A lab a parallel test starts later may reuse the freed address block (so the same
+    directory name) and the kernel's namespace numbers: its processes started after ``down``."""
     namespaces = {ns for _, _, ns, _ in nodes}
     mount_namespaces = {m for *_, m in nodes if m}
     for entry in os.listdir("/proc"):
@@ -297,8 +303,11 @@ def _assert_gone(nodes: list[tuple[int, int, str, str]], lab_dir: Path) -> None:
         try:
             ns = os.readlink(f"/proc/{entry}/ns/pid")
             mnt = os.readlink(f"/proc/{entry}/ns/mnt")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
+            continue
+        state, started = fields[0], int(fields[19])
+        if started > down:
             continue
         if state != "Z":
             assert ns not in namespaces, f"pid {entry} still in a node's namespace"
@@ -346,9 +355,10 @@ def test_no_leftovers_when_a_test_fails_or_is_interrupted(tmp_path):
              "lab.pytest_plugin", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
              "-c", "/dev/null", f"test_inner.py::{test}"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+        down = _ticks_now()  # the inner run's lab went down before it returned
         assert res.returncode != 0, res.stdout
         data = json.loads(Path(f"{record}{suffix}").read_text())
-        _assert_gone([tuple(n) for n in data["nodes"]], Path(data["dir"]))
+        _assert_gone([tuple(n) for n in data["nodes"]], Path(data["dir"]), down)
 
 
 @pytest.mark.timeout(90)
