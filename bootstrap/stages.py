@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from .engine import Runner
 
 PARALLEL, SERIAL, INIT_FIRST, BATCHES = "parallel", "one at a time", "init node first", "batches"
-OWN, INIT = "own", "init"  # where an action runs: each node's session, or the init node's
+OWN, INIT, LOCAL = "own", "init", "local"  # where an action runs: each node's session, the init
+# node's for each node, or here, once (no session: a judgement across nodes, such as preflight)
 
 
 class Data:
@@ -98,17 +99,22 @@ class Data:
         self.runner.reporter.step(name, res)
         return res
 
-    def session(self, node: Node) -> Session:
-        """The init node's one session for the whole command (its actions and phases); any
-        other node's is opened for one stage and closed after it."""
-        if node != self.inv.init_node:
-            return self.runner.session(node)
-        if node.name not in self._sessions:
-            self._sessions[node.name] = self.runner.session(node)
-        return self._sessions[node.name]
+    def session(self, node: Node, shared: bool = False) -> Session:
+        """A node's session for one stage, closed after it (``release``); ``shared``: the one
+        kept open for the whole command (the init node's, for its actions), which a later stage
+        on that node uses too."""
+        if node.name in self._sessions:
+            return self._sessions[node.name]
+        session = self.runner.session(node)
+        if shared:
+            self._sessions[node.name] = session
+        return session
+
+    def shared(self, session: Session) -> bool:
+        return session in self._sessions.values()
 
     def release(self, session: Session) -> None:
-        if session not in self._sessions.values():
+        if not self.shared(session):
             session.close()
 
     def close(self) -> None:
@@ -130,7 +136,7 @@ class Stage:
     name: str
     nodes: Callable[[Data], list[Node]]
     phases: Callable[[Target, Data], list[Phase]] | None = None
-    action: Callable[[Data, Session, list[Node]], StepResult | None] | None = None
+    action: Callable[[Data, Session | None, list[Node]], StepResult | None] | None = None
     on: str = OWN
     order: str = PARALLEL
     batch: int = 1
@@ -138,6 +144,8 @@ class Stage:
     cleanup: bool = False
     when: Callable[[Data], str | None] = _always
     names: tuple[str, ...] = field(default=())  # what --skip-phases knows it by (none: internal)
+    transaction: bool = False  # the phases' packages in one transaction (prepare-nodes)
+    noun: str = "phase"  # what the phases are called in the log ("step" for prepare-nodes)
 
 
 def phase_names(stages: Sequence[Stage]) -> tuple[str, ...]:
@@ -194,14 +202,14 @@ def _nodes(stage: Stage, data: Data, keep: tuple[str, ...] = ()) -> list[Node]:
         nodes = stage.nodes(data)
     except KeyError:  # a value an earlier stage did not set (it did not run)
         nodes = data.targets
-    if stage.cleanup:
+    if stage.cleanup or stage.on == LOCAL:  # a judgement across nodes sees the failed ones too
         return nodes
     return [n for n in nodes if not failed(r := data.results.get(n.name)) or r.status in keep]
 
 
 def _not_run(stage: Stage, data: Data, stopped: str) -> None:
     """After Ctrl-C: the stage's phases did not start on its nodes (those not failed)."""
-    if stopped:
+    if stopped or stage.on == LOCAL:
         return
     for node in _nodes(stage, data, keep=(INTERRUPTED,)):
         names = ([p.name for p in stage.phases(Target(data.inv, node), data)]
@@ -220,6 +228,10 @@ def _run(runner: Runner, stage: Stage, data: Data) -> None:
         return
     if stage.on == INIT:
         _delegated(runner, stage, data, nodes)
+        return
+    if stage.on == LOCAL:
+        assert stage.action is not None
+        stage.action(data, None, nodes)
         return
     for group in _groups(stage, data, nodes):
         if runner.interrupted and not stage.cleanup:
@@ -270,18 +282,21 @@ def _on_node(runner: Runner, stage: Stage, data: Data, node: Node) -> None:
                                  for p in phases]
                 return
             run_phases(runner, session, t, phases, result, data.facts.pop(node.name, None),
-                       last=node != data.inv.init_node)
+                       last=not data.shared(session), transaction=stage.transaction,
+                       noun=stage.noun)
         elif stage.action is not None:
             res = stage.action(data, session, [node])
             if res is not None:
                 data.record(node, res)
     except BootstrapError as exc:
-        host_failure(result, exc)
+        host_failure(result, exc, runner.secrets.mask)
         runner.reporter.host_failed(result)
-    except Interrupted:
+    except Interrupted:  # in a read-only gather: before the phases, or their convergence check
         if stage.phases is not None and not result.steps:
             result.steps += [StepResult(p.name, NOT_STARTED, message="interrupted")
                              for p in stage.phases(t, data)]
+        elif stage.phases is not None:
+            result.message = "convergence not checked"
         result.status = INTERRUPTED
     finally:
         data.release(session)
@@ -295,6 +310,8 @@ def run_phases(
     result: HostResult,
     facts: F.Facts | None = None,
     last: bool = True,
+    transaction: bool = False,
+    noun: str = "phase",
 ) -> F.Facts:
     """Gather (unless ``facts`` were gathered earlier) and run ``phases`` on an open session
     through the one loop (workflow.run_host), ``--skip-phases`` applied. Returns the facts from
@@ -306,7 +323,8 @@ def run_phases(
         result.status, result.message = FAILED, f"{SKIP_FLAG}: " + "; ".join(refused)
         runner.reporter.host_failed(result)
         return facts
-    run_host(runner, session, t, phases, result, facts, skipped=runner.skipped, last=last)
+    run_host(runner, session, t, phases, result, facts, skipped=runner.skipped, last=last,
+             transaction=transaction, noun=noun)
     return facts
 
 
@@ -319,16 +337,18 @@ def gather(runner: Runner, session: Session, t: Target, phases: list[Phase]) -> 
                                    *need_facts(t, phases, skipped)])
 
 
-def host_failure(result: HostResult, exc: BaseException) -> None:
+def host_failure(result: HostResult, exc: BaseException,
+                 mask: Callable[[str], str] = str) -> None:
     """Record a connection or internal error that ended a host's phases."""
     result.status = FAILED
-    result.message = exc.message if isinstance(exc, BootstrapError) else f"internal error: {exc!r}"
+    result.message = mask(exc.message) if isinstance(exc, BootstrapError) \
+        else f"internal error: {exc!r}"
 
 
 def _delegated(runner: Runner, stage: Stage, data: Data, nodes: list[Node]) -> None:
     """An action on the init node's session, for ``nodes`` (once, or node by node)."""
     assert stage.action is not None
-    session = data.session(data.inv.init_node)
+    session = data.session(data.inv.init_node, shared=True)
     for group in ([nodes] if stage.once else [[n] for n in nodes]):
         if runner.interrupted and not stage.cleanup:
             for node in group:
