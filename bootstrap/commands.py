@@ -16,7 +16,7 @@ from . import releases, stages
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import BootstrapError, UsageError
-from .interrupt import EXIT_CODE, Interrupt, Interrupted
+from .interrupt import EXIT_CODE, Interrupt
 from .inventory import load
 from .models import Inventory, Node
 from .report import Reporter
@@ -322,14 +322,8 @@ def verify(
         return 0
     runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
     started = time.monotonic()
-    try:
-        seen = V.observe(runner, inv, checks, limit)
-        outcomes = V.judge_all(inv, checks, seen)
-        if workloads:
-            outcomes += W.run(runner, inv, workloads, limit, opts.keep or bool(pods))
-        if pods:
-            outcomes += P.run(runner, inv, pods, limit, opts.keep)
-    except Interrupted:  # the workloads' own cleanup (namespace, label, files) already ran
+    outcomes = V.run(runner, inv, checks, workloads, pods, limit, opts.keep)
+    if runner.interrupted:  # the workloads' own cleanup (namespace, label, files) already ran
         reporter.print("interrupted: verify stopped; what it created was removed")
         return EXIT_CODE
     for outcome in outcomes:

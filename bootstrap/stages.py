@@ -220,6 +220,10 @@ def _not_run(stage: Stage, data: Data, stopped: str) -> None:
 
 def _run(runner: Runner, stage: Stage, data: Data) -> None:
     nodes = _nodes(stage, data)
+    if stage.on == LOCAL:
+        assert stage.action is not None
+        stage.action(data, None, nodes)
+        return
     if not nodes:
         return
     if stage.action is not None and stage.name in runner.skipped:
@@ -228,10 +232,6 @@ def _run(runner: Runner, stage: Stage, data: Data) -> None:
         return
     if stage.on == INIT:
         _delegated(runner, stage, data, nodes)
-        return
-    if stage.on == LOCAL:
-        assert stage.action is not None
-        stage.action(data, None, nodes)
         return
     for group in _groups(stage, data, nodes):
         if runner.interrupted and not stage.cleanup:

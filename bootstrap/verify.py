@@ -358,32 +358,70 @@ def judge_all(inv: Inventory, checks: list[Check], seen: Observed) -> list[Outco
     return [c.judge(inv, seen) for c in checks]
 
 
-
-def observe(runner: Any, inv: Inventory, checks: list[Check], limit: int) -> Observed:
-    """Read every host's facts, one round trip a host, all hosts at once; a host that cannot be
-    reached leaves its facts out (the judges say so) and its reason under ``HOST:unreachable``."""
+def _observe(checks: list[Check], limit: int) -> Callable[..., None]:
+    """One host's facts for the read-only checks, one round trip; a host that cannot be reached
+    leaves its facts out (the judges say so) and its reason under ``HOST:unreachable``."""
     from .errors import BootstrapError
-    from .ssh import run_pool
 
-    wanted = plan(inv, checks, limit)
-
-    def read(host: str) -> dict:
-        session = runner.session(inv.node(host))
+    def observe(data: Any, session: Any, nodes: list) -> None:
+        (node,) = nodes
+        wanted = plan(data.inv, checks, limit)[node.name]
+        seen = data.get("seen")
         try:
-            return runner.gather(session, wanted[host])
-        finally:
-            session.close()
+            seen.update(data.runner.gather(session, wanted))
+        except BootstrapError as exc:
+            for fact in wanted:
+                seen[fact.name] = ({"error": f"{node.name} unreachable: {exc.message}"}
+                                   if ":" not in fact.name else {"unreachable": exc.message})
 
-    seen: Observed = {}
-    parallel = runner.opts.parallel or inv.ssh.parallel
-    for host, got in run_pool(list(wanted), read, parallel).items():
-        if isinstance(got, BootstrapError):
-            why = got.message
-            for fact in wanted[host]:
-                seen[fact.name] = ({"error": f"{host} unreachable: {why}"}
-                                   if ":" not in fact.name else {"unreachable": why})
-        elif isinstance(got, BaseException):
-            raise got
-        else:
-            seen.update(got)
-    return seen
+    return observe
+
+
+def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], pods: list[str],
+                  limit: int, keep: bool) -> list:
+    """verify: read every host at once and judge the read-only checks; then the workloads
+    (bootstrap/verify_workloads.py), then the Pod chapter's experiments (verify_pods.py), each
+    orchestrated from here, cleaning up after itself also after a failure or Ctrl-C. Every
+    check's result has one shape: ``Outcome``, in the data's ``outcomes``."""
+    from . import verify_pods as P
+    from . import verify_workloads as W
+    from .stages import LOCAL, Stage
+
+    hosts = plan(inv, checks, limit)
+
+    def judge(data: Any, session: Any, nodes: list) -> None:
+        for outcome in judge_all(data.inv, checks, data.get("seen")):
+            data.add("outcomes", outcome)
+
+    def workloads_(data: Any, session: Any, nodes: list) -> None:
+        for outcome in W.run(data.runner, data.inv, workloads, limit, keep or bool(pods)):
+            data.add("outcomes", outcome)
+
+    def pods_(data: Any, session: Any, nodes: list) -> None:
+        for outcome in P.run(data.runner, data.inv, pods, limit, keep):
+            data.add("outcomes", outcome)
+
+    return [
+        Stage("observe", lambda d: [n for n in d.inv.nodes if n.name in hosts],
+              action=_observe(checks, limit)),
+        Stage("judge", lambda d: [], action=judge, on=LOCAL),
+        Stage("workloads", lambda d: [], action=workloads_, on=LOCAL,
+              when=lambda d: None if workloads else "not chosen"),
+        Stage("pods", lambda d: [], action=pods_, on=LOCAL,
+              when=lambda d: None if pods else "not chosen"),
+    ]
+
+
+def run(runner: Any, inv: Inventory, checks: list[Check], workloads: list[str], pods: list[str],
+        limit: int, keep: bool) -> list[Outcome]:
+    """verify's stages; every check's outcome, in order (none after Ctrl-C stopped them)."""
+    from .errors import BootstrapError
+    from .stages import Data, run_stages
+
+    data = Data(runner, [])
+    data.set("seen", {})
+    results = run_stages(runner, verify_stages(inv, checks, workloads, pods, limit, keep), data)
+    broken = [f"{name}: {r.message}" for name, r in results.items() if r.status == "failed"]
+    if broken:  # observe records an unreachable host itself: this is a bug, not the cluster
+        raise BootstrapError("verify could not observe: " + "; ".join(broken))
+    return data.get("outcomes", [])

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bootstrap import checks, runtimes
 from bootstrap import facts as F
-from bootstrap import runtimes
 from bootstrap import stages as S
 from bootstrap.cluster import init as I
 from bootstrap.cluster import join as J
@@ -26,8 +26,8 @@ from bootstrap.cluster.common import (
     packages,
     present,
 )
-from bootstrap.engine import Runner, RunOptions
-from bootstrap.errors import CommandError
+from bootstrap.engine import Preflight, Runner, RunOptions
+from bootstrap.errors import CommandError, ConnectError
 from bootstrap.inventory import load_text
 from bootstrap.plan import FileState, Plan
 from bootstrap.report import Reporter
@@ -57,6 +57,7 @@ class World:
     effects: dict[str, Callable[[str], dict[str, object]]] = field(default_factory=dict)
     fail: set[tuple[str, str]] = field(default_factory=set)
     events: list[tuple[str, str]] = field(default_factory=list)
+    unreachable: set[str] = field(default_factory=set)
     on_event: Callable[[str, str], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,6 +110,10 @@ def world(monkeypatch) -> World:
 
     def gather(self, session, facts, last=False, timing=None):
         w.event(session.name, "gather")
+        if session.name in w.unreachable:
+            raise ConnectError(session.name, "connection refused")
+        if timing is not None:
+            timing.append(Result(0, "", "", 0.0))
         have = w.facts.get(session.name, {})
         return {f.name: have[f.name] if f.name in have else f.parse("", 1) for f in facts}
 
@@ -384,3 +389,55 @@ def test_init_master_runs_on_the_init_node_only_and_waits_after_its_phases(world
     assert world.on("m1") == ["gather", "flannel", "gather", "wait until Ready"]
     assert statuses(results, "m1")["wait-ready"] == "ok"
     assert statuses(results, "m1")["kubeconfig"] == "ok"
+
+
+def test_prepare_nodes_gathers_every_node_then_applies_only_where_something_is_missing(world):
+    world.effects = {"a": done("a")}
+    world.facts = {"w2": done("a")("w2")}
+    results = runner().run([W1, W2, W3], [touch("a")], Preflight(ignore={"all"}))
+    first = world.events[:3]
+    assert sorted(n for n, _ in first) == ["w1", "w2", "w3"] and {e for _, e in first} == {
+        "gather"}  # every node's facts before any change, for preflight across them
+    assert world.on("w2") == ["gather"]
+    assert world.on("w1") == ["gather", "a", "gather"]
+    assert [results[n].status for n in ("w1", "w2", "w3")] == ["changed", "ok", "changed"]
+
+
+def test_prepare_nodes_preflight_error_changes_nothing_on_any_node(world):
+    world.effects = {"a": done("a")}
+    results = runner().run([W1, W2], [touch("a")], Preflight())  # no OS facts: errors
+    assert {e for _, e in world.events} == {"gather"}
+    assert {r.message for r in results.values()} == {"not run: preflight failed"}
+
+
+def test_prepare_nodes_an_unreachable_node_is_a_preflight_error_for_every_node(world):
+    world.effects = {"a": done("a")}
+    world.unreachable = {"w2"}
+    r = runner()
+    others = set(checks.NAMES) - {"SSHReachable"}
+    assert r.run([W1], [touch("a")], Preflight(ignore=others))["w1"].status == "changed"
+    world.events.clear()
+    world.facts.clear()  # w1's "a" undone: only preflight stands between w1 and a change
+    results = r.run([W1, W2], [touch("a")], Preflight(ignore=others))
+    assert world.on("w1") == ["gather"]
+    assert results["w2"].status == "failed" and "connection refused" in results["w2"].message
+    assert "[ERROR SSHReachable]" in r.reporter.out.getvalue()
+
+
+def test_check_runs_no_step(world):
+    results = runner().run([W1, W2], [], Preflight(ignore={"all"}))
+    assert world.events and {e for _, e in world.events} == {"gather"}
+    assert {r.status for r in results.values()} == {"ok"}
+
+
+def test_verify_reads_every_host_once_and_judges_each_read_only_check_in_order(world):
+    from bootstrap import verify as V
+
+    world.unreachable = {"w2"}
+    world.facts = {"m1": {"kube-proxy-config": {"data": {"config.conf": "mode: ipvs"}}}}
+    checks = V.select(None, None)
+    outcomes = V.run(runner(), INV, checks, [], [], 10, keep=False)
+    assert sorted(n for n, _ in world.events) == sorted(n.name for n in INV.nodes)
+    assert [o.check for o in outcomes] == [c.name for c in checks]
+    proxy = next(o for o in outcomes if o.check == "ProxyMode")
+    assert not proxy.ok and "w2 unreachable" in proxy.observed
