@@ -38,6 +38,7 @@ T = TypeVar("T")
 _PASSWORD_NEEDED = ("a password is required", "a terminal is required", "no tty present")
 _PASSWORD_WRONG = ("incorrect password", "Sorry, try again")
 KILL_AFTER = 10  # seconds between timeout's TERM and its KILL on the node
+EOF_GRACE = 2.0  # seconds to wait for the output's end after the exit status (ssh.py _collect)
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,7 @@ class Session:
                  ) -> tuple[int, str, str, float | None]:
         out, err, line = bytearray(), bytearray(), bytearray()
         first_out: float | None = None
+        exited: float | None = None  # when the exit status was first seen
         deadline = started + call.limit + KILL_AFTER + 15
         while True:
             while chan.recv_ready():
@@ -448,8 +450,16 @@ class Session:
                     line = _progress(line + chunk, call.progress)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+            # Done at the channel's EOF, not at its exit status: sshd sends the status when the
+            # script exits, while the rest of its output may still be on the way (a gather
+            # under load lost its last facts so, with exit 0). A process the script left
+            # running may hold its output open: then EOF_GRACE seconds after the status.
+            if chan.exit_status_ready() and not chan.recv_ready() \
+                    and not chan.recv_stderr_ready():
+                if exited is None:
+                    exited = time.monotonic()
+                if chan.eof_received or chan.closed or time.monotonic() - exited > EOF_GRACE:
+                    break
             if not call.cleanup and self.interrupt is not None and self.interrupt.aborts(
                 call.interruptible
             ):
@@ -468,6 +478,9 @@ class Session:
             else:
                 select.select([chan], [], [], 0.2)
         rc = chan.recv_exit_status()
+        if not (chan.eof_received or chan.closed):
+            self.log(f"[no end of output {EOF_GRACE:g} s after the exit status: a process the "
+                     "script started holds it open]")
         return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), first_out
 
 
