@@ -174,9 +174,9 @@ def test_busybox_without_command_crash_loops_with_backoff(lab):
     uid = json.loads((lab.cluster_dir / "pods" / NS / "crash.json").read_text())["uid"]
     term = c["lastState"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (0, "Completed")
-    wait_for(lambda: "waiting" in ctr(status(lab, "crash"), "c")["state"])
-    waiting = ctr(status(lab, "crash"), "c")["state"]["waiting"]
-    assert waiting["reason"] == "CrashLoopBackOff"
+    # between two starts it waits in CrashLoopBackOff (ContainerCreating only at a start)
+    waiting = wait_for(lambda: (w := ctr(status(lab, "crash"), "c")["state"].get("waiting"))
+                       and w["reason"] == "CrashLoopBackOff" and w)
     assert re.fullmatch(rf"back-off (20s|40s) restarting failed container=c pod=crash_{NS}"
                         rf"\({uid}\)", waiting["message"]), waiting
     st = status(lab, "crash")

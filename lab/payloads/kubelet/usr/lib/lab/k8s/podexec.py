@@ -9,7 +9,8 @@ stderr; kubectl's own errors (rc 1) are its real texts (exec.go / the API server
 - container not running (the pod not bound/started, the container waiting or terminated):
   `error: unable to upgrade connection: container not found ("C")`;
 - the node's kubelet down (its facts, or no runner takes the request within 10 s): `Error from
-  server: error dialing backend: dial tcp ADDRESS:10250: connect: connection refused`.
+  server: error dialing backend: dial tcp ADDRESS:10250: connect: connection refused`, checked
+  before whether the container runs: the API server dials the kubelet, which alone knows that.
 Without CONTAINER the first container is used (kubectl's default, without its
 `Defaulted container` notice, which 1.20 does not print).
 The request is `/var/lib/lab-cluster/exec/ID.req.json`; the runner of the pod's node claims it,
@@ -56,6 +57,9 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
         return 1, "", f"error: container {container} is not valid for pod {pod}\n"
     if not argv:
         return 1, "", "error: you must specify at least one command for the container\n"
+    node = spec.get("nodeName", "")
+    if node and not state.node_facts(node).get("kubelet_active"):  # the API server dials the
+        return _no_kubelet(data, node)  # kubelet first; only the kubelet knows what runs
     uid = meta.get("uid")
     try:
         with open(f"{state.ROOT}/pods/{ns}/{pod}.json") as fh:
@@ -69,9 +73,8 @@ def exec_in_pod(ns: str, pod: str, container: str | None, argv: list[str],
     st = next((c for c in statuses if c.get("name") == container), {})
     if "running" not in (st.get("state") or {}):
         return _not_running(container)
-    node = spec.get("nodeName", "")
-    if not state.node_facts(node).get("kubelet_active"):
-        return _no_kubelet(data, node)
+    if not node:
+        return _not_running(container)
     os.makedirs(EXEC, exist_ok=True)
     rid = f"{int(time.time() * 1000)}-{os.getpid()}-{secrets.token_hex(4)}"
     req = {"ns": ns, "pod": pod, "uid": uid, "container": container,
