@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import releases, stages
+from . import endpoints, releases, stages
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import BootstrapError, UsageError
@@ -70,6 +70,7 @@ def _finish(
     runner: Runner,
 ) -> int:
     """Recap and report; the exit code (130 after Ctrl-C, 1 when a node failed)."""
+    runner.close()
     interrupted = runner.interrupted
     if interrupted:
         reporter.print("interrupted")
@@ -114,6 +115,9 @@ def _runner(
     reporter.print(f"{inv.path}: {releases.summary(inv)}")
     for note in inv.notes:  # an old inventory key and its new name
         reporter.print(f"{inv.path}: note: {note}")
+    if opts.dry_run and (inv.ssh.bastion or inv.ssh.config_file or any(n.ssh for n in inv.nodes)):
+        for node in inv.nodes:  # where each node's SSH settings came from
+            reporter.print(f"ssh: {endpoints.describe(node)}")
     info = RunInfo.new(command, changes=changes and not opts.dry_run,
                        break_lease=opts.break_lease)
     skip = parse_skip(opts.skip_phases, command, phase_names(command))
@@ -322,7 +326,10 @@ def verify(
         return 0
     runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
     started = time.monotonic()
-    outcomes = V.run(runner, inv, checks, workloads, pods, limit, opts.keep)
+    try:
+        outcomes = V.run(runner, inv, checks, workloads, pods, limit, opts.keep)
+    finally:
+        runner.close()
     if runner.interrupted:  # the workloads' own cleanup (namespace, label, files) already ran
         reporter.print("interrupted: verify stopped; what it created was removed")
         return EXIT_CODE

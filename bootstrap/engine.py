@@ -21,7 +21,7 @@ from .plan import BACKUP_SUFFIX, Action, WriteFile
 from .report import Reporter
 from .runinfo import RunInfo
 from .secrets import Secrets
-from .ssh import Result, Session, SudoPassword
+from .ssh import Jumps, Result, Session, SudoPassword
 from .steps import Step
 from .workflow import (  # noqa: F401 (the results' shapes, re-exported for the commands)
     ABANDONED,
@@ -118,6 +118,7 @@ class Runner:
         self.leases: dict[str, lease.NodeLease] = {}
         self._leases_lock = threading.Lock()
         self.skipped: frozenset[str] = opts.skip
+        self.jumps = Jumps(inv.ssh)  # the bastions' connections, shared by the run's sessions
 
     def session(self, node: Node) -> Session:
         node_lease = None
@@ -127,8 +128,12 @@ class Runner:
         return Session(
             node, self.inv.ssh, self.secrets, self.password,
             log=self.reporter.host_log(node.name), run_info=self.run_info,
-            interrupt=self.interrupt, node_lease=node_lease,
+            interrupt=self.interrupt, node_lease=node_lease, jumps=self.jumps,
         )
+
+    def close(self) -> None:
+        """Close what outlives the sessions: the bastions' connections."""
+        self.jumps.close()
 
     @property
     def interrupted(self) -> bool:

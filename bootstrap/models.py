@@ -49,6 +49,48 @@ class SSH:
     command_timeout: float = 1800  # bounds every remote command (image pulls take minutes)
     parallel: int = 20
     sudo_password_env: str | None = None
+    bastion: Bastion | None = None  # a jump host every node is reached through (ProxyJump)
+    config_file: str | None = None  # an OpenSSH client config to read (opt-in)
+    given: frozenset[str] = frozenset()  # the keys the inventory sets (they win over the file)
+
+
+@dataclass(frozen=True)
+class Bastion:
+    """A jump host as the inventory gives it (``ssh.bastion``, ``nodes[].ssh.bastion``); user and
+    key default to the node's."""
+
+    address: str
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeSSH:
+    """What one node's inventory entry overrides (``nodes[].ssh``); ``bastion`` False: none."""
+
+    host: str | None = None  # what to connect to: an ssh_config alias or an address
+    user: str | None = None
+    port: int | None = None
+    key_file: str | None = None
+    bastion: Bastion | bool | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom SSH logs in, resolved (bootstrap/endpoints.py); ``jump``: the bastion
+    it goes through; ``origins``: (setting, where its value came from), for the dry run."""
+
+    host: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    jump: Endpoint | None = None
+    origins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -147,6 +189,8 @@ class Node:
     address: str
     role: str
     internal_address: str
+    ssh: NodeSSH | None = None  # the entry's own SSH settings
+    login: Endpoint | None = None  # resolved at load (bootstrap/endpoints.py)
 
     @property
     def is_control_plane(self) -> bool:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from . import releases
+from . import endpoints, releases
 from .errors import InventoryError
 from .models import (
     DEFAULT_REGISTRIES,
     KUBERNETES_REPOS,
     SSH,
+    Bastion,
     Cluster,
     Containerd,
     Docker,
@@ -22,6 +25,7 @@ from .models import (
     Network,
     Node,
     NodePrep,
+    NodeSSH,
     Registries,
     Repo,
     Repos,
@@ -289,6 +293,40 @@ def _path(value: Any) -> str:
     return text
 
 
+def _fields(value: Any, spec: Spec, what: str) -> dict[str, Any]:
+    """A small nested mapping checked against ``spec`` (the first problem is the error)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping ({what})")
+    out = {}
+    for key, item in value.items():
+        if key not in spec:
+            raise ValueError(f"has an unknown key {key!r} (known: {', '.join(spec)})")
+        try:
+            out[key] = spec[key](item)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {_show(item)} {exc}") from None
+    return out
+
+
+def _bastion(value: Any, allow_false: bool = False) -> Bastion | bool | None:
+    """``{address, port, user, key_file}``; ``false`` on a node: reached directly."""
+    if value is None:
+        return None
+    if value is False and allow_false:
+        return False
+    fields = _fields(value, BASTION, "address, port, user, key_file"
+                     + ("; or false for none" if allow_false else ""))
+    if "address" not in fields:
+        raise ValueError("needs an address")
+    return Bastion(**fields)
+
+
+def _node_ssh(value: Any) -> NodeSSH | None:
+    if value is None:
+        return None
+    return NodeSSH(**_fields(value, NODE_SSH, "host, user, port, key_file, bastion"))
+
+
 # ---- sections ----
 
 Spec = dict[str, Callable[[Any], Any]]
@@ -315,6 +353,21 @@ SSH_SPEC: Spec = {
     "command_timeout": _positive_number,
     "parallel": _int_range(1, 1000),
     "sudo_password_env": _optional(_env_name),
+    "bastion": lambda v: _bastion(v),
+    "config_file": _optional(_path),
+}
+BASTION: Spec = {
+    "address": _host,
+    "port": _int_range(1, 65535),
+    "user": _user,
+    "key_file": _path,
+}
+NODE_SSH: Spec = {
+    "host": _host,
+    "user": _user,
+    "port": _int_range(1, 65535),
+    "key_file": _path,
+    "bastion": lambda v: _bastion(v, allow_false=True),
 }
 NODE_PREP: Spec = {
     "ntp_servers": _list_of(_host),
@@ -353,6 +406,7 @@ NODE: Spec = {
     "address": _host,
     "role": _enum("master", "worker"),
     "internal_address": _optional(_ipv4),
+    "ssh": lambda v: _node_ssh(v),
 }
 TOP = ("cluster", "ssh", "node_prep", "docker", "containerd", "registries", "repos", "network",
        "verify", "nodes")
@@ -447,8 +501,38 @@ def _nodes(ctx: _Ctx, data: Any) -> list[tuple[int, Node]]:
                 )
                 continue
             internal = fields["address"]
-        nodes.append((i, Node(fields["name"], fields["address"], fields["role"], internal)))
+        nodes.append((i, Node(fields["name"], fields["address"], fields["role"], internal,
+                              fields.get("ssh"))))
     return nodes
+
+
+def _logins(ctx: _Ctx, ssh: SSH, indexed: list[tuple[int, Node]], name: str) -> list[Node]:
+    """Every node with its resolved login (bootstrap/endpoints.py), ``ssh.config_file`` read."""
+    config = None
+    if ssh.config_file:
+        path = Path(ssh.config_file).expanduser()
+        if not path.is_absolute():
+            path = Path(name).parent / path
+        try:
+            config = endpoints.parse_config(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            ctx.add(("ssh", "config_file"), f"{ssh.config_file!r} cannot be read "
+                    f"({exc.strerror or exc}): give the path of an OpenSSH client config")
+            return [n for _, n in indexed]
+        except Exception as exc:  # paramiko's parser: ConfigParseError and friends
+            ctx.add(("ssh", "config_file"), f"{ssh.config_file!r} is not an OpenSSH client "
+                    f"config: {exc}")
+            return [n for _, n in indexed]
+    out = []
+    for i, node in indexed:
+        try:
+            login = endpoints.resolve(ssh, node, i, config, ssh.config_file or "")
+        except endpoints.Unresolved as exc:
+            ctx.add(exc.path, str(exc))
+            out.append(node)
+            continue
+        out.append(dataclasses.replace(node, login=login))
+    return out
 
 
 def _cross_checks(ctx: _Ctx, indexed: list[tuple[int, Node]], cluster: Cluster) -> None:
@@ -521,7 +605,8 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
         if key not in TOP:
             _unknown(ctx, (), key, TOP)
     cluster_fields = _section(ctx, data.get("cluster"), ("cluster",), CLUSTER)
-    ssh = SSH(**_section(ctx, data.get("ssh"), ("ssh",), SSH_SPEC))
+    ssh_fields = _section(ctx, data.get("ssh"), ("ssh",), SSH_SPEC)
+    ssh = SSH(**ssh_fields, given=frozenset(ssh_fields))
     node_prep = NodePrep(**_section(ctx, data.get("node_prep"), ("node_prep",), NODE_PREP))
     docker_fields = _section(ctx, data.get("docker"), ("docker",), DOCKER)
     containerd_fields = _section(ctx, data.get("containerd"), ("containerd",), CONTAINERD)
@@ -545,7 +630,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     verify = Verify(**_section(ctx, data.get("verify"), ("verify",), VERIFY))
     indexed = _nodes(ctx, data.get("nodes"))
     _cross_checks(ctx, indexed, cluster)
-    nodes = [n for _, n in indexed]
+    nodes = _logins(ctx, ssh, indexed, name)
     if ctx.problems:
         raise InventoryError(name, [_format(name, loc, p, m) for p, m in ctx.problems])
     return Inventory(

@@ -29,7 +29,7 @@ from fabric import Config, Connection
 from . import journal, lease
 from .errors import BootstrapError, CommandError, CommandTimeout, ConnectError, SudoError
 from .interrupt import CLEANUP_TIMEOUT, Interrupt, Interrupted
-from .models import SSH, Node
+from .models import SSH, Endpoint, Node
 from .runinfo import RunInfo
 from .secrets import Secrets
 
@@ -131,6 +131,131 @@ class SudoPassword:
             return self._value  # type: ignore[return-value]
 
 
+def _open(login: Endpoint, cfg: SSH, name: str, sock: paramiko.Channel | None = None
+          ) -> paramiko.SSHClient:
+    """An SSH client logged in at ``login`` (over ``sock``: a bastion's channel), the host key
+    checked against known_hosts under ssh.host_key_policy; each failure a ConnectError that
+    says what to fix."""
+    known_hosts = Path(os.path.expanduser(cfg.known_hosts))
+    kwargs: dict = {"look_for_keys": False, "allow_agent": False,
+                    "banner_timeout": cfg.connect_timeout, "auth_timeout": cfg.connect_timeout,
+                    "timeout": cfg.connect_timeout}
+    if login.key_file:
+        key_file = os.path.expanduser(login.key_file)
+        if not os.path.exists(key_file):
+            raise ConnectError(name, f"SSH key file {login.key_file} does not exist "
+                               "(set ssh.key_file in the inventory)")
+        kwargs["key_filename"] = key_file
+    else:
+        kwargs.update(look_for_keys=True, allow_agent=True)
+    if sock is not None:
+        kwargs["sock"] = sock
+    client = paramiko.SSHClient()
+    if known_hosts.exists():
+        try:
+            client.load_host_keys(str(known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise ConnectError(name, f"cannot read known_hosts {known_hosts}: {exc}") from None
+    elif cfg.host_key_policy == "strict":
+        raise ConnectError(
+            name,
+            f"known_hosts file {cfg.known_hosts} does not exist: "
+            "add the node's host key there (ssh-keyscan, then verify it) or "
+            "set ssh.host_key_policy: accept-new",
+        )
+    client.set_missing_host_key_policy(
+        _AcceptNew(known_hosts) if cfg.host_key_policy == "accept-new" else _Strict()
+    )
+    where = login.where
+    started = time.monotonic()
+    try:
+        client.connect(login.host, port=login.port, username=login.user, **kwargs)
+    except _UnknownHostKey as exc:
+        raise ConnectError(
+            name,
+            f"unknown host key for {exc.hostname} "
+            f"({exc.key.get_name()}, not in {cfg.known_hosts}): verify it and "
+            "add it, or set ssh.host_key_policy: accept-new",
+        ) from None
+    except paramiko.BadHostKeyException as exc:
+        raise ConnectError(
+            name,
+            f"HOST KEY CHANGED for {exc.hostname}: the key offered "
+            f"does not match {cfg.known_hosts}. If the node was reinstalled, "
+            f"remove its old line (ssh-keygen -R {exc.hostname}); otherwise "
+            "suspect an attack",
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        raise ConnectError(
+            name, f"{where}: authentication failed ({exc}); check ssh.user and ssh.key_file",
+        ) from None
+    except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        # Its own text ("Unable to connect to port 22 on ...") hides the reason.
+        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
+        raise ConnectError(name, f"{where}: cannot connect: {'; '.join(reasons) or exc}"
+                           ) from None
+    except TimeoutError:
+        raise ConnectError(
+            name, f"{where}: no answer within {cfg.connect_timeout:g}s (ssh.connect_timeout)",
+        ) from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        if isinstance(exc, paramiko.SSHException) and \
+                time.monotonic() - started >= cfg.connect_timeout:
+            # A banner that never came surfaces as "No existing session" from paramiko.
+            raise ConnectError(
+                name, f"{where}: no SSH answer within {cfg.connect_timeout:g}s "
+                "(ssh.connect_timeout)",
+            ) from None
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConnectError(name, f"{where}: cannot connect: {reason}") from None
+    return client
+
+
+class Jumps:
+    """One SSH connection per bastion, shared by every node behind it (each node's connection
+    is a ``direct-tcpip`` channel of it, as OpenSSH's ProxyJump). A bastion that cannot be
+    reached fails every node behind it at once, with the bastion's reason."""
+
+    def __init__(self, cfg: SSH) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._clients: dict[Endpoint, paramiko.SSHClient] = {}
+        self._errors: dict[Endpoint, str] = {}
+
+    def channel(self, jump: Endpoint, to: Endpoint, name: str) -> paramiko.Channel:
+        """A channel from the bastion ``jump`` to ``to``'s SSH port."""
+        with self._lock:  # the first node connects; the others wait for its outcome
+            if jump in self._errors:
+                raise ConnectError(name, self._errors[jump])
+            client = self._clients.get(jump)
+            transport = client.get_transport() if client else None
+            if transport is None or not transport.is_active():
+                try:
+                    client = _open(jump, self.cfg, f"bastion {jump.host}")
+                except ConnectError as exc:
+                    self._errors[jump] = (f"bastion {jump.where}: {exc.detail} (every node "
+                                          "behind it fails with it)")
+                    raise ConnectError(name, self._errors[jump]) from None
+                self._clients[jump] = client
+                transport = client.get_transport()
+                if transport is not None and hasattr(transport.sock, "setsockopt"):
+                    transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert transport is not None
+        try:
+            return transport.open_channel("direct-tcpip", (to.host, to.port), ("127.0.0.1", 0),
+                                          timeout=self.cfg.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ConnectError(name, f"{to.where} via bastion {jump.where}: cannot connect: "
+                               f"{reason}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
 class Session:
     """One node, one SSH connection at a time (opened on first use, reopened after close())."""
 
@@ -144,8 +269,11 @@ class Session:
         run_info: RunInfo | None = None,
         interrupt: Interrupt | None = None,
         node_lease: lease.NodeLease | None = None,
+        jumps: Jumps | None = None,
     ) -> None:
         self.node = node
+        self.login = node.login or Endpoint(node.address, cfg.port, cfg.user, cfg.key_file)
+        self.jumps = jumps
         self.run_info = run_info
         self.interrupt = interrupt
         self.lease = node_lease
@@ -154,115 +282,36 @@ class Session:
         self.password = password
         self.log = log or (lambda _text: None)
         self.conn: Connection | None = None
-        self._use_password = password.known and cfg.user != "root"
+        self._use_password = password.known and self.login.user != "root"
 
     @property
     def name(self) -> str:
         return self.node.name
 
     def connect(self) -> None:
-        """Open the connection, checking the host key against known_hosts."""
+        """Open the connection (through the node's bastion, if it has one), checking the host
+        key against known_hosts."""
         if self.conn is not None:
             return
-        cfg = self.cfg
-        known_hosts = Path(os.path.expanduser(cfg.known_hosts))
-        kwargs: dict = {
-            "look_for_keys": False,
-            "allow_agent": False,
-            "banner_timeout": cfg.connect_timeout,
-            "auth_timeout": cfg.connect_timeout,
-        }
-        if cfg.key_file:
-            key_file = os.path.expanduser(cfg.key_file)
-            if not os.path.exists(key_file):
-                raise ConnectError(
-                    self.name,
-                    f"SSH key file {cfg.key_file} does not exist "
-                    "(set ssh.key_file in the inventory)",
-                )
-            kwargs["key_filename"] = key_file
-        else:
-            kwargs.update(look_for_keys=True, allow_agent=True)
+        login, sock = self.login, None
+        if login.jump is not None:
+            if self.jumps is None:
+                self.jumps = Jumps(self.cfg)
+            sock = self.jumps.channel(login.jump, login, self.name)
         conn = Connection(
-            self.node.address,
-            user=cfg.user,
-            port=cfg.port,
-            connect_timeout=max(1, math.ceil(cfg.connect_timeout)),
-            connect_kwargs=kwargs,
+            login.host,
+            user=login.user,
+            port=login.port,
+            connect_timeout=max(1, math.ceil(self.cfg.connect_timeout)),
+            connect_kwargs={},
             config=Config(lazy=True),
         )
-        client = paramiko.SSHClient()
-        if known_hosts.exists():
-            try:
-                client.load_host_keys(str(known_hosts))
-            except (OSError, paramiko.SSHException) as exc:
-                raise ConnectError(
-                    self.name, f"cannot read known_hosts {known_hosts}: {exc}"
-                ) from None
-        elif cfg.host_key_policy == "strict":
-            raise ConnectError(
-                self.name,
-                f"known_hosts file {cfg.known_hosts} does not exist: "
-                "add the node's host key there (ssh-keyscan, then verify it) or "
-                "set ssh.host_key_policy: accept-new",
-            )
-        client.set_missing_host_key_policy(
-            _AcceptNew(known_hosts) if cfg.host_key_policy == "accept-new" else _Strict()
-        )
-        conn.client = client
-        where = f"{cfg.user}@{self.node.address}:{cfg.port}"
-        started = time.monotonic()
-        try:
-            conn.open()
-        except _UnknownHostKey as exc:
-            raise ConnectError(
-                self.name,
-                f"unknown host key for {exc.hostname} "
-                f"({exc.key.get_name()}, not in {cfg.known_hosts}): verify it and "
-                "add it, or set ssh.host_key_policy: accept-new",
-            ) from None
-        except paramiko.BadHostKeyException as exc:
-            raise ConnectError(
-                self.name,
-                f"HOST KEY CHANGED for {exc.hostname}: the key offered "
-                f"does not match {cfg.known_hosts}. If the node was reinstalled, "
-                f"remove its old line (ssh-keygen -R {exc.hostname}); otherwise "
-                "suspect an attack",
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            raise ConnectError(
-                self.name,
-                f"{where}: authentication failed ({exc}); check ssh.user and ssh.key_file",
-            ) from None
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            # Its own text ("Unable to connect to port 22 on ...") hides the reason.
-            reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
-            raise ConnectError(
-                self.name, f"{where}: cannot connect: {'; '.join(reasons) or exc}"
-            ) from None
-        except TimeoutError:
-            raise ConnectError(
-                self.name,
-                f"{where}: no answer within {cfg.connect_timeout:g}s (ssh.connect_timeout)",
-            ) from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            if (
-                isinstance(exc, paramiko.SSHException)
-                and time.monotonic() - started >= cfg.connect_timeout
-            ):
-                # A banner that never came surfaces as "No existing session" from paramiko.
-                raise ConnectError(
-                    self.name,
-                    f"{where}: no SSH answer within {cfg.connect_timeout:g}s "
-                    "(ssh.connect_timeout)",
-                ) from None
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ConnectError(self.name, f"{where}: cannot connect: {reason}") from None
+        conn.client = _open(login, self.cfg, self.name, sock)
         transport = conn.client.get_transport()
         if transport is not None:
-            sock = transport.sock
-            if hasattr(sock, "setsockopt"):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.transport = transport
+            if sock is None and hasattr(transport.sock, "setsockopt"):
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport.set_keepalive(15)
         self.conn = conn
 
@@ -290,7 +339,7 @@ class Session:
 
     def _command(self, script: str, privileged: bool, limit: float) -> str:
         inner = f"timeout -k {KILL_AFTER} {limit:g} sh -c {shlex.quote(script)}"
-        if not privileged or self.cfg.user == "root":
+        if not privileged or self.login.user == "root":
             return inner
         if self._use_password:
             return f"sudo -S -p '' {inner}"
@@ -363,19 +412,19 @@ class Session:
         if (
             privileged
             and not self._use_password
-            and self.cfg.user != "root"
+            and self.login.user != "root"
             and result.rc != 0
             and any(s in result.stderr for s in _PASSWORD_NEEDED)
         ):
-            self.password.get(self.name, self.cfg.user)
+            self.password.get(self.name, self.login.user)
             self._use_password = True
             result = self._exec(script, privileged, call, stdin)
         if privileged and self._use_password and any(s in result.stderr for s in _PASSWORD_WRONG):
-            raise SudoError(self.name, f"sudo rejected the password for {self.cfg.user}")
+            raise SudoError(self.name, f"sudo rejected the password for {self.login.user}")
         if privileged and "is not in the sudoers file" in result.stderr:
             raise SudoError(
                 self.name,
-                f"{self.cfg.user} may not use sudo there: add it to "
+                f"{self.login.user} may not use sudo there: add it to "
                 "sudoers (or log in as root with ssh.user: root)",
             )
         if result.rc == lease.EXIT:
@@ -393,7 +442,7 @@ class Session:
         command = self._command(script, privileged, call.limit)
         feed = ""
         if privileged and self._use_password:
-            feed = self.password.get(self.name, self.cfg.user) + "\n"
+            feed = self.password.get(self.name, self.login.user) + "\n"
         if data is not None:
             feed += data
         started, sent = time.monotonic(), time.time()
