@@ -53,6 +53,11 @@ class Target:
         return self.node.roles
 
     @property
+    def user(self) -> str:
+        """The user SSH logs in as on this node (its ~/.kube is the one kubeconfig manages)."""
+        return self.node.login.user if self.node.login else self.inv.ssh.user
+
+    @property
     def is_init_node(self) -> bool:
         return self.node == self.inv.init_node
 

@@ -372,7 +372,7 @@ def test_reset_of_a_worker_whose_drain_failed_still_resets_it(world):
 def test_init_master_runs_on_the_init_node_only_and_waits_after_its_phases(world):
     world.facts = prepared("m1")
     world.facts["m1"].update({present().name: {ADMIN_CONF, I.APISERVER},
-                              account(INV).name: Account("root", "/root", 0, 0),
+                              account("root").name: Account("root", "/root", 0, 0),
                               "admin-sha": "ab", "user-kubeconfig:root": (0o600, 0, 0, "ab")})
     world.fail = {("m1", "flannel")}
     results = I.init_master(runner(), [], None, 60)

@@ -36,9 +36,8 @@ class Account:
     gid: int
 
 
-def account(inv: Inventory) -> F.Fact:
+def account(user: str) -> F.Fact:
     """``getent passwd`` of the SSH user (None when unknown)."""
-    user = inv.ssh.user
 
     def parse(out: str, rc: int) -> Account | None:
         fields = out.strip().split(":")

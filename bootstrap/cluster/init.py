@@ -125,7 +125,7 @@ def _init_failed(t: Target, session: Session, stderr: str) -> str:
 
 # -- kubeconfig ----------------------------------------------------------------------------------
 def _user_config(t: Target) -> F.Fact:
-    user = shlex.quote(t.inv.ssh.user)
+    user = shlex.quote(t.user)
     cmd = (
         f'h=$(getent passwd {user} | cut -d: -f6); f="$h/.kube/config"; '
         f'[ -n "$h" ] && [ -f "$f" ] || exit 1; '
@@ -138,7 +138,7 @@ def _user_config(t: Target) -> F.Fact:
             return None
         return int(words[0], 8), int(words[1]), int(words[2]), words[3]
 
-    return F.Fact(f"user-kubeconfig:{t.inv.ssh.user}", cmd, parse)
+    return F.Fact(f"user-kubeconfig:{t.user}", cmd, parse)
 
 
 def _admin_sha() -> F.Fact:
@@ -147,13 +147,13 @@ def _admin_sha() -> F.Fact:
 
 def _kubeconfig_phase(stamp: str) -> Phase:
     def facts(t: Target) -> list[F.Fact]:
-        return [account(t.inv), _admin_sha(), _user_config(t)]
+        return [account(t.user), _admin_sha(), _user_config(t)]
 
     def plan(t: Target, facts: F.Facts) -> Plan:
         p = Plan()
-        acct: Account | None = facts[account(t.inv).name]
+        acct: Account | None = facts[account(t.user).name]
         if acct is None:
-            p.error = f"no account {t.inv.ssh.user} on the node (getent passwd)"
+            p.error = f"no account {t.user} on the node (getent passwd)"
             return p
         have = facts[_user_config(t).name]
         sha = facts["admin-sha"]

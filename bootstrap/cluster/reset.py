@@ -190,9 +190,9 @@ DIRS = cluster_phase("cni-files", "/etc/cni/net.d, /var/lib/cni, /run/flannel",
 
 # -- the user's ~/.kube --------------------------------------------------------------------------
 def _kube_dir(t: Target) -> F.Fact:
-    user = shlex.quote(t.inv.ssh.user)
+    user = shlex.quote(t.user)
     return F.command(
-        f"kube-dir:{t.inv.ssh.user}",
+        f"kube-dir:{t.user}",
         f'h=$(getent passwd {user} | cut -d: -f6); [ -n "$h" ] && [ -e "$h/.kube" ] && echo yes',
     )
 
@@ -200,7 +200,7 @@ def _kube_dir(t: Target) -> F.Fact:
 def _kubeconfig_phase(stamp: str) -> Phase:
     def plan(t: Target, facts: F.Facts) -> Plan:
         p = Plan()
-        acct = facts[account(t.inv).name]
+        acct = facts[account(t.user).name]
         if acct is None or not facts[_kube_dir(t).name]:
             return p
         src = shlex.quote(f"{acct.home}/.kube")
@@ -209,7 +209,7 @@ def _kubeconfig_phase(stamp: str) -> Phase:
         return p
 
     return cluster_phase("kubeconfig", "move the SSH user's ~/.kube to a backup",
-                 lambda t: [account(t.inv), _kube_dir(t)], plan)
+                 lambda t: [account(t.user), _kube_dir(t)], plan)
 
 
 def reset_phases(stamp: str | None = None) -> list[Phase]:
