@@ -145,7 +145,15 @@ def _open(login: Endpoint, cfg: SSH, name: str, sock: paramiko.Channel | None = 
         if not os.path.exists(key_file):
             raise ConnectError(name, f"SSH key file {login.key_file} does not exist "
                                "(set ssh.key_file in the inventory)")
-        kwargs["key_filename"] = key_file
+        try:  # loaded here, by its own type: paramiko's key_filename tries every type and
+            # reports the last one's parse error ("expected OPENSSH key") for a refused key
+            kwargs["pkey"] = paramiko.PKey.from_path(key_file)
+        except paramiko.PasswordRequiredException:
+            raise ConnectError(name, f"SSH key file {login.key_file} is encrypted: load it into "
+                               "ssh-agent and set its key_file to null") from None
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise ConnectError(name, f"cannot read SSH key file {login.key_file}: {exc}"
+                               ) from None
     else:
         kwargs.update(look_for_keys=True, allow_agent=True)
     if sock is not None:
@@ -233,7 +241,8 @@ class Jumps:
                 try:
                     client = _open(jump, self.cfg, f"bastion {jump.host}")
                 except ConnectError as exc:
-                    self._errors[jump] = (f"bastion {jump.where}: {exc.detail} (every node "
+                    detail = exc.detail.removeprefix(f"{jump.where}: ")
+                    self._errors[jump] = (f"bastion {jump.where}: {detail} (every node "
                                           "behind it fails with it)")
                     raise ConnectError(name, self._errors[jump]) from None
                 self._clients[jump] = client

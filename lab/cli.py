@@ -16,7 +16,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         the_lab = Lab.up(args.nodes, name=args.name, user=args.user, mirror=not args.no_mirror,
                          log=lambda msg: print(msg, file=sys.stderr), os=args.os,
-                         podman=args.podman)
+                         podman=args.podman, bastion=args.bastion)
     except LabError as exc:
         print(f"lab up: {exc}", file=sys.stderr)
         return 1
@@ -50,8 +50,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         the_lab = Lab.attach(path.parent.name)
         state = "up" if the_lab.alive() else "stopped (stale)"
         print(f"{the_lab.name}: {state}, {len(the_lab.nodes)} {the_lab.os} nodes"
-              + (" (podman)" if the_lab.podman else "") + f", block 127.0.{the_lab.block}.x,"
-              f" inventory {the_lab.inventory_path}")
+              + (" (podman)" if the_lab.podman else "")
+              + (f" + bastion {the_lab.bastion.address}" if the_lab.bastion else "")
+              + f", block 127.0.{the_lab.block}.x, inventory {the_lab.inventory_path}")
         if args.verbose:
             print(json.dumps(json.loads(path.read_text()), indent=1))
     if not found:
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="node flavour: el7 (CentOS 7.9), el8 (CentOS 8.5), el9 (Rocky 9.4)")
     up.add_argument("--podman", action="store_true",
                     help="el8/el9: nodes with podman, buildah, runc and podman-docker installed")
+    up.add_argument("--bastion", action="store_true",
+                    help="one more node, bastion (127.0.B.10), the only one the nodes accept "
+                         "logins from; the inventory goes through it")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop a lab")
     down.add_argument("--name", default="default")

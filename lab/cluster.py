@@ -1,4 +1,5 @@
-"""The Lab object: N nodes, their known_hosts, inventory, cluster dir and mirror."""
+"""The Lab object: N nodes (and maybe a bastion), their known_hosts, inventory, cluster dir and
+mirror."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -14,6 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import lab
+from lab import bastion as bastion_mod
 from lab import deps, flavours, inventory, layer
 from lab.node import INIT, Node, NodeError, _alive, _kill, _pids_in_ns
 
@@ -82,6 +85,12 @@ class Lab:
         self.root = root or lab.lab_root()
         self.dir = self.root / "labs" / name
         self.nodes: list[Node] = []
+        """The cluster nodes (master1, node1, ...); never the bastion."""
+        self.bastion: Node | None = None
+        """The bastion node (`bastion`, 127.0.B.10) of a lab started with `bastion=True`."""
+        self.via: str | None = None
+        """How the last inventory written reaches the nodes: None (directly), "bastion" or
+        "ssh_config" (`write_inventory`)."""
         self.mirror = None
         self.mirror_url: str | None = None
         self.mirror_pid: int | None = None
@@ -94,7 +103,13 @@ class Lab:
         rpmdb)."""
 
     def __repr__(self) -> str:
-        return f"<Lab {self.name} {self.os} block={self.block} nodes={len(self.nodes)}>"
+        extra = " +bastion" if self.bastion else ""
+        return f"<Lab {self.name} {self.os} block={self.block} nodes={len(self.nodes)}{extra}>"
+
+    @property
+    def all_nodes(self) -> list[Node]:
+        """The cluster nodes and the bastion (if any): every node the lab starts and stops."""
+        return [*self.nodes, *([self.bastion] if self.bastion else [])]
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -117,13 +132,27 @@ class Lab:
     def json_path(self) -> Path:
         return self.dir / "lab.json"
 
-    def ssh_argv(self, node: Node, script: str, user: str = "lab") -> list[str]:
-        """OpenSSH's client to ``node`` as ``user`` with the lab's key, checking its host key,
-        and nothing from ~/.ssh: what a user's own ssh to the node looks like."""
-        return ["ssh", "-F", "/dev/null", "-i", str(self.key_file),
+    @property
+    def ssh_config_path(self) -> Path:
+        """The OpenSSH client config `write_inventory(via="ssh_config")` writes."""
+        return self.dir / "ssh_config"
+
+    def _ssh_options(self) -> list[str]:
+        return ["-F", "/dev/null", "-i", str(self.key_file),
                 "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"{user}@{node.address}", script]
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+
+    def ssh_argv(self, node: Node, script: str, user: str = "lab") -> list[str]:
+        """OpenSSH's client to ``node`` as ``user`` with the lab's key, checking its host key,
+        and nothing from ~/.ssh: what a user's own ssh to the node looks like. In a lab with a
+        bastion a cluster node is reached through it (``ssh -W``, as ProxyJump does, with the
+        same options and user)."""
+        argv = ["ssh", *self._ssh_options()]
+        if self.bastion is not None and node is not self.bastion:
+            jump = ["ssh", *self._ssh_options(), "-W", "%h:%p", f"{user}@{self.bastion.address}"]
+            argv += ["-o", "ProxyCommand=" + shlex.join(jump)]
+        return [*argv, f"{user}@{node.address}", script]
 
     def ssh(self, node: Node, script: str, user: str = "lab",
             timeout: float = 60) -> subprocess.CompletedProcess:
@@ -132,8 +161,8 @@ class Lab:
                               timeout=timeout)
 
     def node(self, name: str) -> Node:
-        """The node called `name` (or with that address)."""
-        for n in self.nodes:
+        """The node called `name` (or with that address); the bastion too."""
+        for n in self.all_nodes:
             if name in (n.name, n.address):
                 return n
         raise KeyError(name)
@@ -143,13 +172,15 @@ class Lab:
     def up(cls, n: int, name: str | None = None, block: int | None = None, user: str = "lab",
            root: Path | None = None, mirror: bool = True, closed: tuple[str, ...] = (),
            timeout: float = 60.0, log=print, os: str = flavours.DEFAULT,
-           podman: bool = False) -> Lab:
+           podman: bool = False, bastion: bool = False) -> Lab:
         """Start a lab of `n` nodes and write its inventory.
 
         `name` None: a free address block B>=1 is taken and the lab is called `b<B>`;
         name "default" uses B=0. `closed`: names of nodes that start with their port closed.
         `os`: the nodes' flavour, el7 (default), el8 or el9; `podman`: the podman variant
-        (el8/el9 only).
+        (el8/el9 only). `bastion`: one more node, `bastion` at 127.0.B.10 (`lab.bastion`), the
+        only address the cluster nodes accept logins from; the inventory is then written with
+        `via="bastion"` (lab/CONTRACT.md, "Bastion").
         """
         if not 1 <= n <= 240:
             raise LabError("a lab has 1 to 240 nodes")
@@ -166,9 +197,15 @@ class Lab:
         except deps.DepsError as exc:
             raise LabError(str(exc)) from exc
         lay = layer.ensure(root, log=log, os_name=os, podman=podman)
+        shim = None
+        if bastion:
+            try:
+                shim = bastion_mod.shim(root)
+            except bastion_mod.ShimError as exc:
+                raise LabError(str(exc)) from exc
         with _locked(root / "labs" / ".lock"):
             if block is None:
-                block = 0 if name == "default" else _free_block(root)
+                block = 0 if name == "default" else _free_block(root, bastion)
             name = name or f"b{block}"
             existing = root / "labs" / name / "lab.json"
             if existing.exists():
@@ -185,14 +222,14 @@ class Lab:
             self.save()
         RUNNING[id(self)] = self
         try:
-            self._start(n, lay, mirror, closed, timeout, log)
+            self._start(n, lay, mirror, closed, timeout, log, shim)
         except BaseException:
             self.down(quiet=True)
             raise
         return self
 
     def _start(self, n: int, lay: Path, mirror: bool, closed: tuple[str, ...], timeout: float,
-               log) -> None:
+               log, shim: Path | None = None) -> None:
         self.cluster_dir.mkdir(exist_ok=True)
         init = self.dir / "init.sh"
         init.write_text(INIT)
@@ -204,21 +241,37 @@ class Lab:
                         self.mirror_url, os=self.os)
             node.port_closed = nm in closed
             self.nodes.append(node)
-        for node in self.nodes:
+        if shim is not None:
+            self._add_bastion(shim, closed)
+        for node in self.all_nodes:
             _check_address_free(node.address)
             node.prepare()
         try:
-            for node in self.nodes:
+            for node in self.all_nodes:
                 node.spawn(lay, init)
             self.save()
-            wait_ready(self.nodes, timeout)
+            wait_ready(self.all_nodes, timeout)
         finally:
-            for node in self.nodes:
+            for node in self.all_nodes:
                 node.find_pid()
             self.save()
         self.known_hosts.write_text(
-            "".join(f"{nd.address} {nd.host_public_key()}\n" for nd in self.nodes))
-        self.write_inventory(self.user)
+            "".join(f"{nd.address} {nd.host_public_key()}\n" for nd in self.all_nodes))
+        self.write_inventory(self.user, via="bastion" if self.bastion else None)
+
+    def _add_bastion(self, shim: Path, closed: tuple[str, ...]) -> None:
+        """The bastion node: its sshd preloads the shim that binds its outgoing connections to
+        its own address; every cluster node's sshd allows logins from that address only."""
+        address = bastion_mod.address(self.block)
+        node = Node(self.dir, self.root, bastion_mod.NAME, address, self.cluster_dir,
+                    self.mirror_url, os=self.os)
+        node.port_closed = bastion_mod.NAME in closed
+        node.seed_files = {bastion_mod.SHIM_NODE_PATH: str(shim)}
+        node.sshd_env = {"LD_PRELOAD": bastion_mod.SHIM_NODE_PATH, "LAB_BIND_ADDRESS": address}
+        node.sshd_options = ["-o", "AllowTcpForwarding=yes"]
+        for other in self.nodes:
+            other.sshd_options = ["-o", f"AllowUsers=*@{address}"]
+        self.bastion = node
 
     def _start_mirror(self, log) -> None:
         try:
@@ -233,12 +286,23 @@ class Lab:
         self.mirror_pid = getattr(self.mirror, "pid", None) or getattr(proc, "pid", None)
         self.save()
 
-    def write_inventory(self, user: str = "lab") -> Path:
-        """(Re)write inventory.yaml for login user `user` (lab, labpw or root)."""
+    def write_inventory(self, user: str = "lab", via: str | None = None) -> Path:
+        """(Re)write inventory.yaml for login user `user` (lab, labpw or root).
+
+        `via` (a lab with a bastion): None, the nodes directly (which refuse such logins);
+        "bastion", the same plus `ssh.bastion: {address: 127.0.B.10}`; "ssh_config", an OpenSSH
+        client config `<lab dir>/ssh_config` (`Host bastion` and one `Host <node>` block per
+        node with `ProxyJump bastion`) named by `ssh.config_file`, user and key only there."""
         if user not in lab.LOGIN_USERS:
             raise LabError(f"user must be one of {lab.LOGIN_USERS}")
-        self.user = user
-        inventory.write(self.inventory_path, self, user)
+        if via not in inventory.VIAS:
+            raise LabError(f"via must be one of {inventory.VIAS}, not {via!r}")
+        if via is not None and self.bastion is None:
+            raise LabError(f"via={via!r} needs a lab with a bastion (Lab.up(..., bastion=True))")
+        self.user, self.via = user, via
+        if via == "ssh_config":
+            inventory.write_ssh_config(self.ssh_config_path, self, user)
+        inventory.write(self.inventory_path, self, user, via)
         self.save()
         return self.inventory_path
 
@@ -247,7 +311,8 @@ class Lab:
         data = {"name": self.name, "block": self.block, "root": str(self.root),
                 "owner_pid": self.owner_pid, "user": self.user, "os": self.os,
                 "podman": self.podman, "mirror_url": self.mirror_url,
-                "mirror_pid": self.mirror_pid, "nodes": [n.to_json() for n in self.nodes]}
+                "mirror_pid": self.mirror_pid, "nodes": [n.to_json() for n in self.nodes],
+                "bastion": self.bastion.to_json() if self.bastion else None, "via": self.via}
         tmp = self.json_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, self.json_path)
@@ -268,23 +333,28 @@ class Lab:
         self.podman = data.get("podman", False)
         self.mirror_url = data.get("mirror_url")
         self.mirror_pid = data.get("mirror_pid")
-        for nd in data["nodes"]:
+        self.via = data.get("via")
+        for nd in [*data["nodes"], *([data["bastion"]] if data.get("bastion") else [])]:
             node = Node(self.dir, root, nd["name"], nd["address"], self.cluster_dir,
                         self.mirror_url, os=self.os)
-            node.pid, node.unshare_pid = nd.get("pid"), nd.get("unshare_pid")
-            node.pidns, node.port_closed = nd.get("pidns"), nd.get("port_closed", False)
-            self.nodes.append(node)
+            node.load_json(nd)
+            if nd is data.get("bastion"):
+                self.bastion = node
+            else:
+                self.nodes.append(node)
         return self
 
     def alive(self) -> bool:
-        """True while any of its processes (nodes, mirror) runs."""
-        pids = [p for nd in self.nodes for p in (nd.pid, nd.unshare_pid)]
+        """True while any of its processes (nodes, bastion, mirror) runs."""
+        pids = [p for nd in self.all_nodes for p in (nd.pid, nd.unshare_pid)]
         return any(p and _alive(p) for p in [*pids, self.mirror_pid])
 
     # -- down --------------------------------------------------------------------------------
     def down(self, keep: bool = False, timeout: float = 15.0, quiet: bool = False) -> None:
-        """Stop every node (SIGKILL to PID 1) and the mirror; check nothing is left."""
-        for node in self.nodes:
+        """Stop every node and the bastion (SIGKILL to PID 1) and the mirror; check nothing is
+        left."""
+        every = self.all_nodes
+        for node in every:
             node.kill()
         if self.mirror is not None:
             with suppress(Exception):
@@ -294,13 +364,12 @@ class Lab:
         deadline = time.monotonic() + timeout
         left: list[int] = []
         while True:
-            for node in self.nodes:
+            for node in every:
                 if node._proc is not None:
                     node._proc.poll()
             table = _pids_in_ns()
-            left = [p for nd in self.nodes for p in (nd.pid, nd.unshare_pid) if p and _alive(p)]
-            left += [p for nd in self.nodes if nd.pidns for p in table.get(nd.pidns, [])
-                     if _alive(p)]
+            left = [p for nd in every for p in (nd.pid, nd.unshare_pid) if p and _alive(p)]
+            left += [p for nd in every if nd.pidns for p in table.get(nd.pidns, []) if _alive(p)]
             if self.mirror_pid and _alive(self.mirror_pid):
                 left.append(self.mirror_pid)
             if not left or time.monotonic() > deadline:
@@ -312,7 +381,7 @@ class Lab:
                   if str(self.dir) in ln]
         if mounts and not quiet:
             raise LabError(f"lab {self.name}: mounts left after down: {mounts}")
-        for node in self.nodes:
+        for node in every:
             node.pid = node.unshare_pid = None
             node._proc = None
         if not left:
@@ -344,10 +413,13 @@ def _block_in_use(root: Path, block: int) -> bool:
     return False
 
 
-def _free_block(root: Path) -> int:
+def _free_block(root: Path, bastion: bool = False) -> int:
     for block in range(1, MAX_BLOCK + 1):
-        if not _block_in_use(root, block) and not _port_open(f"127.0.{block}.11"):
-            return block
+        if _block_in_use(root, block) or _port_open(f"127.0.{block}.11"):
+            continue
+        if bastion and _port_open(bastion_mod.address(block)):
+            continue
+        return block
     raise LabError("no free address block 127.0.B.x left")
 
 

@@ -29,6 +29,9 @@ PACKAGES: dict[str, str] = {
     # standalone shell runs its own wget/nslookup applets and bypasses the stand-ins in PATH
     "busybox": "/usr/share/doc/busybox/copyright",
     "curl": "/usr/bin/curl",  # inside nodes without the lab's kubelet, the host's real curl
+    # the bastion's LD_PRELOAD shim (lab/bindshim.c) is compiled here: gcc (COMMANDS' cc) and
+    # the C library's headers (dlfcn.h, sys/socket.h, ...)
+    "libc6-dev": "/usr/include/dlfcn.h",
 }
 
 COMMANDS: dict[str, str] = {
@@ -38,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "dnf": "dnf", "rpm": "rpm", "rpmbuild": "rpm", "createrepo_c": "createrepo-c",
     "unshare": "util-linux", "nsenter": "util-linux", "openssl": "openssl",
     "ip": "iproute2", "ss": "iproute2", "busybox": "busybox", "curl": "curl", "git": "git",
+    "cc": "gcc",
 }
 """Every command the test suite and the lab run on this machine (tests/test_environment.py
 finds the ones the tests start and checks they are listed), and the Debian package that has it:

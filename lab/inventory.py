@@ -14,16 +14,28 @@ if TYPE_CHECKING:
     from lab.cluster import Lab
 
 
+VIAS = (None, "bastion", "ssh_config")
+"""How an inventory reaches the nodes: directly, `ssh.bastion`, or `ssh.config_file`."""
+
+
 def _q(value: object) -> str:
     """A YAML scalar (JSON strings are valid YAML)."""
     return json.dumps(value)
 
 
-def render(the_lab: Lab, user: str = "lab") -> str:
-    """inventory.yaml text for `the_lab`, logging in as `user`."""
-    ssh = (f"user: {_q(user)}, key_file: {_q(str(the_lab.key_file))}, "
-           f"known_hosts: {_q(str(the_lab.known_hosts))}, host_key_policy: strict, "
-           "connect_timeout: 5")
+def render(the_lab: Lab, user: str = "lab", via: str | None = None) -> str:
+    """inventory.yaml text for `the_lab`, logging in as `user`; `via` (a lab with a bastion):
+    None (directly), "bastion" (`ssh.bastion`) or "ssh_config" (`ssh.config_file`, see
+    `render_ssh_config`; user and key only there)."""
+    tail = (f"known_hosts: {_q(str(the_lab.known_hosts))}, host_key_policy: strict, "
+            "connect_timeout: 5")
+    if via == "ssh_config":
+        ssh = f"config_file: {_q(str(the_lab.ssh_config_path))}, {tail}"
+    else:
+        ssh = f"user: {_q(user)}, key_file: {_q(str(the_lab.key_file))}, {tail}"
+    if via == "bastion":
+        assert the_lab.bastion is not None
+        ssh += f", bastion: {{address: {the_lab.bastion.address}}}"
     if user == "labpw":
         ssh += f", sudo_password_env: {lab.SUDO_PASSWORD_ENV}"
     lines = [f"# lab {the_lab.name}: written by `python -m lab up`",
@@ -53,9 +65,39 @@ def render(the_lab: Lab, user: str = "lab") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, the_lab: Lab, user: str = "lab") -> Path:
+def write(path: Path, the_lab: Lab, user: str = "lab", via: str | None = None) -> Path:
     """Write the inventory to `path`."""
-    path.write_text(render(the_lab, user))
+    path.write_text(render(the_lab, user, via))
+    return path
+
+
+def _arg(value: str) -> str:
+    """An ssh_config argument: double-quoted when it has a space."""
+    return f'"{value}"' if " " in value else value
+
+
+def render_ssh_config(the_lab: Lab, user: str = "lab") -> str:
+    """An OpenSSH client config reaching every node through the lab's bastion: `Host bastion`
+    and one `Host <node name>` block per node (`ProxyJump bastion`); a last `Host *` block
+    makes plain `ssh -F <file> node1` check host keys against the lab's known_hosts."""
+    assert the_lab.bastion is not None
+    key = _arg(str(the_lab.key_file))
+    lines = [f"# lab {the_lab.name}: every node through the bastion (written by the lab)",
+             f"Host {the_lab.bastion.name}", f"    HostName {the_lab.bastion.address}",
+             f"    User {user}", f"    IdentityFile {key}", ""]
+    for node in the_lab.nodes:
+        lines += [f"Host {node.name}", f"    HostName {node.address}", f"    User {user}",
+                  f"    IdentityFile {key}", f"    ProxyJump {the_lab.bastion.name}", ""]
+    lines += ["Host *", f"    UserKnownHostsFile {_arg(str(the_lab.known_hosts))}",
+              "    GlobalKnownHostsFile /dev/null", "    StrictHostKeyChecking yes",
+              "    IdentitiesOnly yes", "    BatchMode yes", "    ConnectTimeout 5"]
+    return "\n".join(lines) + "\n"
+
+
+def write_ssh_config(path: Path, the_lab: Lab, user: str = "lab") -> Path:
+    """Write `render_ssh_config` to `path` (mode 0600, as ssh wants its config)."""
+    path.write_text(render_ssh_config(the_lab, user))
+    path.chmod(0o600)
     return path
 
 

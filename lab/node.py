@@ -23,8 +23,13 @@ SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n"
 # PID 1 of a node. Runs with the host's view of / until it has mounted the node's.
 INIT = r"""#!/bin/bash
 # lab node init: $1 node dir, $2 layer dir, $3 cluster dir, $4 address, $5 hostname, $6 open|closed
+# environment: LAB_SSHD_OPTS, LAB_SSHD_ENV: sshd's extra arguments and environment, one a line
 set -eu
 N=$1 L=$2 C=$3 A=$4 H=$5 PORT=$6
+SSHD_OPTS=() SSHD_ENV=()
+[ -n "${LAB_SSHD_OPTS:-}" ] && mapfile -t SSHD_OPTS <<< "$LAB_SSHD_OPTS"
+[ -n "${LAB_SSHD_ENV:-}" ] && mapfile -t SSHD_ENV <<< "$LAB_SSHD_ENV"
+unset LAB_SSHD_OPTS LAB_SSHD_ENV  # sshd's alone, not the boot's
 UUID=$(cat "$N/identity/product_uuid") MAC=$(cat "$N/identity/mac")
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run
 mkdir -p /run/.stage/cluster /run/.stage/log
@@ -87,8 +92,8 @@ fi
 [ "$PORT" = closed ] && touch /run/lab-node/port-closed
 start_sshd() {
   [ -e /run/lab-node/port-closed ] && return 0
-  /usr/sbin/sshd -D -E /var/log/lab/sshd.log -o LogLevel=DEBUG1 -o "ListenAddress=$A:22" \
-    -o PidFile=/run/sshd.pid &
+  env "${SSHD_ENV[@]}" /usr/sbin/sshd -D -E /var/log/lab/sshd.log -o LogLevel=DEBUG1 \
+    -o "ListenAddress=$A:22" -o PidFile=/run/sshd.pid "${SSHD_OPTS[@]}" &
 }
 set +e
 trap 'rm -f /run/lab-node/port-closed; start_sshd' USR1
@@ -126,6 +131,14 @@ class Node:
         self.unshare_pid: int | None = None
         self.pidns: str | None = None
         self.port_closed = False
+        self.sshd_options: list[str] = []
+        """Extra sshd arguments (e.g. `["-o", "AllowUsers=*@127.0.1.10"]`), from the next
+        spawn on."""
+        self.sshd_env: dict[str, str] = {}
+        """Extra environment of sshd alone (the bastion's LD_PRELOAD and LAB_BIND_ADDRESS)."""
+        self.seed_files: dict[str, str] = {}
+        """Node path -> host file: copied into the node's seed by `prepare` (the node sees
+        them under its own /usr, /etc, ...; the host's /var/tmp is not visible in a node)."""
         self._proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
@@ -183,6 +196,15 @@ class Node:
             dst = seed / "ssh" / f"ssh_host_ed25519_key{suffix}"
             dst.write_bytes((keydir / f"ssh_host_ed25519_key{suffix}").read_bytes())
             os.chmod(dst, mode)
+        for node_path, host_file in self.seed_files.items():
+            top, _, rel = node_path.strip("/").partition("/")
+            if top not in TOPS or not rel:
+                raise NodeError(f"{self.name}: cannot seed {node_path} (not under /"
+                                + ", /".join(TOPS) + ")")
+            dst = self.dir / "seed" / top / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(Path(host_file).read_bytes())
+            os.chmod(dst, Path(host_file).stat().st_mode & 0o7777)
         if self.mirror_url:
             repos = seed / "yum.repos.d"
             repos.mkdir(exist_ok=True)
@@ -200,6 +222,13 @@ class Node:
         """Start the node's namespace (returns at once; see `lab.cluster.wait_ready`)."""
         if self.running():
             raise NodeError(f"{self.name} is already running (pid {self.pid})")
+        env = {"PATH": NODE_PATH, "LANG": "C"}
+        for var, lines in (("LAB_SSHD_OPTS", self.sshd_options),
+                           ("LAB_SSHD_ENV", [f"{k}={v}" for k, v in self.sshd_env.items()])):
+            if any("\n" in line for line in lines):
+                raise NodeError(f"{self.name}: {var} items must be one line each: {lines}")
+            if lines:
+                env[var] = "\n".join(lines)
         with open(self.dir / "console.log", "ab") as console:
             self._proc = subprocess.Popen(
                 ["unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
@@ -207,7 +236,7 @@ class Node:
                  str(self.cluster_dir), self.address, self.hostname,
                  "closed" if self.port_closed else "open"],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=console,
-                start_new_session=True, env={"PATH": NODE_PATH, "LANG": "C"},
+                start_new_session=True, env=env,
             )
         self.unshare_pid = self._proc.pid
         self.pid = None
@@ -534,7 +563,16 @@ class Node:
     def to_json(self) -> dict:
         return {"name": self.name, "address": self.address, "pid": self.pid,
                 "unshare_pid": self.unshare_pid, "pidns": self.pidns,
-                "port_closed": self.port_closed}
+                "port_closed": self.port_closed, "sshd_options": self.sshd_options,
+                "sshd_env": self.sshd_env, "seed_files": self.seed_files}
+
+    def load_json(self, data: dict) -> None:
+        """Restore what `to_json` saved (pids, port state, sshd's extras)."""
+        self.pid, self.unshare_pid = data.get("pid"), data.get("unshare_pid")
+        self.pidns, self.port_closed = data.get("pidns"), data.get("port_closed", False)
+        self.sshd_options = list(data.get("sshd_options", []))
+        self.sshd_env = dict(data.get("sshd_env", {}))
+        self.seed_files = dict(data.get("seed_files", {}))
 
 
 def _alive(pid: int) -> bool:

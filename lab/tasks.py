@@ -11,12 +11,16 @@ from lab import cli
             "user": "login user in the inventory: lab, labpw or root",
             "no_mirror": "do not build/serve the yum mirror",
             "os": "node flavour: el7 (default), el8 or el9",
-            "podman": "el8/el9: podman, buildah, runc and podman-docker installed"})
-def up(c, nodes=3, name="default", user="lab", no_mirror=False, os="el7", podman=False):
+            "podman": "el8/el9: podman, buildah, runc and podman-docker installed",
+            "bastion": "one more node, bastion (127.0.B.10), the only way in to the nodes"})
+def up(c, nodes=3, name="default", user="lab", no_mirror=False, os="el7", podman=False,
+       bastion=False):
     """Start a lab of simulated EL nodes and print its inventory."""
     args = ["up", "--nodes", str(nodes), "--name", name, "--user", user, "--os", os]
     if podman:
         args.append("--podman")
+    if bastion:
+        args.append("--bastion")
     if no_mirror:
         args.append("--no-mirror")
     rc = cli.main(args)
