@@ -14,10 +14,15 @@ With ``--before REV`` the same runs also use the toolkit of commit REV, checked 
 ``git worktree`` beside this one (with this checkout's lab), and the table gives now/before
 ratios measured in the same run. Each side runs in its own Python process.
 
+With ``--bastion`` the same runs of this checkout also go through a bastion (a lab with one:
+``ssh.bastion``, every node's connection a channel of the bastion's one), beside the direct ones,
+with bastion/direct ratios from the same run.
+
 With ``--os el7,el8,el9`` each size runs on labs of each flavour (default el7), the nodes'
 docker pinned as `invoke demo` pins it for that release.
 
-Usage: python benchmarks/prepare.py [--before REV] [--os LIST] [N ...]   (as root; default 1 10 30)
+Usage: python benchmarks/prepare.py [--before REV] [--bastion] [--os LIST] [N ...]
+(as root; default sizes 1 10 30)
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- one side, in its own process: `prepare.py --side CODE N` prints one JSON line --------------
-def side(code: Path, n: int, flavour: str = "el7") -> dict:
+def side(code: Path, n: int, flavour: str = "el7", via: str = "direct") -> dict:
     import importlib
     import io
 
@@ -100,8 +105,16 @@ def side(code: Path, n: int, flavour: str = "el7") -> dict:
         secrets = Secrets()
         password = SudoPassword(inv.ssh.sudo_password_env, secrets)
 
+        try:  # the bastion's one connection, shared (a toolkit before bastions has none)
+            from bootstrap.ssh import Jumps
+
+            jumps = Jumps(inv.ssh)
+        except ImportError:
+            jumps = None
+
         def work(node):
-            session = Session(node, inv.ssh, secrets, password)
+            extra = {"jumps": jumps} if jumps is not None else {}
+            session = Session(node, inv.ssh, secrets, password, **extra)
             try:
                 session.connect()
                 if not session.run("true", what="true").ok:
@@ -110,12 +123,14 @@ def side(code: Path, n: int, flavour: str = "el7") -> dict:
                 session.close()
 
         results = run_pool(inv.nodes, work, inv.ssh.parallel)
+        if jumps is not None:
+            jumps.close()
         return int(any(isinstance(r, BaseException) for r in results.values()))
 
     from lab import demo
     from lab.inventory import pin
 
-    the_lab = Lab.up(n, log=lambda msg: None, os=flavour)
+    the_lab = Lab.up(n, log=lambda msg: None, os=flavour, bastion=via == "bastion")
     pin(the_lab.inventory_path, None, docker=demo.DOCKER[flavour])
     if code.resolve() != ROOT:  # an older toolkit may not know `registries` (its old key)
         path = the_lab.inventory_path
@@ -131,8 +146,8 @@ def side(code: Path, n: int, flavour: str = "el7") -> dict:
         the_lab.down()
 
 
-def run_side(code: Path, n: int, flavour: str = "el7") -> dict:
-    res = subprocess.run([sys.executable, __file__, "--side", str(code), str(n), flavour],
+def run_side(code: Path, n: int, flavour: str = "el7", via: str = "direct") -> dict:
+    res = subprocess.run([sys.executable, __file__, "--side", str(code), str(n), flavour, via],
                          capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise SystemExit(f"{code} on {n} nodes failed:\n{res.stderr[-3000:]}")
@@ -149,11 +164,13 @@ def cells(m: dict) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--side"]:
-        print(json.dumps(side(Path(argv[1]), int(argv[2]), *argv[3:4])))
+        print(json.dumps(side(Path(argv[1]), int(argv[2]), *argv[3:5])))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", metavar="REV", help="also measure the toolkit of commit REV")
     ap.add_argument("--os", default="el7", help="comma-separated lab flavours (el7,el8,el9)")
+    ap.add_argument("--bastion", action="store_true",
+                    help="also run this checkout's toolkit through a bastion (ssh.bastion)")
     ap.add_argument("sizes", nargs="*", type=int, default=[1, 10, 30])
     args = ap.parse_args(argv)
     tree = None
@@ -171,6 +188,8 @@ def main(argv: list[str]) -> int:
             sides = {"now": run_side(ROOT, n, flavour)}
             if tree is not None:
                 sides["before"] = run_side(tree, n, flavour)
+            if args.bastion:
+                sides["bastion"] = run_side(ROOT, n, flavour, "bastion")
             for name, runs in sides.items():
                 for run, label in (("first", "first run"), ("noop", "no-op re-run"),
                                    ("true", "connect+true")):
@@ -184,6 +203,12 @@ def main(argv: list[str]) -> int:
                     print(f"{n:>5}  now/before {label}: wall {ratio[0]:.2f}x, remote processes "
                           f"{ratio[1]:.2f}x, node CPU {ratio[2]:.2f}x, client CPU "
                           f"{ratio[3]:.2f}x", flush=True)
+            if "bastion" in sides:
+                now, via = sides["now"], sides["bastion"]
+                for run, label in (("first", "first run"), ("noop", "no-op re-run")):
+                    print(f"{n:>5}  bastion/direct {label}: wall "
+                          f"{via[run]['wall'] / now[run]['wall']:.2f}x, client CPU "
+                          f"{via[run]['client_ms'] / now[run]['client_ms']:.2f}x", flush=True)
     finally:
         if tree is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)

@@ -131,7 +131,7 @@ class SudoPassword:
             return self._value  # type: ignore[return-value]
 
 
-def _open(login: Endpoint, cfg: SSH, name: str, sock: paramiko.Channel | None = None
+def _open(login: Endpoint, cfg: SSH, name: str, sock: _Tunnel | None = None
           ) -> paramiko.SSHClient:
     """An SSH client logged in at ``login`` (over ``sock``: a bastion's channel), the host key
     checked against known_hosts under ssh.host_key_policy; each failure a ConnectError that
@@ -219,6 +219,33 @@ def _open(login: Endpoint, cfg: SSH, name: str, sock: paramiko.Channel | None = 
     return client
 
 
+class _Tunnel:
+    """A bastion's channel as a node connection's socket, whose sends the close never overtakes.
+    paramiko's Channel sends outside its lock, so a close from another thread (a node's
+    connection given up, its banner late under load) could send CHANNEL_CLOSE before the data;
+    OpenSSH then drops the whole bastion connection ("data packet referred to nonexistent
+    channel"), and with it every node behind the bastion."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self._chan = chan
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            return self._chan.send(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._chan.sendall(data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._chan.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._chan, name)
+
+
 class Jumps:
     """One SSH connection per bastion, shared by every node behind it (each node's connection
     is a ``direct-tcpip`` channel of it, as OpenSSH's ProxyJump). A bastion that cannot be
@@ -230,7 +257,7 @@ class Jumps:
         self._clients: dict[Endpoint, paramiko.SSHClient] = {}
         self._errors: dict[Endpoint, str] = {}
 
-    def channel(self, jump: Endpoint, to: Endpoint, name: str) -> paramiko.Channel:
+    def channel(self, jump: Endpoint, to: Endpoint, name: str) -> _Tunnel:
         """A channel from the bastion ``jump`` to ``to``'s SSH port."""
         with self._lock:  # the first node connects; the others wait for its outcome
             if jump in self._errors:
@@ -251,8 +278,9 @@ class Jumps:
                     transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert transport is not None
         try:
-            return transport.open_channel("direct-tcpip", (to.host, to.port), ("127.0.0.1", 0),
-                                          timeout=self.cfg.connect_timeout)
+            return _Tunnel(transport.open_channel(
+                "direct-tcpip", (to.host, to.port), ("127.0.0.1", 0),
+                timeout=self.cfg.connect_timeout))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             reason = str(exc) or type(exc).__name__
             raise ConnectError(name, f"{to.where} via bastion {jump.where}: cannot connect: "
