@@ -270,10 +270,10 @@ def test_down_leaves_nothing(lab_factory):
     client.exec_command("sleep 60")
     nodes = [(n.pid, n.unshare_pid, n.pidns, _mount_ns(n.pid)) for n in the_lab.nodes]
     lab_dir = the_lab.dir
+    down = _ticks_now()  # every process of the lab started before this
     t0 = time.monotonic()
     the_lab.down()
     assert time.monotonic() - t0 < 5
-    down = _ticks_now()
     client.close()
     _assert_gone(nodes, lab_dir, down)
 
@@ -291,10 +291,11 @@ def _ticks_now() -> int:
 
 
 def _assert_gone(nodes: list[tuple[int, int, str, str]], lab_dir: Path, down: int) -> None:
-    """No process that started before the lab went down (``down``, in ticks) is left in the
-    nodes' pid or mount namespaces, and this machine's own mount table has none of the lab's
+    """No process that started before the lab began to go down (``down``, in ticks) is left in
+    the nodes' pid or mount namespaces, and this machine's own mount table has none of the lab's
     mounts. A lab a parallel test starts later may reuse the freed address block (so the same
-    directory name) and the kernel's namespace numbers: its processes started after ``down``."""
+    directory name) and the kernel's namespace numbers, once ours are freed: its processes
+    started after ``down``."""
     namespaces = {ns for _, _, ns, _ in nodes}
     mount_namespaces = {m for *_, m in nodes if m}
     for entry in os.listdir("/proc"):
@@ -328,8 +329,10 @@ import pytest
 def _record(the_lab, path):
     nodes = [[n.pid, n.unshare_pid, n.pidns, os.readlink(f"/proc/{n.pid}/ns/mnt")]
              for n in the_lab.nodes]
-    with open(path, "w") as f:
-        json.dump({"nodes": nodes, "dir": str(the_lab.dir)}, f)
+    uptime = float(open("/proc/uptime").read().split()[0])
+    with open(path, "w") as f:  # ticks: before the lab goes down (its processes started before)
+        json.dump({"nodes": nodes, "dir": str(the_lab.dir),
+                   "ticks": int(uptime * os.sysconf("SC_CLK_TCK"))}, f)
 
 def test_fails_midway(lab_factory):
     _record(lab_factory(2, mirror=False), os.environ["LAB_RECORD"] + ".fail")
@@ -355,10 +358,9 @@ def test_no_leftovers_when_a_test_fails_or_is_interrupted(tmp_path):
              "lab.pytest_plugin", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
              "-c", "/dev/null", f"test_inner.py::{test}"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
-        down = _ticks_now()  # the inner run's lab went down before it returned
         assert res.returncode != 0, res.stdout
         data = json.loads(Path(f"{record}{suffix}").read_text())
-        _assert_gone([tuple(n) for n in data["nodes"]], Path(data["dir"]), down)
+        _assert_gone([tuple(n) for n in data["nodes"]], Path(data["dir"]), data["ticks"])
 
 
 @pytest.mark.timeout(90)
