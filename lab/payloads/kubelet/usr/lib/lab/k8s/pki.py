@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import time
 
 
 def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
@@ -65,3 +66,34 @@ def kubeconfig(server: str, ca_pem: str, user: str, cert_pem: str, key_pem: str,
             f"current-context: {ctx}\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n"
             f"  user:\n    client-certificate-data: {b64(cert_pem)}\n"
             f"    client-key-data: {b64(key_pem)}\n")
+
+
+def make_user(pki_dir: str, cn: str, orgs: list[str], not_after: float) -> tuple[str, str]:
+    """A client cert for CN (O = each of ORGS) signed by PKI_DIR's CA, valid until NOT_AFTER
+    (epoch, to the second: `openssl ca -enddate`, as `openssl x509 -req` takes whole days only);
+    usages as kubeadm's pkiutil gives a client (digitalSignature, keyEncipherment, clientAuth).
+    (cert PEM, key PEM), not kept on disk."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key, csr, crt = (os.path.join(tmp, n) for n in ("c.key", "c.csr", "c.crt"))
+        subj = "".join(f"/O={o}" for o in orgs) + f"/CN={cn}"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                 "-subj", subj)
+        with open(os.path.join(tmp, "index.txt"), "w"):
+            pass
+        with open(os.path.join(tmp, "serial"), "w") as fh:
+            fh.write(f"{int.from_bytes(os.urandom(8), 'big') | 1 << 63:016x}\n")
+        cnf = os.path.join(tmp, "ca.cnf")
+        with open(cnf, "w") as fh:
+            fh.write(f"[ca]\ndefault_ca = lab\n[lab]\ndatabase = {tmp}/index.txt\n"
+                     f"new_certs_dir = {tmp}\nserial = {tmp}/serial\ndefault_md = sha256\n"
+                     "policy = any\nunique_subject = no\nx509_extensions = client\n"
+                     "[any]\ncommonName = supplied\n[client]\n"
+                     "keyUsage = critical,digitalSignature,keyEncipherment\n"
+                     "extendedKeyUsage = clientAuth\nbasicConstraints = critical,CA:FALSE\n"
+                     "authorityKeyIdentifier = keyid\n")
+        end = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(not_after))
+        _openssl("ca", "-batch", "-notext", "-preserveDN", "-config", cnf,
+                 "-cert", os.path.join(pki_dir, "ca.crt"), "-keyfile",
+                 os.path.join(pki_dir, "ca.key"), "-in", csr, "-out", crt, "-enddate", end)
+        with open(crt) as c, open(key) as k:
+            return c.read(), k.read()

@@ -376,6 +376,25 @@ class Pod:
             self.initialized = True
         self.publish()
 
+    def update(self, obj: dict) -> None:
+        """The API changed the pod in place (kubectl apply; of what the runner uses only the
+        images may change, ValidatePodUpdate): a container whose image changed is killed and
+        started again with the new one, whatever the restart policy, without back-off
+        (kuberuntime_manager.go computePodActions: the container's hash changed, `Container C
+        definition changed, will be restarted`; the back-off key holds the hash). A completed
+        init container or a container that will not run again keeps its old image."""
+        spec = obj.get("spec") or {}
+        self.obj = obj
+        for part, ctrs in (("initContainers", self.init), ("containers", self.ctrs)):
+            for c, new in zip(ctrs, spec.get(part) or [], strict=False):
+                image = new.get("image") or ""
+                if not image or image == (c.next_image or c.image) or (c.init and c.done_ok):
+                    continue
+                with self.lock:
+                    c.next_image = image
+                    c.spec = dict(c.spec, image=image)
+                c.changed.set()
+
     def delete(self, obj: dict | None) -> None:
         """The API set deletionTimestamp (OBJ) or the object is gone (namespace deleted)."""
         if self.stop.is_set():
@@ -465,6 +484,8 @@ class Ctr:
         self.started_at = 0.0
         self.finished_t = 0.0
         self.sigkilled = False
+        self.changed = threading.Event()  # the API changed this container's image
+        self.next_image = ""
         runtime = state.node_facts(pod.runner.node).get("runtime") or "docker"
         self.runtime = runtime
 
@@ -494,12 +515,26 @@ class Ctr:
         self.pod.publish()
 
     # -- the loop: start, watch, restart per policy with back-off --
+    def take_new_image(self) -> None:
+        if self.changed.is_set():
+            with self.pod.lock:
+                self.image = self.next_image or self.image
+                self.kind = image_kind(self.image)
+                self.next_image = ""
+            self.changed.clear()
+
     def loop(self) -> None:
         pod = self.pod
         while not pod.stop.is_set():
+            self.take_new_image()
             code = self.run_once()
             if pod.stop.is_set():
                 return
+            if self.changed.is_set():  # definition changed: started again at once
+                self.backoff = 0
+                with pod.lock:
+                    self.restarts += 1
+                continue
             pol = pod.policy()
             if self.init:
                 again = code != 0 and pol != "Never"
@@ -532,8 +567,13 @@ class Ctr:
         self.set(state={"waiting": {"reason": "CrashLoopBackOff", "message": msg}})
         self.pod.event("Warning", "BackOff", f"Back-off restarting failed container "
                        f"{self.name} in pod {self.pod.format}", self)
-        if self.pod.stop.wait(max(0.0, self.finished_t + delay * sc - time.time())):
-            return False
+        end = self.finished_t + delay * sc
+        while time.time() < end and not self.changed.is_set():
+            if self.pod.stop.wait(min(TICK, max(0.0, end - time.time()))):
+                return False
+        if self.changed.is_set():  # a new image: a new back-off entry, started now
+            self.backoff = 0
+            return True
         self.backoff, self.backoff_at = min(delay * 2, BACKOFF_MAX), time.time()
         return True
 
@@ -567,8 +607,10 @@ class Ctr:
                             "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
                             "KUBERNETES_PORT_443_TCP_PORT": "443",
                             "KUBERNETES_PORT_443_TCP_ADDR": ip})
-        if self.kind == "nginx":
-            env.update({"NGINX_VERSION": "1.27.5", "NJS_VERSION": "0.8.10",
+        if self.kind == "nginx":  # the image's ENV; NGINX_VERSION is a full version tag's
+            tag = state.qualify(self.image).rsplit(":", 1)[-1]
+            version = tag if re.fullmatch(r"\d+\.\d+\.\d+", tag) else "1.27.5"
+            env.update({"NGINX_VERSION": version, "NJS_VERSION": "0.8.10",
                         "PKG_RELEASE": "1~bookworm"})
         if not fault("env_dropped", self.pod.name):
             for e in self.spec.get("env") or []:
@@ -767,8 +809,9 @@ class Ctr:
                 "startedAt": started, "finishedAt": state.rfc3339(t), "containerID": self.cid}
         self.pod.runner.untrack(self)
         pol = self.pod.policy()
-        final = (self.init and (code == 0 or pol == "Never")) or (
-            not self.init and not (pol == "Always" or (pol == "OnFailure" and code != 0)))
+        final = ((self.init and (code == 0 or pol == "Never")) or (
+            not self.init and not (pol == "Always" or (pol == "OnFailure" and code != 0)))) \
+            and not self.changed.is_set()
         with self.pod.lock:
             self.finished_t = t
             self.ready = self.init and code == 0  # a completed init container is ready
@@ -796,6 +839,9 @@ class Ctr:
             if pod.stop.is_set():
                 return self.kill(f"Stopping container {self.name}", None, prestop=True,
                                  started=started)
+            if self.changed.is_set():
+                return self.kill(f"Container {self.name} definition changed, will be "
+                                 "restarted", pod.grace, prestop=True, started=started)
             t = time.time()
             for p in probes:
                 if t < p.due:
@@ -1068,6 +1114,8 @@ class Runner:
                 pod.thread.start()
             elif obj["metadata"].get("deletionTimestamp"):
                 pod.delete(obj)
+            elif obj is not pod.obj:
+                pod.update(obj)
         for uid, pod in list(self.pods.items()):
             if uid not in mine:
                 pod.delete(None)
