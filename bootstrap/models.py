@@ -24,6 +24,7 @@ class Cluster:
     container_runtime: str | None = None  # docker | containerd; None: the release's default
     allow_cgroup_v1: bool = False  # 1.35+: kubelet failCgroupV1 false, kubeadm skips the check
     cgroup_driver: str = "systemd"  # the kubelet's and the runtime's: one setting for both
+    kubectl_on_workers: str = "none"  # none | view | admin (bootstrap/cluster/worker_kubectl.py)
 
     @property
     def runtime(self) -> str:

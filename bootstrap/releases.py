@@ -48,6 +48,11 @@ class Minor:
     """What the kubelet does on a cgroup v1 node: "ok"; "maintenance" from 1.31 (KEP-4569, a
     warning); "refused" from 1.35 (failCgroupV1 defaults to true, kubernetes PR #134298, and
     kubeadm's SystemVerification errors: docs/RELEASE-FACTS.md 3)."""
+    kubeconfig_user: str
+    """How kubeadm issues a kubeconfig for another user (``cluster.kubectl_on_workers: view``):
+    none below 1.20 (its ``--config`` came in 1.20, kubernetes PR #94879); ``kubeadm alpha
+    kubeconfig user`` in 1.20; ``kubeadm kubeconfig user`` from 1.21, where it graduated
+    (kubernetes PR #97583; the alpha one was removed in 1.22, kubeadm#2292)."""
     flannel: str
     """The default flannel release (network.flannel_version): v0.14.0 below 1.24, the one of the
     seed's era; 1.24-1.30 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
@@ -67,6 +72,8 @@ def _row(minor: str, pause: str) -> Minor:
         containerd_min="1.6" if n < 36 else "2.0",
         cgroup_v1="ok" if n < 31 else "maintenance" if n < 35 else "refused",
         flannel="v0.14.0" if n < 24 else "v0.26.4" if n < 31 else "v0.28.9",
+        kubeconfig_user="" if n < 20 else "kubeadm alpha kubeconfig user" if n == 20
+        else "kubeadm kubeconfig user",
     )
 
 

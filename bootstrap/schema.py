@@ -342,6 +342,7 @@ CLUSTER: Spec = {
     "container_runtime": _optional(_enum("docker", "containerd")),
     "cgroup_driver": _enum("systemd", "cgroupfs"),
     "allow_cgroup_v1": _bool,
+    "kubectl_on_workers": _enum("none", "view", "admin"),
 }
 SSH_SPEC: Spec = {
     "user": _user,
@@ -623,6 +624,7 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     registries = Registries(tuple((k, tuple(v)) for k, v in mirrors.items()))
     _runtime(ctx, cluster)
     _proxy_mode(ctx, cluster)
+    _kubectl_on_workers(ctx, cluster)
     network = Network(**{"flannel_version": _flannel_default(cluster),
                          **_section(ctx, data.get("network"), ("network",), NETWORK)})
     repos = _repos(ctx, data.get("repos"), cluster)
@@ -703,6 +705,18 @@ def _proxy_mode(ctx: _Ctx, cluster: Cluster) -> None:
                 f"{cluster.kubernetes_version}: kube-proxy's nftables mode is GA from 1.33 "
                 "(alpha behind a feature gate from 1.29, beta from 1.31). Use ipvs or iptables, "
                 "or Kubernetes 1.33 or later")
+
+
+def _kubectl_on_workers(ctx: _Ctx, cluster: Cluster) -> None:
+    """``view`` needs kubeadm's ``kubeconfig user --config`` (1.20+: releases.py)."""
+    try:
+        form = releases.release(cluster.kubernetes_version).kubeconfig_user
+    except releases.UnknownRelease:
+        return
+    if cluster.kubectl_on_workers == "view" and not form:
+        ctx.add(("cluster", "kubectl_on_workers"),
+                f"'view' needs kubeadm 1.20 or later (kubeconfig user --config), not "
+                f"{cluster.kubernetes_version}: use admin (a copy of admin.conf), or none")
 
 
 def _runtime(ctx: _Ctx, cluster: Cluster) -> None:

@@ -58,6 +58,7 @@ class World:
     fail: set[tuple[str, str]] = field(default_factory=set)
     events: list[tuple[str, str]] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)
+    outputs: dict[str, str] = field(default_factory=dict)  # a command's stdout, by label
     on_event: Callable[[str, str], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,7 +98,7 @@ class FakeSession:
         effect = self.world.effects.get(label)
         if effect:
             self.world.facts.setdefault(self.name, {}).update(effect(self.name))
-        out = TOKEN + "\n" if label == "create a join token" else ""
+        out = TOKEN + "\n" if label == "create a join token" else self.world.outputs.get(label, "")
         return Result(0, out, "", 0.0)
 
 
@@ -122,9 +123,9 @@ def world(monkeypatch) -> World:
     return w
 
 
-def runner(dry_run: bool = False, skip: frozenset[str] = frozenset(), parallel: int = 4
-           ) -> Runner:
-    return Runner(INV, Reporter(out=io.StringIO()),
+def runner(dry_run: bool = False, skip: frozenset[str] = frozenset(), parallel: int = 4,
+           inv=INV) -> Runner:
+    return Runner(inv, Reporter(out=io.StringIO()),
                   RunOptions(dry_run=dry_run, parallel=parallel, skip=skip),
                   run_info=RunInfo.new("test", changes=False))
 
@@ -301,7 +302,7 @@ def test_join_workers_token_then_joins_then_wait_then_token_deleted(world):
         assert world.index("m1", "create a join token") < world.index(name, "kubeadm-join")
         assert world.index(name, "kubeadm-join") < world.index("m1", "wait until Ready")
         assert statuses(results, name) == {"preflight": "ok", "kubeadm-join": "changed",
-                                           "wait-ready": "ok"}
+                                           "kubectl": "ok", "wait-ready": "ok"}
     assert statuses(results, "m1") == {"join-token": "changed", "token-delete": "ok"}
     assert TOKEN not in repr(results)
 
@@ -310,7 +311,8 @@ def test_join_workers_with_every_worker_joined_creates_no_token(world):
     with_cluster(world, joined=("w1", "w2"))
     results = J.join_workers(runner(), [W1, W2], [], 60)
     assert world.on("m1") == ["gather", "wait until Ready"]
-    assert statuses(results, "w1") == {"preflight": "ok", "kubeadm-join": "ok", "wait-ready": "ok"}
+    assert statuses(results, "w1") == {"preflight": "ok", "kubeadm-join": "ok", "kubectl": "ok",
+                                       "wait-ready": "ok"}
 
 
 def test_join_workers_on_an_uninitialised_init_node_touches_no_worker(world):
@@ -337,7 +339,7 @@ def test_join_workers_dry_run_changes_nothing_and_creates_no_token(world):
     assert {w for _, w in world.events} == {"gather"}
     assert statuses(results, "m1") == {"join-token": "changed"}
     assert statuses(results, "w1") == {"preflight": "ok", "kubeadm-join": "changed",
-                                       "wait-ready": "skipped"}
+                                       "kubectl": "ok", "wait-ready": "skipped"}
 
 
 def test_reset_drains_workers_one_by_one_on_the_init_node_then_resets_every_target(world):
@@ -441,3 +443,64 @@ def test_verify_reads_every_host_once_and_judges_each_read_only_check_in_order(w
     assert [o.check for o in outcomes] == [c.name for c in checks]
     proxy = next(o for o in outcomes if o.check == "ProxyMode")
     assert not proxy.ok and "w2 unreachable" in proxy.observed
+
+
+# -- kubectl on the workers (cluster.kubectl_on_workers) ----------------------------------------
+KUBECONFIG = ("apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n"
+              "    client-key-data: S3CR3TKEYDATA\n")
+
+
+def kubectl_world(world: World, mode: str, markers: dict[str, tuple[str, str]]):
+    """A cluster with w1, w2 joined; ``markers``: node -> (what the toolkit installed, sha)."""
+    inv = load_text(f"cluster: {{kubectl_on_workers: {mode}}}\n" + "nodes:\n" + "".join(
+        f"  - {{name: {n.name}, address: {n.address}, role: {n.role}}}\n" for n in INV.nodes))
+    with_cluster(world, joined=("w1", "w2"))
+    world.facts["m1"]["admin-conf-sha"] = "adminsha"
+    for name, (marker, sha) in markers.items():
+        world.facts[name]["worker-kubectl:root"] = ("/root", "root", marker, sha)
+    for name in ("w1", "w2"):
+        world.facts[name].setdefault("worker-kubectl:root", ("/root", "root", "-", "-"))
+    world.outputs = {f"kubectl_on_workers {mode}: credentials": KUBECONFIG}
+    after = ("/root", "root", "-", "-") if mode == "none" else ("/root", "root", mode, "adminsha")
+    world.effects["kubectl"] = lambda node: {"worker-kubectl:root": after}
+    return inv
+
+
+def test_admin_kubeconfig_is_read_once_and_written_only_where_it_differs(world):
+    inv = kubectl_world(world, "admin", {"w2": ("admin", "adminsha")})
+    r = runner(inv=inv)
+    results = J.join_workers(r, [inv.node("w1"), inv.node("w2")], [], 60)
+    assert world.on("m1").count("kubectl_on_workers admin: credentials") == 1
+    assert "kubectl" in world.on("w1") and "kubectl" not in world.on("w2")
+    assert statuses(results, "w1")["kubectl"] == "changed"
+    assert "cluster-admin credentials" in message_of(results, "w1", "kubectl")
+    assert statuses(results, "w2")["kubectl"] == "ok"
+    assert "S3CR3TKEYDATA" not in r.reporter.out.getvalue() + repr(results)
+
+
+def test_view_kubeconfig_installed_everywhere_issues_nothing(world):
+    inv = kubectl_world(world, "view", {"w1": ("view", "x"), "w2": ("view", "y")})
+    results = J.join_workers(runner(inv=inv), [inv.node("w1"), inv.node("w2")], [], 60)
+    assert not any("credentials" in e for _, e in world.events)
+    assert {statuses(results, n)["kubectl"] for n in ("w1", "w2")} == {"ok"}
+
+
+def test_none_removes_only_what_an_earlier_run_installed(world):
+    inv = kubectl_world(world, "none", {"w1": ("view", "x")})
+    results = J.join_workers(runner(inv=inv), [inv.node("w1"), inv.node("w2")], [], 60)
+    assert not any("credentials" in e for _, e in world.events)
+    assert statuses(results, "w1")["kubectl"] == "changed" and "kubectl" in world.on("w1")
+    assert statuses(results, "w2")["kubectl"] == "ok" and "kubectl" not in world.on("w2")
+
+
+def test_view_needs_kubeadm_1_20():
+    from bootstrap.errors import InventoryError
+
+    with pytest.raises(InventoryError) as err:
+        load_text("cluster: {kubectl_on_workers: view, kubernetes_version: 1.19.16}\n"
+                  "nodes: [{name: m1, address: 10.0.0.1, role: master}]\n")
+    assert "use admin" in str(err.value.problems)
+
+
+def message_of(results, name: str, step: str) -> str:
+    return next(s.message for s in results[name].steps if s.name == step)

@@ -24,6 +24,7 @@ from ..ssh import Session
 from ..stages import INIT, Data, Stage, gather, run_stages
 from ..steps import Target
 from ..steps import images as images_step
+from . import worker_kubectl
 from .common import ADMIN_CONF, KUBELET_CONF, K, evidence_script, present, undo_script
 from .init import initialised, wait_ready
 from .kubeadm_config import JOIN_TOKEN_TTL, join_config
@@ -37,6 +38,7 @@ CA_HASH = F.command(
     f"openssl x509 -pubkey -noout -in {K}/pki/ca.crt | openssl pkey -pubin -outform der "
     "| sha256sum | cut -d' ' -f1",
 )
+ADMIN_SHA = F.command("admin-conf-sha", f"sha256sum < {ADMIN_CONF} | cut -d' ' -f1")
 EXPIRED = ("could not find a JWS signature", "token id", "has expired", "invalid bootstrap token")
 
 
@@ -96,13 +98,14 @@ def join_phase(token: str, ca_hash: str, ignore: list[str], dry_run: bool) -> Ph
 def _cluster(data: Data, session: Session, nodes: list[Node]) -> None:
     """The init node is initialised; its CA's hash goes to the data (``ca_hash``)."""
     node = data.inv.init_node
-    facts = data.runner.gather(session, [present(), CA_HASH])
+    facts = data.runner.gather(session, [present(), CA_HASH, ADMIN_SHA])
     if not initialised(facts[present().name]):
         raise BootstrapError(f"{node.name}: the master is not initialised ({ADMIN_CONF} missing): "
                              "run invoke init-master first")
     if not facts["ca-hash"]:
         raise BootstrapError(f"{node.name}: cannot hash {K}/pki/ca.crt (openssl)")
     data.set("ca_hash", f"sha256:{facts['ca-hash']}")
+    data.set("admin_sha", facts[ADMIN_SHA.name] or "")
 
 
 def create_token(data: Data, session: Session) -> str:
@@ -148,6 +151,35 @@ def _delete_token(data: Data, session: Session, nodes: list[Node]) -> StepResult
     return StepResult("token-delete", FAILED, message=f"could not delete token {tid}; it expires")
 
 
+def _credentials(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+    """The workers' kubeconfig (cluster.kubectl_on_workers), read or issued on the init node."""
+    mode = data.inv.cluster.kubectl_on_workers
+    if data.runner.opts.dry_run:
+        what = (f"cat {ADMIN_CONF}" if mode == "admin"
+                else worker_kubectl.view_command(Target(data.inv, data.inv.init_node)))
+        data.set("worker_kubeconfig", f"<the {mode} kubeconfig, issued at run time>")
+        return StepResult("kubectl-credentials", CHANGED, message=f"would: {what}")
+    content = worker_kubectl.credentials(mode, Target(data.inv, data.inv.init_node), session,
+                                         data.runner.secrets)
+    data.set("worker_kubeconfig", content, secret=True)
+    return StepResult("kubectl-credentials", CHANGED,
+                      message=f"{mode} kubeconfig for the workers"
+                      + (f" (user {worker_kubectl.VIEW_USER}, ClusterRole view)"
+                         if mode == "view" else " (cluster-admin)"))
+
+
+def _credentials_needed(data: Data) -> str | None:
+    mode = data.inv.cluster.kubectl_on_workers
+    for node in data.targets:
+        facts = data.facts.get(node.name)
+        if facts is None:
+            continue
+        have = facts.get(worker_kubectl.state(Target(data.inv, node)).name)
+        if worker_kubectl.needs_credentials(mode, have, data.get("admin_sha", "")):
+            return None
+    return "no worker needs a kubeconfig"
+
+
 def _wait(timeout: int) -> Callable[[Data, Session, list[Node]], StepResult]:
     def wait(data: Data, session: Session, nodes: list[Node]) -> StepResult:
         t = Target(data.inv, data.inv.init_node)
@@ -162,9 +194,13 @@ def _worker_phases(ignore: list[str]) -> Callable[[Target, Data], list[Phase]]:
         found = [PREFLIGHT]
         if images_step.coredns_workaround(t):
             found.append(IMAGES)
+        dry_run = data.runner.opts.dry_run
         join = join_phase(data.get("token", PLACEHOLDER), data.get("ca_hash", ""), ignore,
-                          data.runner.opts.dry_run)
-        return [*found, join]
+                          dry_run)
+        kubectl = worker_kubectl.phase(t.inv.cluster.kubectl_on_workers,
+                                       data.get("worker_kubeconfig"), data.get("admin_sha", ""),
+                                       dry_run)
+        return [*found, join, kubectl]
 
     return phases
 
@@ -233,8 +269,10 @@ def join_stages(ignore: list[str], timeout: int) -> list[Stage]:
         Stage("gather", lambda d: d.targets, action=_who(ignore)),
         Stage("join-token", _init_node, action=_token, on=INIT, once=True,
               when=lambda d: None if _todo(d) else "every worker is joined"),
+        Stage("kubectl-credentials", _init_node, action=_credentials, on=INIT, once=True,
+              when=_credentials_needed),
         Stage("join", lambda d: d.targets, phases=_worker_phases(ignore),
-              names=("preflight", "images", "kubeadm-join")),
+              names=("preflight", "images", "kubeadm-join", "kubectl")),
         Stage("join-files", _abandoned, action=_remove_join_file, cleanup=True),
         Stage("wait-ready", _joined_now, action=_wait(timeout), on=INIT, once=True,
               names=("wait-ready",)),
