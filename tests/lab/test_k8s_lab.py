@@ -73,6 +73,18 @@ IPVS_TOOLS = ("yum install -y -q ipvsadm ipset >/dev/null && "
               "modprobe -a ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack_ipv4")
 
 
+def wait_for(what, timeout: float = 30, step: float = 0.2):
+    """``what()``'s first truthy answer, polled every ``step`` seconds for ``timeout``."""
+    end = time.time() + timeout
+    while True:
+        got = what()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(step)
+
+
 def kubeadm_cluster(lab, init: str, flannel: str | None, ipvs: bool = False,
                     kubeconfig: bool = True) -> None:
     """The hand-built cluster the stand-in tests share: every node prepared (``prepare``, and

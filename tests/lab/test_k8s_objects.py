@@ -17,7 +17,7 @@ import json
 import time
 
 import pytest
-from test_k8s_lab import INIT, kubeadm_cluster, root, ssh
+from test_k8s_lab import INIT, kubeadm_cluster, root, ssh, wait_for
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
 from lab import payload_code  # puts the kubelet payload's k8s package on sys.path
@@ -226,17 +226,6 @@ def status(lab, name: str) -> dict:
         return json.loads((lab.cluster_dir / "pods" / NS / f"{name}.json").read_text())["status"]
     except (OSError, ValueError, KeyError):
         return {}
-
-
-def wait_for(what, timeout: float = 30, step: float = 0.2):
-    end = time.time() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        if time.time() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(step)
 
 
 def running(lab, name: str, image: str) -> dict:

@@ -18,7 +18,7 @@ import re
 import time
 
 import pytest
-from test_k8s_lab import INIT, kubeadm_cluster, root
+from test_k8s_lab import INIT, kubeadm_cluster, root, wait_for
 from test_k8s_verify_objects import FLANNEL_LABELLED
 
 from lab import payload_code  # puts the kubelet payload's k8s package on sys.path
@@ -115,17 +115,6 @@ def events(lab, name: str, ns: str = NS) -> list[tuple[str, str, str, int]]:
 def ctr(st: dict, name: str) -> dict:
     return next((c for c in st.get("containerStatuses", []) + st.get("initContainerStatuses", [])
                  if c["name"] == name), {})
-
-
-def wait_for(what, timeout: float = 30, step: float = 0.2):
-    end = time.time() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        if time.time() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(step)
 
 
 def running(lab, name: str, container: str = "c") -> dict:
