@@ -198,10 +198,7 @@ def run_stages(runner: Runner, stages: Sequence[Stage], data: Data) -> dict[str,
 
 def _nodes(stage: Stage, data: Data, keep: tuple[str, ...] = ()) -> list[Node]:
     """The stage's nodes, without those a failure or Ctrl-C stopped (cleanups keep them)."""
-    try:
-        nodes = stage.nodes(data)
-    except KeyError:  # a value an earlier stage did not set (it did not run)
-        nodes = data.targets
+    nodes = stage.nodes(data)  # selectors read values with defaults: a KeyError is a bug
     if stage.cleanup or stage.on == LOCAL:  # a judgement across nodes sees the failed ones too
         return nodes
     return [n for n in nodes if not failed(r := data.results.get(n.name)) or r.status in keep]
