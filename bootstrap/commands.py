@@ -294,12 +294,14 @@ def verify(
     only its namespace, a node label and a hook directory, removed afterwards.
     Exit 1 when a check fails."""
     from . import verify as V
+    from . import verify_objects as O
     from . import verify_pods as P
     from . import verify_workloads as W
 
     names = V.selected(opts.only, opts.skip)
     checks = V.select(opts.only, opts.skip)
     workloads = [n for n in names if n in V.WORKLOADS]
+    objects = [n for n in names if n in V.OBJECTS]
     pods = [n for n in names if n in V.PODS]
     if opts.timeout is not None and opts.timeout < 1:
         raise UsageError("--timeout must be at least 1 (seconds)")
@@ -319,6 +321,8 @@ def verify(
                            "and the ClusterIP; then $ kubectl delete namespace "
                            f"{inv.verify.namespace}"
                            + (" (not with --keep)" if opts.keep else ""))
+        if objects:
+            reporter.print(O.dry_run_text(inv, limit, opts.keep, last=not pods))
         if pods:
             reporter.print(P.dry_run_text(inv, pods, limit, opts.keep))
         reporter.print(f"verify --dry-run: {len(names)} checks ({', '.join(names)}); nothing "
@@ -327,7 +331,7 @@ def verify(
     runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
     started = time.monotonic()
     try:
-        outcomes = V.run(runner, inv, checks, workloads, pods, limit, opts.keep)
+        outcomes = V.run(runner, inv, checks, workloads, objects, pods, limit, opts.keep)
     finally:
         runner.close()
     if runner.interrupted:  # the workloads' own cleanup (namespace, label, files) already ran

@@ -182,6 +182,8 @@ class Verify:
     namespace: str = "k8s-bootstrap-verify"
     busybox_image: str = "docker.io/library/busybox:1.36"
     nginx_image: str = "docker.io/library/nginx:1.27"
+    nginx_update_image: str = "docker.io/library/nginx:1.28"
+    """ObjectManagement's ``apply -f`` changes nginxpod's image to this one (another tag)."""
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ class Minor:
     none below 1.20 (its ``--config`` came in 1.20, kubernetes PR #94879); ``kubeadm alpha
     kubeconfig user`` in 1.20; ``kubeadm kubeconfig user`` from 1.21, where it graduated
     (kubernetes PR #97583; the alpha one was removed in 1.22, kubeadm#2292)."""
+    deleted: str
+    """What ``kubectl delete`` prints for an object (verify's ObjectManagement): ``pod "NAME"
+    deleted`` to 1.33; from 1.34 ``pod "NAME" deleted from NS namespace`` (kubernetes/kubectl
+    commit 2fa4a2458, first tagged kubernetes-1.34.0; inspektor-gadget PR #4861 met it)."""
     flannel: str
     """The default flannel release (network.flannel_version): v0.14.0 below 1.24, the one of the
     seed's era; 1.24-1.30 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
@@ -74,6 +78,7 @@ def _row(minor: str, pause: str) -> Minor:
         flannel="v0.14.0" if n < 24 else "v0.26.4" if n < 31 else "v0.28.9",
         kubeconfig_user="" if n < 20 else "kubeadm alpha kubeconfig user" if n == 20
         else "kubeadm kubeconfig user",
+        deleted='{kind} "{name}" deleted' + (" from {namespace} namespace" if n >= 34 else ""),
     )
 
 

@@ -425,6 +425,7 @@ VERIFY: Spec = {
     "namespace": _dns_label,
     "busybox_image": _image_repo,
     "nginx_image": _image_repo,
+    "nginx_update_image": _image_repo,
 }
 
 
@@ -630,6 +631,10 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
     repos = _repos(ctx, data.get("repos"), cluster)
     notes += _layout_notes(cluster, repos)
     verify = Verify(**_section(ctx, data.get("verify"), ("verify",), VERIFY))
+    if verify.nginx_update_image == verify.nginx_image:
+        ctx.add(("verify", "nginx_update_image"),
+                f"{verify.nginx_image!r} is verify.nginx_image too: ObjectManagement's last "
+                "apply must change the image (name another tag of it)")
     indexed = _nodes(ctx, data.get("nodes"))
     _cross_checks(ctx, indexed, cluster)
     nodes = _logins(ctx, ssh, indexed, name)

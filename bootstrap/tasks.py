@@ -154,7 +154,8 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
 
 @task(help={"inventory": INVENTORY_HELP,
             "only": "run only these checks (comma-separated: Nodes, SystemPods, ProxyMode, "
-                    "PodNetwork, DNS, NginxNodePort, and seed 000's Pod chapter: NoCommand, "
+                    "PodNetwork, DNS, NginxNodePort, seed 004's ObjectManagement, and seed "
+                    "000's Pod chapter: NoCommand, "
                     "CommandArgs, Env, ContainerPort, Resources, InitContainers, "
                     "LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
                     "NodePlacement)",
@@ -171,8 +172,9 @@ def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: 
     """Check that the built cluster works; exit 1 when a check fails, saying where to look.
 
     Nodes Ready at the pinned version and runtime, system pods, kube-proxy's mode, the pod
-    network, DNS, seed 004's nginx NodePort test and seed 000's Pod chapter (in a namespace
-    verify deletes afterwards; a node label and a hostPath directory it also removes)."""
+    network, DNS, seed 004's nginx NodePort test and its three ways to manage objects (run,
+    create -f, apply -f), and seed 000's Pod chapter (in a namespace verify deletes afterwards;
+    a node label and a hostPath directory it also removes)."""
     _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
          dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir, keep=keep)
 

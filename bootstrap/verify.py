@@ -290,10 +290,12 @@ CHECKS: list[Check] = [
 ]
 WORKLOADS = ("PodNetwork", "DNS", "NginxNodePort")
 """The checks that run workloads (bootstrap/verify_workloads.py), after the read-only ones."""
+OBJECTS = ("ObjectManagement",)
+"""Seed 004's three ways to manage objects (bootstrap/verify_objects.py)."""
 PODS = ("NoCommand", "CommandArgs", "Env", "ContainerPort", "Resources", "InitContainers",
         "LifecycleHooks", "LivenessProbes", "ReadinessProbe", "RestartPolicy", "NodePlacement")
 """Seed 000's Pod chapter (bootstrap/verify_pods.py), last."""
-NAMES = [*(c.name for c in CHECKS), *WORKLOADS, *PODS]
+NAMES = [*(c.name for c in CHECKS), *WORKLOADS, *OBJECTS, *PODS]
 
 
 def selected(only: str | None, skip: str | None) -> list[str]:
@@ -377,12 +379,14 @@ def _observe(checks: list[Check], limit: int) -> Callable[..., None]:
     return observe
 
 
-def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], pods: list[str],
-                  limit: int, keep: bool) -> list:
+def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], objects: list[str],
+                  pods: list[str], limit: int, keep: bool) -> list:
     """verify: read every host at once and judge the read-only checks; then the workloads
-    (bootstrap/verify_workloads.py), then the Pod chapter's experiments (verify_pods.py), each
-    orchestrated from here, cleaning up after itself also after a failure or Ctrl-C. Every
-    check's result has one shape: ``Outcome``, in the data's ``outcomes``."""
+    (bootstrap/verify_workloads.py), seed 004's object management (verify_objects.py), then the
+    Pod chapter's experiments (verify_pods.py), each orchestrated from here, cleaning up after
+    itself also after a failure or Ctrl-C (verify's namespace goes with the last of them).
+    Every check's result has one shape: ``Outcome``, in the data's ``outcomes``."""
+    from . import verify_objects as O
     from . import verify_pods as P
     from . import verify_workloads as W
     from .stages import LOCAL, Stage
@@ -394,7 +398,12 @@ def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], pod
             data.add("outcomes", outcome)
 
     def workloads_(data: Any, session: Any, nodes: list) -> None:
-        for outcome in W.run(data.runner, data.inv, workloads, limit, keep or bool(pods)):
+        later = bool(objects or pods)
+        for outcome in W.run(data.runner, data.inv, workloads, limit, keep or later):
+            data.add("outcomes", outcome)
+
+    def objects_(data: Any, session: Any, nodes: list) -> None:
+        for outcome in O.run(data.runner, data.inv, limit, keep, last=not pods):
             data.add("outcomes", outcome)
 
     def pods_(data: Any, session: Any, nodes: list) -> None:
@@ -407,20 +416,23 @@ def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], pod
         Stage("judge", lambda d: [], action=judge, on=LOCAL),
         Stage("workloads", lambda d: [], action=workloads_, on=LOCAL,
               when=lambda d: None if workloads else "not chosen"),
+        Stage("objects", lambda d: [], action=objects_, on=LOCAL,
+              when=lambda d: None if objects else "not chosen"),
         Stage("pods", lambda d: [], action=pods_, on=LOCAL,
               when=lambda d: None if pods else "not chosen"),
     ]
 
 
-def run(runner: Any, inv: Inventory, checks: list[Check], workloads: list[str], pods: list[str],
-        limit: int, keep: bool) -> list[Outcome]:
+def run(runner: Any, inv: Inventory, checks: list[Check], workloads: list[str],
+        objects: list[str], pods: list[str], limit: int, keep: bool) -> list[Outcome]:
     """verify's stages; every check's outcome, in order (none after Ctrl-C stopped them)."""
     from .errors import BootstrapError
     from .stages import Data, run_stages
 
     data = Data(runner, [])
     data.set("seen", {})
-    results = run_stages(runner, verify_stages(inv, checks, workloads, pods, limit, keep), data)
+    results = run_stages(runner, verify_stages(inv, checks, workloads, objects, pods, limit,
+                                                    keep), data)
     broken = [f"{name}: {r.message}" for name, r in results.items() if r.status == "failed"]
     if broken:  # observe records an unreachable host itself: this is a bug, not the cluster
         raise BootstrapError("verify could not observe: " + "; ".join(broken))

@@ -438,7 +438,7 @@ def test_verify_reads_every_host_once_and_judges_each_read_only_check_in_order(w
     world.unreachable = {"w2"}
     world.facts = {"m1": {"kube-proxy-config": {"data": {"config.conf": "mode: ipvs"}}}}
     checks = V.select(None, None)
-    outcomes = V.run(runner(), INV, checks, [], [], 10, keep=False)
+    outcomes = V.run(runner(), INV, checks, [], [], [], 10, keep=False)
     assert sorted(n for n, _ in world.events) == sorted(n.name for n in INV.nodes)
     assert [o.check for o in outcomes] == [c.name for c in checks]
     proxy = next(o for o in outcomes if o.check == "ProxyMode")

@@ -221,12 +221,14 @@ def test_only_and_skip_take_check_names():
     assert V.selected(None, "systempods,dns")[:4] == ["Nodes", "ProxyMode", "PodNetwork",
                                                       "NginxNodePort"]
     assert V.selected(None, ",".join(V.PODS)) == ["Nodes", "SystemPods", "ProxyMode",
-                                                  "PodNetwork", "DNS", "NginxNodePort"]
+                                                  "PodNetwork", "DNS", "NginxNodePort",
+                                                  "ObjectManagement"]
     assert V.selected("podnetwork", None) == ["PodNetwork"]
     with pytest.raises(UsageError) as exc:
         V.select("Nodez", None)
     assert ("--only: unknown check 'Nodez' (checks: Nodes, SystemPods, ProxyMode, PodNetwork, "
-            "DNS, NginxNodePort, NoCommand, CommandArgs, Env, ContainerPort, Resources, "
+            "DNS, NginxNodePort, ObjectManagement, NoCommand, CommandArgs, Env, ContainerPort, "
+                "Resources, "
             "InitContainers, LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
             "NodePlacement)") in str(exc.value)
 

@@ -205,15 +205,17 @@ def test_03_init_join_and_their_no_op_reruns(case):
     if "proxy_mode: nftables" in the_lab.inventory_path.read_text():  # kube-proxy's own tables
         for node in the_lab.nodes:
             assert "table ip kube-proxy" in sh(node, "nft list tables").stdout, node.name
-    # invoke verify on this path (nftables mode's ProxyMode included); seed 000's Pod chapter
-    # on el9 with 1.30 and with the newest release (the el8 docker path: test_verify_pods_lab)
+    # invoke verify on this path (nftables mode's ProxyMode included); seed 004's object
+    # management and seed 000's Pod chapter on el9 with 1.30 and with the newest release (the
+    # el8 docker path: test_verify_workloads_lab, test_verify_pods_lab)
     out = io.StringIO()
     chapter = name in ("el9-1.7-1.30", "el9-2.1-1.37")
     (the_lab.cluster_dir / "time_scale").write_text("0.1\n")
     rc = commands.verify(CommonOptions(inventory=str(the_lab.inventory_path), log_dir=None,
-                                       skip=None if chapter else ",".join(V.PODS)),
+                                       skip=None if chapter else ",".join(
+                                           (*V.OBJECTS, *V.PODS))),
                          reporter=Reporter(out=out, log_dir=None, command="verify"))
-    n = 17 if chapter else 6
+    n = 18 if chapter else 6
     assert rc == 0 and f"verify: {n} checks, {n} passed" in out.getvalue(), out.getvalue()
     unchanged(rec("join-workers"))
 

@@ -1,5 +1,6 @@
-"""`invoke verify`'s workload checks (PodNetwork, DNS, NginxNodePort) against lab clusters: one
-shared 3-node el8 cluster (docker, 1.20.10, as test_verify_lab builds it) passes all six checks,
+"""`invoke verify`'s workload checks (PodNetwork, DNS, NginxNodePort) and seed 004's
+ObjectManagement against lab clusters: one shared 3-node el8 cluster (docker, 1.20.10, as
+test_verify_lab builds it) passes all seven checks,
 then each way of breaking it fails the right check through `--only` and is mended; verify's
 namespace is gone afterwards (kept with keep=True); no process in the nodes talks to anything
 outside 127.0.0.0/8 meanwhile. The el9 / containerd paths pass every check in
@@ -21,7 +22,8 @@ from bootstrap.cluster.common import KUBECTL
 from . import restore_coredns, set_faults, verify
 
 pytestmark = pytest.mark.lab
-ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort"]
+ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort",
+       "ObjectManagement"]
 PODS = ",".join(V.PODS)
 NS = "k8s-bootstrap-verify"
 
@@ -131,8 +133,8 @@ class Sampler(threading.Thread):
 
 
 @pytest.mark.timeout(600)
-def test_a_healthy_cluster_passes_all_six_checks_and_talks_to_nothing_outside(cluster,
-                                                                             tmp_path):
+def test_a_healthy_cluster_passes_all_seven_checks_and_talks_to_nothing_outside(cluster,
+                                                                               tmp_path):
     the_lab, rec = cluster
     master = the_lab.nodes[0]
     before = {n.name: len(n.calls()) for n in the_lab.nodes}
@@ -150,11 +152,19 @@ def test_a_healthy_cluster_passes_all_six_checks_and_talks_to_nothing_outside(cl
     assert rc == 0, out
     assert [(c["check"], c["ok"]) for c in data["checks"]] == [(c, True) for c in ALL], out
     assert all(c["expected"] and c["observed"] for c in data["checks"]), data
-    assert "verify: 6 checks, 6 passed" in out
+    assert "verify: 7 checks, 7 passed" in out
     by = {c["check"]: c for c in data["checks"]}
     assert by["PodNetwork"]["observed"] == "3 pods, 6 pairs answered", by["PodNetwork"]
     assert by["DNS"]["observed"] == "both names resolve to their ClusterIPs"
     assert by["NginxNodePort"]["observed"].startswith("12 requests answered 200 (NodePort 3")
+    # seed 004's three ways, each with kubectl's own line (1.20: `pod "x" deleted`)
+    lines = [e.split(": ", 1)[1].split(";")[0] for e in by["ObjectManagement"]["evidence"]]
+    assert lines == ["pod/nginx-run created", "nginx-run 1/1 Running", 'pod "nginx-run" deleted',
+                     "pod/nginxpod created", 'pod "nginxpod" deleted', "pod/nginxpod created",
+                     "pod/nginxpod unchanged", "pod/nginxpod configured"], by["ObjectManagement"]
+    assert by["ObjectManagement"]["evidence"][-1].endswith(
+        "then Running, ready, container running, image docker.io/library/nginx:1.28 "
+        f"({by['ObjectManagement']['evidence'][-1].rsplit('(', 1)[1]}")
     # the node-side tools were the stand-ins: every curl recorded, no real one ran
     for node in the_lab.nodes:
         calls = node.calls()[before[node.name]:]
@@ -163,6 +173,25 @@ def test_a_healthy_cluster_passes_all_six_checks_and_talks_to_nothing_outside(cl
         head = sh(node, "head -c 40 /usr/bin/curl").stdout
         assert head.startswith("#!/usr/bin/python3 -S"), head
     assert NS not in namespaces(master)
+
+
+@pytest.mark.timeout(600)
+def test_an_apply_that_drops_the_new_image_fails_object_management(cluster, tmp_path):
+    the_lab, rec = cluster
+    master = the_lab.nodes[0]
+    set_faults(the_lab, {"pod_image_update_ignored": ["nginxpod"]})
+    try:
+        rc, out, data = verify(rec, tmp_path, only="ObjectManagement", timeout=20)
+        assert rc == 1, out
+        (check,) = data["checks"]
+        assert check["check"] == "ObjectManagement" and not check["ok"]
+        assert check["observed"] == (
+            "after kubectl apply -f nginxpod.yaml (image docker.io/library/nginx:1.28): the API "
+            "kept image docker.io/library/nginx:1.27 (kubectl said `pod/nginxpod configured`)")
+        assert len(check["evidence"]) == 8 and "describe pod nginxpod" in check["next"]
+    finally:
+        set_faults(the_lab, None)
+    assert NS not in namespaces(master)  # removed after a failure too
 
 
 @pytest.mark.timeout(600)
