@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import shlex
 import time
 
 import pytest
@@ -36,6 +37,9 @@ FIELDS_120 = ("`spec.containers[*].image`, `spec.initContainers[*].image`, "
               "`spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to existing "
               "tolerations)")
 RBAC_GROUP = "rbac.authorization.k8s.io"
+TOLERATE = json.dumps({"apiVersion": "v1", "metadata": {"labels": None}, "spec": {
+    "tolerations": [{"key": "node-role.kubernetes.io/master", "operator": "Exists",
+                     "effect": "NoSchedule"}]}})
 
 
 def pod_yaml(image: str = "1.27.5", port: int = 80, labels: str = "app: nginx") -> str:
@@ -263,7 +267,11 @@ def test_run_create_delete_outputs(lab):
         "kubectl apply -f nginxpod.yaml",
         "kubectl delete -f nginxpod.yaml --timeout=60s",
         "kubectl delete -f nginxpod.yaml",
-        f"kubectl delete pod web -n {NS} --timeout=60s"])
+        f"kubectl delete pod web -n {NS} --timeout=60s",
+        f"kubectl run tol -n {NS} --image=busybox --overrides={shlex.quote(TOLERATE)}",
+        f"kubectl get pod tol -n {NS} -o json",
+        f"kubectl run bad -n {NS} --image=busybox --overrides='{{nope'",
+        f"kubectl delete pod tol -n {NS} --wait=false"])
     assert got[0] == (0, "pod/web created\n", "")
     assert got[1] == (1, "", 'Error from server (AlreadyExists): pods "web" already exists\n')
     pod = json.loads(got[2][1])
@@ -287,6 +295,14 @@ def test_run_create_delete_outputs(lab):
     assert got[11] == (1, "", 'Error from server (NotFound): error when deleting "nginxpod.yaml":'
                               ' pods "nginxpod" not found\n')
     assert got[12][:2] == (0, 'pod "web" deleted\n'), got[12]
+    # --overrides: a JSON merge patch over the generated pod (null drops a key)
+    assert got[13] == (0, "pod/tol created\n", "")
+    spec = json.loads(got[14][1])["spec"]
+    assert {"key": "node-role.kubernetes.io/master", "operator": "Exists",
+            "effect": "NoSchedule"} in spec["tolerations"]
+    assert "dnsPolicy" in spec and spec["containers"][0]["name"] == "tol"
+    assert "run" not in json.loads(got[14][1])["metadata"].get("labels", {})
+    assert got[15] == (1, "", "error: Invalid JSON Patch\n")
 
 
 def test_apply_unchanged_configured_and_an_image_changed_in_place(lab):
