@@ -88,7 +88,7 @@ def _finish(
 def phase_names(command: str) -> tuple[str, ...]:
     """The phases of a command, in order: what ``--skip-phases`` takes and its help lists."""
     if command == "prepare-nodes":
-        names = [s.name for s in prepare_steps(pull_images=True, runtime="docker")]
+        names = [s.name for s in prepare_steps(pull_images=True, runtime="docker", proxy=True)]
         names.insert(names.index("docker") + 1, "containerd")
         return tuple(names)
     if command == "init-master":
@@ -162,7 +162,8 @@ def prepare_nodes(
     )
     runner = _runner(inv, reporter, opts, "prepare-nodes", prompt, interrupt)
     preflight = Preflight(parse_ignore(opts.ignore))
-    results = runner.run(nodes, prepare_steps(opts.pull_images, inv.cluster.runtime), preflight)
+    results = runner.run(nodes, prepare_steps(opts.pull_images, inv.cluster.runtime,
+                                                inv.load_balancer == "local"), preflight)
     return _finish(reporter, results, opts, _title(opts), runner)
 
 

@@ -21,6 +21,7 @@ class Cluster:
     service_cidr: str = "10.96.0.0/12"
     proxy_mode: str = "ipvs"
     control_plane_endpoint: str | None = None
+    load_balancer: str | None = None  # none | local | external; None: by the inventory (below)
     container_runtime: str | None = None  # docker | containerd; None: the release's default
     allow_cgroup_v1: bool = False  # 1.35+: kubelet failCgroupV1 false, kubeadm skips the check
     cgroup_driver: str = "systemd"  # the kubelet's and the runtime's: one setting for both
@@ -186,6 +187,12 @@ class Verify:
     """ObjectManagement's ``apply -f`` changes nginxpod's image to this one (another tag)."""
 
 
+CONTROL_PLANE_ROLES = ("control-plane", "master")
+LOCAL_ENDPOINT = "apiserver.cluster.local:6443"
+"""``load_balancer: local``'s default endpoint: a name every node's /etc/hosts resolves (the one
+sealos uses; KubeKey's is lb.kubesphere.local)."""
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -197,8 +204,8 @@ class Node:
 
     @property
     def is_control_plane(self) -> bool:
-        """A control-plane node (the inventory's role ``master``, the seed's word)."""
-        return self.role == "master"
+        """A control-plane node (role ``control-plane``, or ``master``: the seed's word)."""
+        return self.role in CONTROL_PLANE_ROLES
 
     @property
     def roles(self) -> frozenset[str]:
@@ -237,9 +244,24 @@ class Inventory:
         return tuple(n for n in self.nodes if not n.is_control_plane)
 
     @property
+    def load_balancer(self) -> str:
+        """How nodes reach the API (README "HA control planes"): ``none``, the init node's
+        address (one control plane, no endpoint set); ``local``, a name /etc/hosts resolves to
+        the node's own API server or to a local haproxy (the default with more than one control
+        plane); ``external``, the user's own endpoint (the default when one is set)."""
+        if self.cluster.load_balancer:
+            return self.cluster.load_balancer
+        if len(self.control_plane) > 1:
+            return "local"
+        return "external" if self.cluster.control_plane_endpoint else "none"
+
+    @property
     def control_plane_endpoint(self) -> str:
-        """host:port of the API server; the init node's internal address by default."""
-        ep = self.cluster.control_plane_endpoint or self.init_node.internal_address
+        """host:port of the API server: the inventory's; ``local``'s name by default; else the
+        init node's internal address."""
+        default = LOCAL_ENDPOINT if self.load_balancer == "local" else \
+            self.init_node.internal_address
+        ep = self.cluster.control_plane_endpoint or default
         return ep if ":" in ep else f"{ep}:6443"
 
     def node(self, name: str) -> Node:

@@ -46,7 +46,8 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
     skipped: set[str] = set()
     for node in inv.nodes:
         t = Target(inv, node)
-        for step in prepare_steps(runtime=inv.cluster.runtime):
+        for step in prepare_steps(runtime=inv.cluster.runtime,
+                                  proxy=inv.load_balancer == "local"):
             reason = step.skip(t)
             if reason:
                 skipped.add(f"  - {step.name}: {reason}")

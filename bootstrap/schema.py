@@ -339,6 +339,7 @@ CLUSTER: Spec = {
     "service_cidr": _cidr,
     "proxy_mode": _enum("ipvs", "iptables", "nftables"),
     "control_plane_endpoint": _optional(_endpoint),
+    "load_balancer": _optional(_enum("none", "local", "external")),
     "container_runtime": _optional(_enum("docker", "containerd")),
     "cgroup_driver": _enum("systemd", "cgroupfs"),
     "allow_cgroup_v1": _bool,
@@ -405,7 +406,7 @@ NETWORK: Spec = {
 NODE: Spec = {
     "name": _node_name,
     "address": _host,
-    "role": _enum("master", "worker"),
+    "role": _enum("control-plane", "master", "worker"),
     "internal_address": _optional(_ipv4),
     "ssh": lambda v: _node_ssh(v),
 }
@@ -559,14 +560,7 @@ def _cross_checks(ctx: _Ctx, indexed: list[tuple[int, Node]], cluster: Cluster) 
                 ctx.add((*where(n), key), f"{value!r} is already used by node {first.name!r}")
             else:
                 seen[(kind, value)] = n
-    masters = [n for n in nodes if n.is_control_plane]
-    if nodes and len(masters) != 1:
-        names = ", ".join(m.name for m in masters) or "none"
-        ctx.add(
-            ("nodes",),
-            f"exactly one node must have role master (found {names}); "
-            "HA control planes are not supported yet",
-        )
+    _control_planes(ctx, nodes, cluster)
     try:
         pod = ipaddress.IPv4Network(cluster.pod_network_cidr)
         svc = ipaddress.IPv4Network(cluster.service_cidr)
@@ -590,6 +584,56 @@ def _cross_checks(ctx: _Ctx, indexed: list[tuple[int, Node]], cluster: Cluster) 
                         f"{value!r} lies inside cluster.{field} {net}: pick CIDRs that do "
                         "not overlap the node network",
                     )
+
+
+CONTROL_PLANE_COUNTS = (1, 3, 5, 7)
+"""etcd keeps working while a majority (quorum) of its members does: 3 survive one loss, 5 two,
+7 three; an even count survives no more than the odd one below it (etcd FAQ "Why an odd number
+of cluster members?"), and more than 7 slows every write."""
+HA_READY = False
+"""Whether init-master joins the other control planes (issue "HA control planes, part 1")."""
+
+
+def _control_planes(ctx: _Ctx, nodes: list[Node], cluster: Cluster) -> None:
+    """1, 3, 5 or 7 control-plane nodes, and an endpoint that several can share."""
+    planes = [n for n in nodes if n.is_control_plane]
+    if not nodes:
+        return
+    names = ", ".join(m.name for m in planes) or "none"
+    if not planes:
+        ctx.add(("nodes",), "no node has role control-plane (or master): the first one listed "
+                            "runs kubeadm init")
+        return
+    if len(planes) not in CONTROL_PLANE_COUNTS:
+        why = (f"{len(planes)} control-plane nodes ({names}): etcd needs a majority of its "
+               "members up (quorum), so ")
+        why += (f"{len(planes)} survive no more failures than {len(planes) - 1}"
+                if len(planes) % 2 == 0 and len(planes) < 8 else "more than 7 slow every write")
+        ctx.add(("nodes",), why + ": use 1, 3, 5 or 7")
+        return
+    endpoint = cluster.control_plane_endpoint
+    kind = cluster.load_balancer or ("local" if len(planes) > 1 else
+                                     "external" if endpoint else "none")
+    if kind == "none" and len(planes) > 1:
+        ctx.add(("cluster", "load_balancer"),
+                f"'none' (the init node's own address) cannot serve {len(planes)} control "
+                "planes: use local (a name on every node, the default) or external (your own "
+                "load balancer, in cluster.control_plane_endpoint)")
+    elif kind == "none" and endpoint:
+        ctx.add(("cluster", "load_balancer"),
+                f"'none' uses the init node's address, but cluster.control_plane_endpoint is "
+                f"{endpoint!r}: leave load_balancer out (external) or drop the endpoint")
+    elif kind == "external" and not endpoint:
+        ctx.add(("cluster", "control_plane_endpoint"),
+                "load_balancer external needs the load balancer's host:port here")
+    elif kind == "local" and endpoint and _looks_numeric(endpoint.partition(":")[0]):
+        ctx.add(("cluster", "control_plane_endpoint"),
+                f"{endpoint!r}: load_balancer local needs a name (every node's /etc/hosts maps "
+                "it), not an address; or use load_balancer external")
+    if len(planes) > 1 and not HA_READY:
+        ctx.add(("nodes",), f"{len(planes)} control-plane nodes ({names}): init-master does not "
+                            "join more than one yet (HA control planes are being built); list "
+                            "one control-plane node")
 
 
 def validate(data: Any, name: str, loc: Any = None) -> Inventory:

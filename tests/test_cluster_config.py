@@ -126,6 +126,18 @@ def test_init_config_endpoint_and_port_from_the_inventory():
     assert docs(K.init_config(inv))["InitConfiguration"]["localAPIEndpoint"]["bindPort"] == 7443
 
 
+@pytest.mark.parametrize("cluster, sans", [
+    ("", None),  # none: kubeadm's own names only
+    ("cluster: {control_plane_endpoint: '192.168.177.100:7443'}\n", None),  # the same address
+    ("cluster: {control_plane_endpoint: 'k8s-api.example.com'}\n",
+     ["k8s-api.example.com", "192.168.177.100"]),
+    ("cluster: {load_balancer: local}\n", ["apiserver.cluster.local", "192.168.177.100"]),
+])
+def test_the_api_server_certificate_names_the_endpoint(cluster, sans):
+    d = docs(K.init_config(inventory(cluster)))["ClusterConfiguration"]
+    assert d.get("apiServer", {}).get("certSANs") == sans
+
+
 def test_join_config_holds_token_hash_and_name():
     inv = inventory()
     text = K.join_config(inv, inv.workers[0], "abcdef.0123456789abcdef", "sha256:" + "a" * 64)

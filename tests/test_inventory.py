@@ -85,7 +85,7 @@ REJECTIONS = [
         "no-master",
         _replace("role: master", "role: worker"),
         5,
-        "exactly one node must have role master (found none)",
+        "no node has role control-plane (or master): the first one listed runs kubeadm init",
     ),
     (
         "two-masters",
@@ -94,13 +94,15 @@ REJECTIONS = [
             "node1, address: 192.168.177.101, role: master",
         ),
         5,
-        "exactly one node must have role master (found master1, node1)",
+        "2 control-plane nodes (master1, node1): etcd needs a majority of its members up "
+        "(quorum), so 2 survive no more failures than 1: use 1, 3, 5 or 7",
     ),
     (
         "unknown-role",
         _replace("role: worker", "role: wroker"),
         7,
-        "nodes[1].role: 'wroker' must be one of master, worker (did you mean 'worker'?)",
+        "nodes[1].role: 'wroker' must be one of control-plane, master, worker (did you mean "
+        "'worker'?)",
     ),
     (
         "unknown-key",

@@ -162,7 +162,7 @@ def test_up_refuses_an_unknown_phase_before_reading_the_inventory():
 
 
 def test_each_command_lists_its_real_phases_in_order():
-    steps = [s.name for s in prepare_steps(pull_images=True, runtime="containerd")]
+    steps = [s.name for s in prepare_steps(pull_images=True, runtime="containerd", proxy=True)]
     assert [n for n in commands.phase_names("prepare-nodes") if n != "docker"] == steps
     assert commands.phase_names("init-master") == (
         *(p.name for p in init_phases([])), "wait-ready")

@@ -35,9 +35,22 @@ def cgroup_v1_opt_out(inv: Inventory) -> bool:
 
 
 def _bind_port(inv: Inventory) -> int:
-    """The API server port: the endpoint's when it is the master's own address, else 6443."""
+    """The API server port: the endpoint's when it is the master's own address, or with
+    ``load_balancer: local`` (the name leads straight to each API server, or to a proxy on the
+    same port); else 6443."""
     host, _, port = inv.control_plane_endpoint.rpartition(":")
-    return int(port) if host == inv.init_node.internal_address else 6443
+    same = host == inv.init_node.internal_address or inv.load_balancer == "local"
+    return int(port) if same else 6443
+
+
+def cert_sans(inv: Inventory) -> list[str]:
+    """The API server certificate's extra names with an endpoint: the endpoint's host and every
+    control-plane address (kubeadm adds the node's own address, the service IP and the
+    kubernetes.default names itself); none for ``load_balancer: none``."""
+    host = inv.control_plane_endpoint.rpartition(":")[0]
+    names = list(dict.fromkeys([host] + [n.internal_address for n in inv.control_plane]))
+    return [] if inv.load_balancer == "none" or names == [inv.init_node.internal_address] \
+        else names
 
 
 def init_config(inv: Inventory) -> str:
@@ -52,6 +65,7 @@ def init_config(inv: Inventory) -> str:
         bind_port=_bind_port(inv),
         cluster=inv.cluster,
         control_plane_endpoint=inv.control_plane_endpoint,
+        cert_sans=cert_sans(inv),
         docker=inv.docker,
         cgroup_v1_opt_out=cgroup_v1_opt_out(inv),
     )

@@ -15,9 +15,11 @@ Step = Phase
 """A node-preparation step is a phase of prepare-nodes (workflow.Phase)."""
 
 
-def prepare_steps(pull_images: bool = False, runtime: str = "docker") -> list[Step]:
+def prepare_steps(pull_images: bool = False, runtime: str = "docker",
+                  proxy: bool = False) -> list[Step]:
     """The prepare-nodes steps, in order: the container runtime's step (docker or containerd)
-    only; ``images`` only when asked for."""
+    only; ``local-proxy`` only with ``proxy`` (``cluster.load_balancer: local``); ``images``
+    only when asked for."""
     from . import (
         base_repo,
         bridge,
@@ -29,6 +31,7 @@ def prepare_steps(pull_images: bool = False, runtime: str = "docker") -> list[St
         ipvs,
         kubelet,
         kubernetes,
+        local_proxy,
         selinux,
         swap,
         time,
@@ -48,9 +51,10 @@ def prepare_steps(pull_images: bool = False, runtime: str = "docker") -> list[St
         containerd,
         kubernetes,
         kubelet,
+        local_proxy,
     )
     other = containerd if runtime == "docker" else docker
-    steps = [m.STEP for m in modules if m is not other]
+    steps = [m.STEP for m in modules if m is not other and (proxy or m is not local_proxy)]
     if pull_images:
         from . import images
 
