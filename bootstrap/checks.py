@@ -7,6 +7,7 @@ across nodes before anything changes anywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,13 +168,36 @@ def _packages(out: str, rc: int) -> tuple[int, str | None, list[str]]:
     return rc, listing, names
 
 
-def _listening(out: str, rc: int) -> set[int]:
-    ports = set()
+def _listening(out: str, rc: int) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket in /proc/net/tcp{,6} (the kernel writes
+    addresses as hex in host byte order, 32-bit words for IPv6)."""
+    found = set()
     for line in out.splitlines():
         parts = line.split()
         if len(parts) > 3 and parts[3] == "0A" and ":" in parts[1]:
-            ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
+            hexaddr, _, port = parts[1].rpartition(":")
+            try:
+                words = [bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8)]
+                ip = ipaddress.ip_address(b"".join(words))
+            except ValueError:
+                continue
+            mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:a.b.c.d: an IPv4 socket
+            found.add((str(mapped or ip), int(port, 16)))
+    return found
+
+
+def busy_ports(node: Node, listening: set[tuple[str, int]]) -> set[int]:
+    """The ports some process holds where kubeadm's control plane would bind them: on every
+    address (0.0.0.0, ::), on loopback 127.0.0.1 (etcd's client URL), or on one of this node's
+    own addresses. A socket on another address is another host's business (a node that shares
+    its network namespace, a container's address)."""
+    own = {"0.0.0.0", "::", "127.0.0.1", "::1"}
+    for value in (node.address, node.internal_address):
+        try:
+            own.add(str(ipaddress.ip_address(value)))
+        except ValueError:
+            continue
+    return {port for address, port in listening if address in own}
 
 
 def _meminfo_mb(out: str, rc: int) -> int | None:
@@ -256,7 +280,7 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
                 )
             )
         if node.is_control_plane and f.get("initialised") != "yes":
-            for port in sorted(f.get("listening", set()) & set(MASTER_PORTS)):
+            for port in sorted(busy_ports(node, f.get("listening", set())) & set(MASTER_PORTS)):
                 out.append(
                     Finding(
                         f"Port-{port}",

@@ -174,12 +174,19 @@ def test_a_listening_port_is_read_from_the_kernels_tables_and_stops_init():
         port = sock.getsockname()[1]
         script, nonce = F.script([fact])
         out = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
-    assert port in F.parse_output([fact], out, nonce)["listening"]
-    facts = {"os-release": {}, "cpus": None, "memory-mb": None, "listening": {port, 6443},
+    assert ("127.0.0.1", port) in F.parse_output([fact], out, nonce)["listening"]
+    mapped = "0000000000000000FFFF00000100000A:0050 00000000000000000000000000000000:0000 0A"
+    assert checks._listening(f"sl local rem st\n0: {mapped}\n", 0) == {("10.0.0.1", 80)}
+    # held on every address, loopback, or this node's own: in use; on another address (another
+    # lab node, a container's address on the same host): not this node's business
+    listening = {("0.0.0.0", 6443), ("127.0.0.1", 2379), ("10.0.0.1", 2380),
+                 ("10.0.0.1", 10250), ("10.0.0.2", 10259), ("127.0.2.11", 10257)}
+    facts = {"os-release": {}, "cpus": None, "memory-mb": None, "listening": listening,
              "initialised": None, "packages": (0, None, None), "hostname": "m1", "macs": set(),
              "product-uuid": None}
     found = [f for f in checks.evaluate(inv, {"m1": facts}, {}) if f.check.startswith("Port-")]
-    assert [(f.check, f.severity, f.node) for f in found] == [("Port-6443", checks.ERROR, "m1")]
-    assert found[0].message == "port 6443 is in use; kubeadm init needs it free"
+    assert [(f.check, f.severity, f.node) for f in found] == [
+        (f"Port-{p}", checks.ERROR, "m1") for p in (2379, 2380, 6443, 10250)]
+    assert found[2].message == "port 6443 is in use; kubeadm init needs it free"
     facts["initialised"] = "yes"  # an initialised control plane listens there itself
     assert not [f for f in checks.evaluate(inv, {"m1": facts}, {}) if f.check == "Port-6443"]
