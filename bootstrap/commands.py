@@ -219,14 +219,22 @@ def init_master(
     reporter: Reporter | None,
     interrupt: Interrupt,
 ) -> int:
-    """kubeadm init on the master from a rendered config, kubeconfig, flannel, wait Ready."""
+    """kubeadm init on the init node from a rendered config, kubeconfig, flannel; the other
+    control planes joined one at a time (``--limit``: only these); wait Ready."""
     from .cluster.init import init_master as run
 
+    inv, runner, reporter = _cluster_setup(opts, "init-master", prompt, reporter, interrupt)
+    planes = None
     if opts.limit:
-        raise UsageError("init-master takes no --limit: it works on the inventory's master only")
-    _, runner, reporter = _cluster_setup(opts, "init-master", prompt, reporter, interrupt)
+        chosen = select_nodes(inv, opts.limit)
+        workers = [n.name for n in chosen if not n.is_control_plane]
+        if workers:
+            raise UsageError(f"--limit: {', '.join(workers)} not a control-plane node: "
+                             "init-master sets up the control planes (join-workers the workers)")
+        planes = chosen
     results = run(
-        runner, _kubeadm_ignore(opts), opts.fetch_kubeconfig, opts.timeout or DEFAULT_TIMEOUT
+        runner, _kubeadm_ignore(opts), opts.fetch_kubeconfig, opts.timeout or DEFAULT_TIMEOUT,
+        planes,
     )
     return _finish(reporter, results, opts, _title(opts), runner)
 

@@ -114,15 +114,18 @@ TIMEOUT_HELP = "seconds to wait for nodes to become Ready (default 300)"
                        "change nothing",
             "fetch_kubeconfig": "also save the cluster's admin kubeconfig to this local path "
                                 "(mode 0600)",
+            "limit": "only these control-plane nodes join (comma-separated names): how to add "
+                     "one later",
             "break_lease": BREAK_LEASE_HELP})
 def init_master(c: Context, inventory: str = "inventory.yaml", dry_run: bool = False,
                 ignore: str = "", fetch_kubeconfig: str = "", timeout: int = 0,
                 report: str = "", log_dir: str = "runs", break_lease: bool = False,
-                skip_phases: str = "") -> None:
-    """kubeadm init on the master (rendered config), $HOME/.kube/config, flannel; wait Ready."""
+                skip_phases: str = "", limit: str = "") -> None:
+    """kubeadm init on the first control plane (rendered config), $HOME/.kube/config, flannel;
+    the other control planes join one at a time; wait Ready."""
     _run(commands.init_master, inventory=inventory, dry_run=dry_run, ignore=ignore,
          fetch_kubeconfig=fetch_kubeconfig, timeout=timeout, report=report, log_dir=log_dir,
-         break_lease=break_lease, skip_phases=skip_phases)
+         break_lease=break_lease, skip_phases=skip_phases, limit=limit)
 
 
 @task(help={"skip_phases": skip_help("join-workers"), **COMMON_HELP,

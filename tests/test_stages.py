@@ -104,6 +104,11 @@ class FakeSession:
 
 @pytest.fixture
 def world(monkeypatch) -> World:
+    return fake_world(monkeypatch)
+
+
+def fake_world(monkeypatch) -> World:
+    """A World whose nodes the engine's Runner reaches instead of real ones."""
     w = World()
 
     def session(self, node):

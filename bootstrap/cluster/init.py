@@ -91,20 +91,37 @@ CONTROL_PLANE = Need("kubeadm-init", f"an initialised control plane: {ADMIN_CONF
 
 
 # -- kubeadm-init --------------------------------------------------------------------------------
-def init_command(ignore: list[str]) -> str:
-    """``kubeadm init --config`` (only flags kubeadm allows next to --config)."""
-    cmd = f"kubeadm init --config {INIT_CONFIG} --skip-token-print"
+UPLOAD_CONFIG = f"{K}/k8s-bootstrap-init.yaml"
+"""With several control planes: the kept config plus the certificate key, which kubeadm init
+reads and the toolkit removes on exit (the key is never kept on a node)."""
+
+
+def init_command(ignore: list[str], upload: bool = False) -> str:
+    """``kubeadm init --config`` (only flags kubeadm allows next to --config); ``upload``: the
+    shared certificates to Secret kubeadm-certs, the key never printed."""
+    config = UPLOAD_CONFIG if upload else INIT_CONFIG
+    cmd = f"kubeadm init --config {config} --skip-token-print"
+    if upload:
+        cmd += " --upload-certs --skip-certificate-key-print"
     if ignore:
         cmd += f" --ignore-preflight-errors={shlex.quote(','.join(ignore))}"
     return cmd
 
 
-def _init_phase(ignore: list[str]) -> Phase:
+def _init_phase(ignore: list[str], key: str = "", dry_run: bool = False) -> Phase:
     def plan(t: Target, facts: F.Facts) -> Plan:
         p = Plan()
-        if not initialised(facts[present().name]):
-            api = api_version(t.inv.cluster.version_tuple)
-            p.run(init_command(ignore), f"kubeadm config {api}")
+        if initialised(facts[present().name]):
+            return p
+        api = api_version(t.inv.cluster.version_tuple)
+        if key:
+            q = shlex.quote(UPLOAD_CONFIG)
+            p.run(f"rm -f {q} {q}.k8s-bootstrap.bak; trap 'rm -f {q}' EXIT",
+                  label=f"remove {UPLOAD_CONFIG} on exit")
+            p.write(UPLOAD_CONFIG, init_config(t.inv, key), None, mode=0o600,
+                    secret=not dry_run)
+        p.run(init_command(ignore, upload=bool(key)), f"kubeadm config {api}"
+              + (", the certificates uploaded for the other control planes" if key else ""))
         return p
 
     return cluster_phase("kubeadm-init", "kubeadm init --config", lambda t: [present()], plan,
@@ -202,10 +219,13 @@ FLANNEL = cluster_phase("flannel", "flannel manifest applied", _flannel_facts, _
                         needs=(CONTROL_PLANE,))
 
 
-def init_phases(ignore: list[str], stamp: str | None = None) -> list[Phase]:
-    """The master's phases in order."""
+def init_phases(ignore: list[str], stamp: str | None = None, key: str = "",
+                dry_run: bool = False) -> list[Phase]:
+    """The master's phases in order (``key``: several control planes, the certificates are
+    uploaded with it)."""
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    return [PREFLIGHT, IMAGES, CONFIG, _init_phase(ignore), _kubeconfig_phase(stamp), FLANNEL]
+    return [PREFLIGHT, IMAGES, CONFIG, _init_phase(ignore, key, dry_run),
+            _kubeconfig_phase(stamp), FLANNEL]
 
 
 
@@ -216,30 +236,50 @@ def _init_node(data: Data) -> list[Node]:
 
 def init_stages(ignore: list[str], fetch: str | None, timeout: int) -> list[Stage]:
     """init-master: the init node's phases, its kubeconfig saved locally (``--fetch-kubeconfig``),
-    then the wait until it is Ready (both only when no phase failed)."""
+    the other control planes one at a time (bootstrap/cluster/control_plane.py), then the wait
+    until they are Ready (only those none of whose phases failed)."""
+    from . import control_plane
+
     names = tuple(p.name for p in init_phases(ignore))
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    before, others, cleanups = control_plane.stages(ignore, stamp)
 
     def wait(data: Data, session: Session, nodes: list[Node]) -> StepResult:
         t = Target(data.inv, data.inv.init_node)
         return wait_ready(data.runner, session, t, [n.name for n in nodes], timeout)
 
+    def planes(data: Data) -> list[Node]:
+        """The init node, and the control planes in the cluster now (joined, or already)."""
+        def member(node: Node) -> bool:
+            step = next((s for s in data.result(node).steps if s.name == "kubeadm-join"), None)
+            return node == data.inv.init_node or (step is not None and step.status in (OK,
+                                                                                      CHANGED))
+
+        return clean(data, [n for n in data.inv.control_plane if n in data.targets
+                            and member(n)])
+
     return [
-        Stage("init", _init_node, phases=lambda t, d: init_phases(ignore, stamp), names=names),
+        *before,
+        Stage("init", _init_node, phases=lambda t, d: init_phases(
+            ignore, stamp, d.get("certificate_key", ""), d.runner.opts.dry_run), names=names),
         Stage("fetch-kubeconfig", lambda d: clean(d, _init_node(d)), on=INIT, once=True,
               action=lambda d, session, nodes: fetch_kubeconfig(
                   session, Path(fetch or ""), d.runner.opts.dry_run),
               when=lambda d: None if fetch else "not asked (--fetch-kubeconfig)"),
-        Stage("wait-ready", lambda d: clean(d, _init_node(d)), action=wait, on=INIT, once=True,
-              names=("wait-ready",)),
+        *others,
+        Stage("wait-ready", planes, action=wait, on=INIT, once=True, names=("wait-ready",)),
+        *cleanups,
     ]
 
 
 def init_master(
-    runner: Runner, ignore: list[str], fetch: str | None, timeout: int
+    runner: Runner, ignore: list[str], fetch: str | None, timeout: int,
+    planes: list[Node] | None = None,
 ) -> dict[str, HostResult]:
-    """Run the init node's phases, save the kubeconfig locally if asked, wait until Ready."""
-    data = Data(runner, [runner.inv.init_node])
+    """Run the init node's phases, save the kubeconfig locally if asked, join the other control
+    planes (``planes``: those, else all), wait until Ready."""
+    data = Data(runner, [runner.inv.init_node, *(n for n in planes or runner.inv.control_plane
+                                                 if n != runner.inv.init_node)])
     return run_stages(runner, init_stages(ignore, fetch, timeout), data)
 
 

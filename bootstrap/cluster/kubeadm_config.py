@@ -53,8 +53,9 @@ def cert_sans(inv: Inventory) -> list[str]:
         else names
 
 
-def init_config(inv: Inventory) -> str:
-    """The text of /etc/kubernetes/kubeadm-config.yaml for the master."""
+def init_config(inv: Inventory, certificate_key: str = "") -> str:
+    """The text of /etc/kubernetes/kubeadm-config.yaml for the master; with ``certificate_key``
+    (a secret) the transient copy ``kubeadm init --upload-certs`` reads."""
     version = inv.cluster.version_tuple
     return render(
         "kubeadm/kubeadm-config.yaml.j2",
@@ -66,13 +67,16 @@ def init_config(inv: Inventory) -> str:
         cluster=inv.cluster,
         control_plane_endpoint=inv.control_plane_endpoint,
         cert_sans=cert_sans(inv),
+        certificate_key=certificate_key,
         docker=inv.docker,
         cgroup_v1_opt_out=cgroup_v1_opt_out(inv),
     )
 
 
-def join_config(inv: Inventory, node: Node, token: str, ca_hash: str) -> str:
-    """A worker's JoinConfiguration. It holds ``token``: upload it as a secret, never log it."""
+def join_config(inv: Inventory, node: Node, token: str, ca_hash: str,
+                certificate_key: str = "") -> str:
+    """A node's JoinConfiguration; a control-plane node's (``certificate_key``) has its own API
+    endpoint and the key. It holds secrets: upload it as one, never log it."""
     version = inv.cluster.version_tuple
     return render(
         "kubeadm/join-config.yaml.j2",
@@ -83,5 +87,7 @@ def join_config(inv: Inventory, node: Node, token: str, ca_hash: str) -> str:
         ca_hash=ca_hash,
         discovery_timeout=DISCOVERY_TIMEOUT,
         node=node,
+        bind_port=_bind_port(inv),
+        certificate_key=certificate_key,
         cgroup_v1_opt_out=cgroup_v1_opt_out(inv),
     )

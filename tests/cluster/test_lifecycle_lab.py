@@ -80,7 +80,8 @@ def message(run, host: str, step: str) -> str:
 
 
 BAD_INPUT = [
-    ("init-master", {"limit": "node1"}, 2, "init-master takes no --limit"),
+    ("init-master", {"limit": "node1"}, 2, "--limit: node1 not a control-plane node: "
+                                           "init-master sets up the control planes"),
     ("join-workers", {"limit": "master1"}, 2, "master1 is the master; join-workers joins workers"),
     ("join-workers", {"limit": "node9"}, 2, "--limit: no node named 'node9'"),
     ("join-workers", {"timeout": -1}, 2, "--timeout must be at least 1"),

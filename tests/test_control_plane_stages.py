@@ -1,0 +1,182 @@
+"""init-master with several control planes (bootstrap/cluster/control_plane.py), pure: the fake
+world of tests/test_stages.py. The init node uploads the certificates with a generated key that
+is never printed; the others join one at a time, a failed one stops those after it; an upload
+from an earlier run is made again with a new key; joined nodes are left alone."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from test_stages import World, fake_world, prepared, runner, statuses
+
+from bootstrap import schema
+from bootstrap.cluster import control_plane as C
+from bootstrap.cluster import init as I
+from bootstrap.cluster.common import ADMIN_CONF, KUBELET_CONF, Account, account, present
+from bootstrap.cluster.kubeadm_config import join_config
+from bootstrap.inventory import load_text
+from bootstrap.plan import FileState
+from bootstrap.steps import Target
+
+TEXT = ("nodes:\n"
+        "  - {name: m1, address: 10.0.0.1, role: control-plane}\n"
+        "  - {name: m2, address: 10.0.0.2, role: control-plane}\n"
+        "  - {name: m3, address: 10.0.0.3, role: control-plane}\n"
+        "  - {name: w1, address: 10.0.0.9, role: worker}\n")
+
+
+@pytest.fixture
+def world(monkeypatch) -> World:
+    return fake_world(monkeypatch)
+
+
+@pytest.fixture
+def inv(monkeypatch):
+    monkeypatch.setattr(schema, "HA_READY", True)
+    return load_text(TEXT)
+
+
+def cluster(world: World, inv, initialised: bool, joined: tuple[str, ...] = ()) -> None:
+    world.facts = prepared("m1", "m2", "m3")
+    kube = {"admin-sha": "ab", "user-kubeconfig:root": (0o600, 0, 0, "ab")}
+    for name in ("m1", "m2", "m3"):
+        world.facts[name][account("root").name] = Account("root", "/root", 0, 0)
+    for name in ("m1", *joined):
+        world.facts[name].update(kube)
+    if initialised:
+        world.facts["m1"].update({present().name: {ADMIN_CONF, I.APISERVER},
+                                  "ca-hash": "ab" * 32})
+    for name in joined:
+        world.facts[name][present().name] = {KUBELET_CONF, ADMIN_CONF, I.APISERVER}
+    done = {present().name: {KUBELET_CONF, ADMIN_CONF, I.APISERVER}, **kube}
+    flannel = {"file:" + I.flannel.MANIFEST: FileState(I.flannel.manifest(inv)),
+               I._ds_fact(Target(inv, inv.init_node)).name: "daemonset.apps/kube-flannel-ds"}
+    world.effects = {"kubeadm-join": lambda node: done, "flannel": lambda node: flannel,
+                     "kubeadm-init": lambda node: {**done, "ca-hash": "ab" * 32}}
+    if initialised:
+        world.facts["m1"].update(flannel)
+
+
+def keys(r) -> set[str]:
+    """The certificate keys the run registered as secrets (64 hex digits)."""
+    return {s for s in r.secrets._values if len(s) == 64 and set(s) <= set("0123456789abcdef")}
+
+
+def test_a_new_cluster_uploads_at_init_then_joins_one_control_plane_at_a_time(world, inv):
+    cluster(world, inv, initialised=False)
+    r = runner(inv=inv)
+    results = I.init_master(r, [], None, 60)
+    assert world.on("m1")[0] == "gather" and "kubeadm-init" in world.on("m1")
+    assert world.index("m1", "kubeadm-init") < world.index("m2", "kubeadm-join") \
+        < world.index("m2", "kubeconfig") < world.index("m3", "kubeadm-join")
+    assert "upload the certificates for the control planes" not in world.on("m1")
+    for name in ("m2", "m3"):
+        assert statuses(results, name) == {"preflight": "ok", "kubeadm-join": "changed",
+                                           "kubeconfig": "changed", "wait-ready": "ok"}
+    assert world.on("m1")[-2:] == ["wait until Ready", "delete the join token"]
+    (key,) = keys(r)  # one key, never printed, never in a result
+    assert key not in r.reporter.out.getvalue() and key not in repr(results)
+
+
+def test_the_init_uploads_with_the_key_in_a_transient_file_only(world, inv):
+    cluster(world, inv, initialised=False)
+    t = Target(inv, inv.init_node)
+    phase = next(p for p in I.init_phases([], "s", key="k" * 64) if p.name == "kubeadm-init")
+    plan = phase.plan(t, {present().name: set()})
+    script = plan.script()
+    assert "kubeadm init --config /etc/kubernetes/k8s-bootstrap-init.yaml --skip-token-print " \
+        "--upload-certs --skip-certificate-key-print" in script
+    assert "trap 'rm -f /etc/kubernetes/k8s-bootstrap-init.yaml' EXIT" in script
+    (write,) = plan.files()
+    assert write.mode == 0o600 and yaml.safe_load_all(write.content)
+    assert "certificateKey: " + "k" * 64 in write.content
+    kept = I.init_config(inv)  # the kept config has no key
+    assert "certificateKey" not in kept and "k" * 64 not in kept
+    one = next(p for p in I.init_phases([], "s") if p.name == "kubeadm-init")
+    assert "--upload-certs" not in one.plan(t, {present().name: set()}).script()
+
+
+def test_a_failed_control_plane_join_stops_the_next_and_the_token_still_goes(world, inv):
+    cluster(world, inv, initialised=True)
+    world.fail = {("m2", "kubeadm-join")}
+    results = I.init_master(runner(inv=inv), [], None, 60)
+    assert statuses(results, "m2")["kubeadm-join"] == "failed"
+    assert "kubeadm-join" not in world.on("m3")
+    assert statuses(results, "m3")["kubeadm-join"] == "skipped"
+    assert world.on("m1")[-1] == "delete the join token"
+
+
+def test_an_earlier_cluster_uploads_again_with_a_new_key_before_the_joins(world, inv):
+    cluster(world, inv, initialised=True, joined=("m2",))
+    r = runner(inv=inv)
+    results = I.init_master(r, [], None, 60)
+    assert "kubeadm-init" not in world.on("m1")
+    assert world.index("m1", "upload the certificates for the control planes") < \
+        world.index("m3", "kubeadm-join")
+    assert statuses(results, "m1")["upload-certs"] == "changed"
+    assert world.on("m2") == ["gather"]  # joined: its phases find nothing to do
+    assert len(keys(r)) == 2  # the unused one of this run, and the one uploaded
+    assert not any(k in r.reporter.out.getvalue() for k in keys(r))
+
+
+def test_every_control_plane_joined_needs_no_token_and_no_upload(world, inv):
+    cluster(world, inv, initialised=True, joined=("m2", "m3"))
+    I.init_master(runner(inv=inv), [], None, 60)
+    assert "create a join token" not in world.on("m1")
+    assert "upload the certificates for the control planes" not in world.on("m1")
+
+
+def test_one_control_plane_generates_no_key_and_joins_nothing(world):
+    from test_stages import INV
+
+    r = runner()
+    world.facts = prepared("m1")
+    world.facts["m1"].update({present().name: {ADMIN_CONF, I.APISERVER}})
+    I.init_master(r, [], None, 60)
+    assert not keys(r)
+    assert not any(n != "m1" for n, _ in world.events) and INV.load_balancer == "none"
+
+
+def test_a_control_plane_s_join_config_has_its_endpoint_and_the_key(inv):
+    m2 = inv.node("m2")
+    doc = yaml.safe_load(join_config(inv, m2, "abcdef.0123456789abcdef", "sha256:x", "k" * 64))
+    assert doc["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": "10.0.0.2",
+                                                        "bindPort": 6443},
+                                   "certificateKey": "k" * 64}
+    assert doc["discovery"]["bootstrapToken"]["apiServerEndpoint"] == \
+        "apiserver.cluster.local:6443"
+    worker = yaml.safe_load(join_config(inv, inv.node("w1"), "abcdef.0123456789abcdef", "x"))
+    assert "controlPlane" not in worker
+
+
+def test_the_join_moves_the_endpoint_line_then_waits_for_the_api_server(inv):
+    t = Target(inv, inv.node("m2"))
+    phase = C.join_phase("abcdef.0123456789abcdef", "sha256:x", "k" * 64, [], False)
+    hosts = FileState("127.0.0.1 localhost\n# BEGIN k8s-bootstrap managed block\n"
+                      "10.0.0.1 apiserver.cluster.local\n# END k8s-bootstrap managed block\n")
+    plan = phase.plan(t, {present().name: set(), "file:/etc/hosts": hosts})
+    script = plan.script()
+    order = [script.index(s) for s in ("kubeadm join --config", "/etc/hosts", "/readyz")]
+    assert order == sorted(order)
+    assert "10.0.0.2 apiserver.cluster.local" in plan.files()[1].content
+    done = phase.plan(t, {present().name: {KUBELET_CONF}, "file:/etc/hosts": hosts})
+    assert done.empty
+
+
+def test_an_expired_upload_is_explained_with_the_fix():
+    text = C.explain('error downloading the secret: Secret "kubeadm-certs" was not found in the '
+                     '"kube-system" Namespace. This Secret might have expired.')
+    assert text.startswith("the uploaded certificates or their key were refused")
+    assert "re-run invoke init-master" in text
+
+
+def test_a_dry_run_of_a_new_cluster_shows_every_join_and_changes_nothing(world, inv):
+    cluster(world, inv, initialised=False)
+    r = runner(dry_run=True, inv=inv)
+    results = I.init_master(r, [], None, 60)
+    assert {w for _, w in world.events} == {"gather"}
+    assert statuses(results, "m2")["kubeadm-join"] == "changed"
+    out = r.reporter.out.getvalue()
+    assert not keys(r)  # a dry run generates no key
+    assert "--upload-certs --skip-certificate-key-print" in out
+    assert out.index("[m2] kubeadm-join") < out.index("[m3] kubeadm-join")
