@@ -42,6 +42,8 @@ class CommonOptions:
     only: str | None = None
     skip: str | None = None
     keep: bool = False
+    dead: bool = False  # reset: the --limit nodes cannot be reached (dead machines)
+    allow_quorum_loss: bool = False  # reset: remove etcd members even without a quorum left
     skip_phases: str | None = None  # --skip-phases NAME,...
     kubeadm_ignore: str | None = None  # up: init-master's and join-workers' --ignore
     start: str | None = None  # up: the part to start from (--from)
@@ -121,8 +123,10 @@ def _runner(
     info = RunInfo.new(command, changes=changes and not opts.dry_run,
                        break_lease=opts.break_lease)
     skip = parse_skip(opts.skip_phases, command, phase_names(command))
+    dead = frozenset(n.name for n in select_nodes(inv, opts.limit)) if opts.dead else frozenset()
     return Runner(inv, reporter,
-                  RunOptions(dry_run=opts.dry_run, parallel=opts.parallel, skip=skip),
+                  RunOptions(dry_run=opts.dry_run, parallel=opts.parallel, skip=skip, dead=dead,
+                             allow_quorum_loss=opts.allow_quorum_loss),
                   prompt=prompt, run_info=info, interrupt=interrupt)
 
 
@@ -272,8 +276,11 @@ def reset(
     """Drain, delete and reset the selected nodes (all by default) after typing cluster.name."""
     from .cluster.reset import reset as run
 
+    if opts.dead and not opts.limit:
+        raise UsageError("--dead needs --limit: name the nodes that cannot be reached")
     inv, runner, reporter = _cluster_setup(opts, "reset", prompt, reporter, interrupt)
     targets = select_nodes(inv, opts.limit)
+    _removable(inv, targets, opts)
     if not opts.dry_run and not opts.yes:
         names = ", ".join(n.name for n in targets)
         question = (
@@ -290,6 +297,26 @@ def reset(
             raise UsageError("reset: not confirmed; nothing was changed")
     results = run(runner, targets)
     return _finish(reporter, results, opts, _title(opts), runner)
+
+
+def _removable(inv: Inventory, targets: list[Node], opts: CommonOptions) -> None:
+    """A partial removal of control planes: one at a time, never the init node first."""
+    planes = [n for n in targets if n.is_control_plane]
+    if not planes or len(planes) == len(inv.control_plane):
+        if opts.dead and planes:
+            raise UsageError("--dead with every control plane: nothing would stay to remove "
+                             "the members through; reset the cluster without --dead")
+        return
+    if inv.init_node in planes:
+        raise UsageError(
+            f"--limit: {inv.init_node.name} is the init node (the first control plane listed), "
+            "through which the others are managed; list another control plane first in the "
+            f"inventory, then remove {inv.init_node.name}")
+    if len(planes) > 1:
+        raise UsageError(
+            f"--limit: {', '.join(n.name for n in planes)}: reset removes one control plane at "
+            "a time (etcd's health is judged again between removals): --limit "
+            f"{planes[0].name}, then the next")
 
 
 @_interruptible

@@ -45,6 +45,8 @@ class RunOptions:
     dry_run: bool = False
     parallel: int | None = None
     skip: frozenset[str] = frozenset()  # --skip-phases: names of phases not to run
+    dead: frozenset[str] = frozenset()  # reset --dead: nodes that cannot be reached
+    allow_quorum_loss: bool = False  # reset: remove members even when etcd loses its quorum
 
 
 @dataclass

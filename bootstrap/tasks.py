@@ -146,13 +146,21 @@ def join_workers(c: Context, inventory: str = "inventory.yaml", limit: str = "",
 @task(help={"skip_phases": skip_help("reset"), **COMMON_HELP,
             "yes": "do not ask for the cluster name (for scripts)",
             "dry_run": "show what would be drained, reset and removed; change nothing",
+            "dead": "the --limit nodes cannot be reached (dead machines): delete them from the "
+                    "cluster and remove their etcd members through a control plane that stays; "
+                    "nothing runs on them",
+            "allow_quorum_loss": "remove a control plane's etcd member even when the healthy "
+                                 "members left would not be a majority (etcd stops)",
             "break_lease": BREAK_LEASE_HELP})
 def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parallel: int = 0,
           dry_run: bool = False, yes: bool = False, report: str = "",
-          log_dir: str = "runs", break_lease: bool = False, skip_phases: str = "") -> None:
-    """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind."""
+          log_dir: str = "runs", break_lease: bool = False, skip_phases: str = "",
+          dead: bool = False, allow_quorum_loss: bool = False) -> None:
+    """Drain, delete and kubeadm-reset nodes, then clean what kubeadm reset leaves behind; a
+    control plane leaving a cluster that keeps others has its etcd member removed first."""
     _run(commands.reset, inventory=inventory, limit=limit, parallel=parallel, dry_run=dry_run,
-         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease, skip_phases=skip_phases)
+         yes=yes, report=report, log_dir=log_dir, break_lease=break_lease, skip_phases=skip_phases,
+         dead=dead, allow_quorum_loss=allow_quorum_loss)
 
 
 @task(help={"inventory": INVENTORY_HELP,

@@ -180,3 +180,117 @@ def test_a_dry_run_of_a_new_cluster_shows_every_join_and_changes_nothing(world, 
     assert not keys(r)  # a dry run generates no key
     assert "--upload-certs --skip-certificate-key-print" in out
     assert out.index("[m2] kubeadm-join") < out.index("[m3] kubeadm-join")
+
+
+# -- removing a control plane (reset) -------------------------------------------------------------
+def members_json(*names: str) -> str:
+    import json
+
+    return json.dumps({"header": {}, "members": [
+        {"ID": int(n[1:]), "name": n, "peerURLs": [f"https://10.0.0.{n[1:]}:2380"],
+         "clientURLs": [f"https://10.0.0.{n[1:]}:2379"]} for n in names]})
+
+
+def health_json(up: dict[str, bool]) -> str:
+    import json
+
+    return json.dumps([{"endpoint": f"https://10.0.0.{n[1:]}:2379", "health": ok}
+                       for n, ok in up.items()])
+
+
+def etcd_world(world: World, inv, down: tuple[str, ...] = ()) -> None:
+    cluster(world, inv, initialised=True, joined=("m2", "m3"))
+    world.facts["m1"]["nodes"] = {"m1", "m2", "m3"}
+    for name in ("m1", "m2", "m3"):
+        world.facts[name]["kubeadm-path"] = "/usr/bin/kubeadm"
+    left = ["m1", "m2", "m3"]
+    world.outputs = {"list the etcd members": members_json(*left),
+                     "read the etcd members' health": health_json(
+                         {n: n not in down for n in left})}
+    world.effects["kubeadm-reset"] = lambda node: {present().name: set()}
+
+    def on_event(node: str, what: str) -> None:  # the member is gone once removed
+        if what.startswith("remove ") and what.endswith("'s etcd member"):
+            left.remove(what.split()[1].removesuffix("'s"))
+            world.outputs["list the etcd members"] = members_json(*left)
+            world.outputs["read the etcd members' health"] = health_json(
+                {n: n not in down for n in left})
+
+    world.on_event = on_event
+
+
+def test_a_control_plane_leaves_drained_then_its_member_removed_then_reset(world, inv):
+    from bootstrap.cluster import reset as R
+
+    etcd_world(world, inv)
+    results = R.reset(runner(inv=inv), [inv.node("m2")])
+    assert world.index("m1", "drain m2") < world.index("m1", "remove m2's etcd member") < \
+        world.index("m2", "kubeadm-reset")
+    steps = statuses(results, "m2")
+    assert (steps["drain"], steps["etcd-member"], steps["kubeadm-reset"]) == (
+        "changed", "changed", "changed")
+    message = next(s.message for s in results["m2"].steps if s.name == "etcd-member")
+    assert message == "removed member 2; 2 left, 2 healthy"
+    assert "m3" not in {n for n, _ in world.events}
+
+
+def test_a_removal_that_would_lose_the_quorum_is_refused_before_any_change(world, inv):
+    from bootstrap.cluster import reset as R
+
+    etcd_world(world, inv, down=("m3",))
+    results = R.reset(runner(inv=inv), [inv.node("m2")])
+    assert "reset refused: removing m2 leaves 1 healthy of 2 members, and etcd needs 2 " \
+           "(unhealthy: m3)" in results["m1"].message
+    assert "--allow-quorum-loss" in results["m1"].message
+    done = [w for _, w in world.events if w not in ("gather", "list the etcd members",
+                                                    "read the etcd members' health")]
+    assert done == []  # no drain, no removal, no reset
+    assert results["m2"].message.startswith("not run: reset refused")
+
+
+def test_allow_quorum_loss_removes_it_anyway_and_says_so(world, inv):
+    from bootstrap.cluster import reset as R
+    from bootstrap.engine import RunOptions
+
+    etcd_world(world, inv, down=("m3",))
+    r = runner(inv=inv)
+    r.opts = RunOptions(allow_quorum_loss=True)
+    results = R.reset(r, [inv.node("m2")])
+    assert statuses(results, "m2")["etcd-member"] == "changed"
+    assert "reset: --allow-quorum-loss: removing m2 leaves 1 healthy" in \
+        r.reporter.out.getvalue()
+
+
+def test_a_dead_control_plane_is_deleted_and_its_member_removed_without_contacting_it(world,
+                                                                                      inv):
+    from bootstrap.cluster import reset as R
+    from bootstrap.engine import RunOptions
+
+    etcd_world(world, inv, down=("m3",))
+    world.unreachable = {"m3"}
+    r = runner(inv=inv)
+    r.opts = RunOptions(dead=frozenset({"m3"}))
+    results = R.reset(r, [inv.node("m3")])
+    assert world.on("m3") == []
+    assert "delete node m3" in world.on("m1") and "drain m3" not in world.on("m1")
+    assert statuses(results, "m3") == {"drain": "changed", "etcd-member": "changed"}
+    assert next(s.message for s in results["m3"].steps if s.name == "etcd-member") == \
+        "removed member 3; 2 left, 2 healthy"
+
+
+@pytest.mark.parametrize("limit, extra, says", [
+    ("m1", {}, "m1 is the init node (the first control plane listed)"),
+    ("m2,m3", {}, "reset removes one control plane at a time"),
+    ("", {"dead": True}, "--dead needs --limit"),
+    ("m1,m2,m3", {"dead": True}, "--dead with every control plane"),
+])
+def test_removals_the_toolkit_refuses_before_connecting(inv, tmp_path, limit, extra, says):
+    from bootstrap import commands
+    from bootstrap.errors import UsageError
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(TEXT)
+    with pytest.raises(UsageError) as err:
+        commands.reset(commands.CommonOptions(inventory=str(path), limit=limit or None, yes=True,
+                                              log_dir=None, **extra))
+    assert says in str(err.value)

@@ -166,7 +166,8 @@ def test_each_command_lists_its_real_phases_in_order():
     assert [n for n in commands.phase_names("prepare-nodes") if n != "docker"] == steps
     assert commands.phase_names("init-master") == (
         *(p.name for p in init_phases([])), "upload-certs", "kubeadm-join", "wait-ready")
-    assert commands.phase_names("reset") == ("drain", *(p.name for p in reset_phases()))
+    assert commands.phase_names("reset") == ("drain", "etcd-member",
+                                             *(p.name for p in reset_phases()))
     assert set(commands.phase_names("up")) >= {"swap", "kubeadm-init", "kubeadm-join"}
 
 

@@ -1,6 +1,13 @@
 """reset: take nodes out of the cluster and undo kubeadm, including what ``kubeadm reset`` leaves
 (kubeadm#1427): iptables chains, IPVS tables, CNI links and directories, the user's ~/.kube.
 
+A control-plane node leaving a cluster that keeps others (README "HA control planes") is drained
+and deleted, then its etcd member is removed through a control plane that stays and checked
+gone, then it is reset; the removal is refused when the healthy members left would not be a
+majority (etcd's quorum, judged from live health: bootstrap/cluster/etcd.py), unless
+``--allow-quorum-loss``. ``--dead``: the named nodes cannot be reached (a dead machine): they are
+deleted from the cluster and their members removed, and nothing runs on them.
+
 Each phase plans from facts, so a second run (or a node never initialised) changes nothing.
 Node preparation (packages, sysctls, modules, docker) stays in place.
 """
@@ -20,6 +27,7 @@ from ..plan import Plan
 from ..ssh import Session
 from ..stages import INIT, Data, Stage, run_stages
 from ..steps import Target
+from . import etcd
 from .common import KUBECTL, account, present
 from .init import initialised
 from .phases import Phase, cluster_phase
@@ -281,25 +289,126 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "failed"
 
 
+def leaving(data: Data) -> list[Node]:
+    """Control planes that leave a cluster keeping others (not every control plane is reset)."""
+    planes = [n for n in data.targets if n.is_control_plane]
+    return [] if len(planes) == len(data.inv.control_plane) else planes
+
+
 def _workers(data: Data) -> list[Node]:
-    return [n for n in data.targets if not n.is_control_plane]
+    """The nodes drained and deleted first: targeted workers and leaving control planes."""
+    return [n for n in data.targets if not n.is_control_plane or n in leaving(data)]
+
+
+def _delete_dead(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+    """A dead node: deleted from the cluster without a drain (nothing there could evict)."""
+    (node,) = nodes
+    known = data.get("known")
+    if known is not None and node.name not in known:
+        return StepResult("drain", OK, message="not in the cluster")
+    command = f"{KUBECTL} delete node {shlex.quote(node.name)}"
+    if data.runner.opts.dry_run:
+        return StepResult("drain", CHANGED, message=f"would: {command} (--dead: no drain)")
+    out = session.run(command, what=f"delete node {node.name}", timeout=120,
+                      journal=("drain", f"delete node {node.name} (dead)"))
+    if out.ok:
+        return StepResult("drain", CHANGED, message="deleted (--dead: not drained)")
+    return StepResult("drain", FAILED, message="kubectl delete node: "
+                      + _last_line(out.stderr or out.stdout))
+
+
+def _members(data: Data, session: Session) -> tuple[list[etcd.Member], set[str]]:
+    """The members and the IDs of the healthy ones, read through the init node's etcd pod."""
+    via = data.inv.init_node
+    listed = session.run(etcd.members_command(via), what="list the etcd members",
+                         readonly=True, timeout=60)
+    if not listed.ok:
+        raise BootstrapError(f"{via.name}: cannot list the etcd members: "
+                             + _last_line(listed.stderr or listed.stdout))
+    members = etcd.parse_members(listed.stdout)
+    health = session.run(etcd.health_command(via, members), what="read the etcd members' health",
+                         readonly=True, timeout=60)
+    return members, etcd.healthy_names(members, etcd.parse_health(health.stdout))
+
+
+def _quorum(data: Data, session: Session, nodes: list[Node]) -> None:
+    """Refuse, before anything changes, a removal that would lose etcd's quorum."""
+    members, healthy = _members(data, session)
+    data.set("members", members)
+    gone = [m for n in leaving(data) if (m := etcd.member_of(n, members)) is not None]
+    problem = etcd.removal_problem(members, healthy, gone)
+    if problem and not data.runner.opts.allow_quorum_loss:
+        raise BootstrapError(f"reset refused: {problem}. Nothing was changed. Bring the "
+                             "unhealthy members back first, or pass --allow-quorum-loss if "
+                             "losing the cluster's data is what you want")
+    if problem:
+        data.runner.reporter.print(f"reset: --allow-quorum-loss: {problem}")
+
+
+def _remove_member(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+    """Remove a leaving control plane's etcd member (judged again from live health), and check
+    it is gone."""
+    (node,) = nodes
+    started = time.monotonic()
+    members, healthy = _members(data, session)
+    member = etcd.member_of(node, members)
+    if member is None:
+        return StepResult("etcd-member", OK, message="no etcd member")
+    problem = etcd.removal_problem(members, healthy, [member])
+    if problem and not data.runner.opts.allow_quorum_loss:
+        return StepResult("etcd-member", FAILED, message=f"not removed: {problem}")
+    if data.runner.opts.dry_run:
+        return StepResult("etcd-member", CHANGED, message=f"would: remove member {member.id} "
+                          f"through {data.inv.init_node.name}'s etcd")
+    out = session.run(etcd.remove_command(data.inv.init_node, member),
+                      what=f"remove {node.name}'s etcd member", timeout=60,
+                      journal=("etcd-member", f"remove etcd member {member.id} ({node.name})"))
+    if not out.ok:
+        return StepResult("etcd-member", FAILED, time.monotonic() - started,
+                          "etcdctl member remove: " + _last_line(out.stderr or out.stdout))
+    after, healthy = _members(data, session)
+    if etcd.member_of(node, after) is not None:
+        return StepResult("etcd-member", FAILED, time.monotonic() - started,
+                          f"member {member.id} is still listed after its removal")
+    well = sum(m.id in healthy for m in after)
+    return StepResult("etcd-member", CHANGED, time.monotonic() - started,
+                      f"removed member {member.id}; {len(after)} left, {well} healthy")
 
 
 def reset_stages() -> list[Stage]:
-    """reset: drain and delete each targeted worker the cluster knows (on the init node, one at a
-    time), then reset every target in parallel. A worker whose drain failed is still reset: the
-    user asked for it, and kubeadm's own reset does not need the API server."""
+    """reset: drain and delete each targeted worker and leaving control plane the cluster knows
+    (on the init node, one at a time), remove the leaving control planes' etcd members, then
+    reset every target that can be reached, in parallel. A worker whose drain failed is still
+    reset: the user asked for it, and kubeadm's own reset does not need the API server."""
     phases = reset_phases()
+
+    def drained(data: Data) -> list[Node]:
+        return [n for n in _workers(data) if n.name not in data.runner.opts.dead]
+
+    def dead(data: Data) -> list[Node]:
+        return [n for n in data.targets if n.name in data.runner.opts.dead]
+
+    def alive(data: Data) -> list[Node]:
+        return [n for n in data.targets if n.name not in data.runner.opts.dead]
+
+    def drain(data: Data, session: Session, nodes: list[Node]) -> StepResult:
+        return _drain(data, session, nodes)
+
     return [
         Stage("nodes", lambda d: [d.inv.init_node], action=_registered, on=INIT, once=True,
               when=lambda d: None if _workers(d) and "drain" not in d.runner.skipped
               else "no worker to drain"),
-        Stage("drain", _workers, action=_drain, on=INIT, names=("drain",)),
-        Stage("reset", lambda d: d.targets, phases=lambda t, d: phases,
+        Stage("quorum", lambda d: [d.inv.init_node], action=_quorum, on=INIT, once=True,
+              when=lambda d: None if leaving(d) else "no control plane leaves"),
+        Stage("drain", drained, action=drain, on=INIT, names=("drain",)),
+        Stage("delete", dead, action=_delete_dead, on=INIT),
+        Stage("etcd-member", leaving, action=_remove_member, on=INIT, names=("etcd-member",)),
+        Stage("reset", alive, phases=lambda t, d: phases,
               names=tuple(p.name for p in phases)),
     ]
 
 
 def reset(runner: Runner, targets: list[Node]) -> dict[str, HostResult]:
-    """Drain/delete (when the init node can), then reset every target in parallel."""
+    """Drain/delete (when the init node can), remove leaving members, then reset every target
+    that can be reached, in parallel."""
     return run_stages(runner, reset_stages(), Data(runner, targets))
