@@ -166,11 +166,12 @@ def _pod_state(pod: dict) -> tuple[bool, str]:
 
 
 def judge_system_pods(inv: Inventory, seen: Observed) -> Outcome:
-    """kube-system's control plane on the master, kube-proxy and flannel Running on every node,
-    coredns Running (pods found by the labels kubeadm and flannel give them)."""
+    """kube-system's control plane on every control-plane node, kube-proxy and flannel Running
+    on every node, coredns Running (pods found by the labels kubeadm and flannel give them)."""
     ns = flannel.release(inv.network.flannel_version).namespace
+    planes = [n.name for n in inv.control_plane]
     expected = ("etcd, kube-apiserver, kube-controller-manager, kube-scheduler on "
-                f"{inv.init_node.name}; kube-proxy and flannel ({ns}) on every node; coredns; "
+                f"{', '.join(planes)}; kube-proxy and flannel ({ns}) on every node; coredns; "
                 "all Running and ready")
     got = seen.get("pods") or {"error": "no answer"}
     if "error" in got:
@@ -183,7 +184,7 @@ def judge_system_pods(inv: Inventory, seen: Observed) -> Outcome:
 
     bad, evidence, look = [], [], ""
     wanted: list[tuple[str, str, str, str, list[str]]] = [
-        *(("kube-system", "component", c, c, [inv.init_node.name]) for c in CONTROL_PLANE),
+        *(("kube-system", "component", c, c, planes) for c in CONTROL_PLANE),
         ("kube-system", "k8s-app", "kube-proxy", "kube-proxy", [n.name for n in inv.nodes]),
         (ns, "app", "flannel", "flannel", [n.name for n in inv.nodes]),
     ]
@@ -216,7 +217,7 @@ def judge_system_pods(inv: Inventory, seen: Observed) -> Outcome:
                        "describe pods -l k8s-app=kube-dns"
     if bad:
         return Outcome("SystemPods", False, expected, "; ".join(bad), evidence, look)
-    total = 4 + 2 * len(inv.nodes) + len(running)
+    total = 4 * len(planes) + 2 * len(inv.nodes) + len(running)
     return Outcome("SystemPods", True, expected, f"{total} system pods Running and ready",
                    [f"coredns: {len(running)} running"])
 

@@ -252,3 +252,23 @@ def test_the_report_lists_each_check_with_expected_and_observed():
     assert [c["check"] for c in rep["checks"]] == ["Nodes", "SystemPods", "ProxyMode"]
     assert all({"expected", "observed", "evidence", "next", "ok"} <= set(c)
                for c in rep["checks"])
+
+
+def test_every_control_plane_runs_the_four_static_pods(monkeypatch):
+    from bootstrap import schema
+    from bootstrap.inventory import load_text
+
+    monkeypatch.setattr(schema, "HA_READY", True)
+    ha = load_text("cluster: {kubernetes_version: '1.30.1'}\nnodes:\n" + "".join(
+        f"  - {{name: {n}, address: 192.168.177.{100 + i}, role: {r}}}\n"
+        for i, (n, r) in enumerate([("master1", "control-plane"), ("cp2", "control-plane"),
+                                    ("cp3", "control-plane"), ("node1", "worker")])))
+    pods = healthy_pods(("master1", "cp2", "cp3", "node1"))
+    pods["items"] += [pod("kube-system", f"{c}-{n}", n, {"component": c, "tier": "control-plane"},
+                          owner="Node") for c in V.CONTROL_PLANE for n in ("cp2", "cp3")]
+    out = V.judge_system_pods(ha, {"pods": pods})
+    assert out.ok and out.observed == "22 system pods Running and ready", out
+    assert "on master1, cp2, cp3;" in out.expected
+    pods["items"] = [p for p in pods["items"] if p["metadata"]["name"] != "etcd-cp3"]
+    out = V.judge_system_pods(ha, {"pods": pods})
+    assert not out.ok and out.observed == "no etcd pod on cp3"
