@@ -15,16 +15,19 @@ from lab import tasks as lab_tasks
             "keep": "leave the lab running afterwards (stop it with invoke lab.down)",
             "os": f"the nodes' release: {toolkit.OS_HELP}; default el8, the seed's own",
             "kubernetes": "Kubernetes version, 1.15 to 1.37 (default 1.20.10, the seed's); "
-                          "1.24 and later run on containerd (2.x from 1.36)"})
-def demo(c: Context, nodes: int = 3, keep: bool = False, os: str = "el8",
-         kubernetes: str = "") -> None:
+                          "1.24 and later run on containerd (2.x from 1.36)",
+            "control_planes": "control-plane nodes (1, 3, 5 or 7; default 1); with 3 the lab "
+                              "has 5 nodes unless --nodes says otherwise"})
+def demo(c: Context, nodes: int = 0, keep: bool = False, os: str = "el8",
+         kubernetes: str = "", control_planes: int = 1) -> None:
     """Run `up` against a lab of simulated nodes on this machine (no VMs).
 
     By default the seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
     from lab import demo as lab_demo
 
     try:
-        code = lab_demo.run(nodes, keep, os=os, kubernetes=kubernetes or None)
+        code = lab_demo.run(nodes or control_planes + 2, keep, os=os,
+                            kubernetes=kubernetes or None, control_planes=control_planes)
     except (BootstrapError, RuntimeError) as exc:
         raise Exit(f"demo: {exc}", code=getattr(exc, "exit_code", 1)) from None
     if code:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bootstrap import commands, journal
 from bootstrap.commands import CommonOptions
 from lab.cluster import Lab, LabError
+from lab.inventory import control_planes as set_control_planes
 from lab.inventory import pin
 
 # What the demo pins per flavour: the seed's header versions (Docker 20.10.8 on CentOS 8,
@@ -18,11 +19,14 @@ VERIFY_ONLY: str | None = None  # every check
 
 
 def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS,
-        kubernetes: str | None = None) -> int:
+        kubernetes: str | None = None, control_planes: int = 1) -> int:
     """Bring up the default lab, run `up` on it (and prepare-nodes again: a no-op), show the
-    nodes and the journal; tear the lab down unless keep."""
+    nodes and the journal; tear the lab down unless keep. ``control_planes``: the first nodes
+    are control planes (an HA cluster from 3)."""
     if os not in DOCKER:
         raise LabError(f"--os {os!r}: choose one of {', '.join(DOCKER)}")
+    if control_planes > nodes:
+        raise LabError(f"--control-planes {control_planes} needs at least as many --nodes")
     try:
         old = Lab.attach("default")
         if old.alive():
@@ -36,9 +40,12 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
         inventory = str(lab.inventory_path)
         modern = bool(kubernetes) and int(kubernetes.split(".")[1]) >= 24
         pin(inventory, lab.mirror_url, kubernetes, docker=None if modern else DOCKER[os])
+        if control_planes != 1:
+            set_control_planes(inventory, control_planes)
         docker = (f", Kubernetes {kubernetes}, containerd" if modern
                   else f", Docker {DOCKER[os]}" if DOCKER[os] else "")
-        print(f"demo: {nodes} simulated {NAMES[os]} nodes ({os}{docker}) are up; "
+        planes = f", {control_planes} of them control planes" if control_planes != 1 else ""
+        print(f"demo: {nodes} simulated {NAMES[os]} nodes ({os}{docker}{planes}) are up; "
               f"inventory: {inventory}\n")
         print("demo: invoke up (prepare-nodes: preflight checks, then every node-preparation "
               "step; init-master; join-workers; verify: nodes, system pods, proxy mode, pod "

@@ -124,3 +124,17 @@ def pin(path: Path | str, mirror: str | None, kubernetes: str | None = None,
     with open(path, "w") as f:
         f.write("# lab inventory, versions pinned\n")
         yaml.safe_dump(data, f, sort_keys=False)
+
+
+def control_planes(path: Path | str, count: int) -> None:
+    """Make the first ``count`` nodes of a lab inventory control planes (role control-plane),
+    the rest workers, as a user would write an HA inventory."""
+    with open(path) as f:
+        text = f.read()
+    data = yaml.safe_load(text)
+    for i, node in enumerate(data.get("nodes", [])):
+        node["role"] = "control-plane" if i < count else "worker"
+    header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("#"))
+    with open(path, "w") as f:
+        f.write(header)
+        yaml.safe_dump(data, f, sort_keys=False)
