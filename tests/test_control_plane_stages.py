@@ -45,14 +45,17 @@ def cluster(world: World, inv, initialised: bool, joined: tuple[str, ...] = ()) 
         world.facts[name].update(kube)
     if initialised:
         world.facts["m1"].update({present().name: {ADMIN_CONF, I.APISERVER},
-                                  "ca-hash": "ab" * 32})
+                                  "ca-hash": "ab" * 32,
+                                  C.ADMIN_SERVER.name: "https://apiserver.cluster.local:6443"})
     for name in joined:
         world.facts[name][present().name] = {KUBELET_CONF, ADMIN_CONF, I.APISERVER}
     done = {present().name: {KUBELET_CONF, ADMIN_CONF, I.APISERVER}, **kube}
     flannel = {"file:" + I.flannel.MANIFEST: FileState(I.flannel.manifest(inv)),
                I._ds_fact(Target(inv, inv.init_node)).name: "daemonset.apps/kube-flannel-ds"}
     world.effects = {"kubeadm-join": lambda node: done, "flannel": lambda node: flannel,
-                     "kubeadm-init": lambda node: {**done, "ca-hash": "ab" * 32}}
+                     "kubeadm-init": lambda node: {
+                         **done, "ca-hash": "ab" * 32,
+                         C.ADMIN_SERVER.name: "https://apiserver.cluster.local:6443"}}
     if initialised:
         world.facts["m1"].update(flannel)
 
@@ -294,3 +297,24 @@ def test_removals_the_toolkit_refuses_before_connecting(inv, tmp_path, limit, ex
         commands.reset(commands.CommonOptions(inventory=str(path), limit=limit or None, yes=True,
                                               log_dir=None, **extra))
     assert says in str(err.value)
+
+
+def test_a_cluster_built_without_an_endpoint_cannot_gain_control_planes(world, inv):
+    cluster(world, inv, initialised=True)
+    world.facts["m1"][C.ADMIN_SERVER.name] = "https://10.0.0.1:6443"  # the init node's own
+    results = I.init_master(runner(inv=inv), [], None, 60)
+    assert "the cluster was built without a control-plane endpoint" in results["m1"].message
+    assert "Rebuild it with the endpoint set" in results["m1"].message
+    assert not [w for n, w in world.events if n != "m1" and w != "gather"]
+    assert "create a join token" not in world.on("m1")
+
+
+@pytest.mark.parametrize("server, says", [
+    ("https://apiserver.cluster.local:6443", ""),
+    (None, ""),  # not initialised yet (a dry run)
+    ("https://10.0.0.1:6443", "the cluster was built without a control-plane endpoint"),
+    ("https://lb.example.com:6443", "the cluster's endpoint is https://lb.example.com:6443"),
+])
+def test_the_baked_endpoint_must_be_the_inventory_s(inv, server, says):
+    problem = C.baked_problem(inv, server)
+    assert problem.startswith(says) if says else problem == ""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .. import facts as F
 from ..engine import CHANGED, StepResult
-from ..errors import CommandError
+from ..errors import BootstrapError, CommandError
 from ..models import Inventory, Node
 from ..plan import Plan
 from ..ssh import Session
@@ -112,14 +112,41 @@ def upload_stage(data: Data, session: Session, nodes: list[Node]) -> StepResult:
                       f"{KEY_LIFETIME // 3600} h")
 
 
+ADMIN_SERVER = F.command("admin-server",
+                         f"sed -n 's/^ *server: *//p' {K}/admin.conf | head -n 1")
+"""The API address kubeadm baked into the cluster's kubeconfigs (and certificates): the
+endpoint, or the init node's own address when it was built without one."""
+
+
+def baked_problem(inv: Inventory, server: str | None) -> str:
+    """Why the cluster cannot take control planes: its kubeconfigs name another API address
+    than the inventory's endpoint (one built without an endpoint names the init node's)."""
+    want = f"https://{inv.control_plane_endpoint}"
+    if not server or server == want:
+        return ""
+    init = inv.init_node.internal_address
+    if server.removeprefix("https://").rpartition(":")[0] == init:
+        return (f"the cluster was built without a control-plane endpoint: its kubeconfigs and "
+                f"certificates name {inv.init_node.name}'s own address ({server}), so it cannot "
+                "gain control planes. Rebuild it with the endpoint set (invoke reset, then "
+                "init-master with cluster.load_balancer local, or external and "
+                "cluster.control_plane_endpoint), or keep one control plane")
+    return (f"the cluster's endpoint is {server}, the inventory's https://"
+            f"{inv.control_plane_endpoint}: set cluster.control_plane_endpoint to the cluster's")
+
+
 def ca_stage(data: Data, session: Session, nodes: list[Node]) -> None:
-    """The CA's hash for the joins; in a dry run of a cluster not yet initialised, a
-    placeholder (the CA does not exist yet)."""
+    """The CA's hash for the joins, once the cluster's endpoint is known to be the inventory's;
+    in a dry run of a cluster not yet initialised, a placeholder (the CA does not exist yet)."""
     init = next((s for s in data.result(data.inv.init_node).steps if s.name == "kubeadm-init"),
                 None)
     if data.runner.opts.dry_run and init is not None and init.status == CHANGED:
         data.set("ca_hash", "sha256:<the new CA's hash>")
         return
+    server = data.runner.gather(session, [ADMIN_SERVER])[ADMIN_SERVER.name]
+    problem = baked_problem(data.inv, server)
+    if problem:
+        raise BootstrapError(f"{data.inv.init_node.name}: {problem}")
     _cluster(data, session, nodes)
 
 
