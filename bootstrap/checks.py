@@ -37,6 +37,7 @@ NAMES = (
     "CgroupV1",
     "ContainerdVersion",
     "NftablesKernel",
+    "ControlPlaneEndpoint",
     *(f"Port-{p}" for p in MASTER_PORTS),
 )
 
@@ -224,6 +225,23 @@ def _macs(out: str, rc: int) -> set[str]:
     return {m for m in out.split() if m and m != "00:00:00:00:00:00"}
 
 
+ENDPOINT_TIMEOUT = 3  # seconds a TCP connect to an external endpoint may take
+
+
+def _endpoint_fact(inv: Inventory) -> F.Fact:
+    """``cluster.load_balancer: external``: whether the endpoint's name resolves on the node and
+    a TCP connection to it opens (all that can be known before init: the load balancer is
+    there; its API servers come later). Prints ``dns`` or ``connect`` for what failed."""
+    host, _, port = inv.control_plane_endpoint.rpartition(":")
+    h = shlex.quote(host)
+    return F.Fact(
+        "endpoint",
+        f"getent hosts {h} >/dev/null || {{ echo dns; exit 0; }}; "
+        f"timeout {ENDPOINT_TIMEOUT} bash -c 'exec 3<>/dev/tcp/'{h}'/{port}' 2>/dev/null "
+        "|| echo connect",
+        lambda out, rc: out.strip() or "ok")
+
+
 def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
     """The read-only facts the checks need from one node."""
     found = [
@@ -235,6 +253,8 @@ def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
         F.read("product-uuid", "/sys/class/dmi/id/product_uuid"),
         F.clock(),
     ]
+    if inv.load_balancer == "external":
+        found.append(_endpoint_fact(inv))
     if node.is_control_plane:
         found += [
             F.read("listening", "/proc/net/tcp /proc/net/tcp6", _listening),
@@ -289,6 +309,15 @@ def _per_node(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Find
                         f"port {port} is in use; kubeadm init needs it free",
                     )
                 )
+        reach = f.get("endpoint")
+        if reach in ("dns", "connect"):
+            endpoint = inv.control_plane_endpoint
+            why = (f"the name of {endpoint} does not resolve here (DNS or /etc/hosts)"
+                   if reach == "dns" else f"nothing accepts a TCP connection at {endpoint} "
+                   f"(within {ENDPOINT_TIMEOUT} s)")
+            out.append(Finding("ControlPlaneEndpoint", ERROR, name,
+                               f"{why}: cluster.load_balancer external needs your load "
+                               "balancer there before init-master (or use load_balancer local)"))
         rc, listing, conflicting = f["packages"]
         if listing is not None:
             out += _mirror(inv, name, rc, listing)

@@ -190,3 +190,51 @@ def test_a_listening_port_is_read_from_the_kernels_tables_and_stops_init():
     assert found[2].message == "port 6443 is in use; kubeadm init needs it free"
     facts["initialised"] = "yes"  # an initialised control plane listens there itself
     assert not [f for f in checks.evaluate(inv, {"m1": facts}, {}) if f.check == "Port-6443"]
+
+
+def test_an_external_endpoint_is_resolved_and_connected_to_before_init():
+    """ControlPlaneEndpoint, pure: the fact runs here against a real listening socket, a port
+    nothing listens on and a name nothing resolves; the check names the node and the fix."""
+    import socket
+
+    from bootstrap import checks
+    from bootstrap.inventory import load_text
+
+    def run(endpoint: str, env: dict | None = None) -> str:
+        inv = load_text(f"cluster: {{control_plane_endpoint: '{endpoint}'}}\n"
+                        "nodes: [{name: m1, address: 10.0.0.1, role: master}]\n")
+        assert inv.load_balancer == "external"
+        fact = next(f for f in checks.facts(inv, inv.init_node, False) if f.name == "endpoint")
+        script, nonce = F.script([fact])
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                             env=env).stdout
+        return F.parse_output([fact], out, nonce)["endpoint"]
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        assert run(f"127.0.0.1:{port}") == "ok"
+    assert run(f"127.0.0.1:{port}") == "connect"  # closed now
+    # a name that does not resolve: getent's "key not found" (exit 2), from a stand-in on PATH
+    # so that no resolver asks a DNS server off this machine
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as bin_dir:
+        fake = os.path.join(bin_dir, "getent")
+        with open(fake, "w") as fh:
+            fh.write("#!/bin/sh\nexit 2\n")
+        os.chmod(fake, 0o755)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        assert run("lb.example.com:6443", env) == "dns"
+    inv = load_text("cluster: {control_plane_endpoint: 'lb.example.com:8443'}\n"
+                    "nodes: [{name: m1, address: 10.0.0.1, role: master}]\n")
+    facts = {"os-release": {}, "cpus": None, "memory-mb": None, "listening": set(),
+             "initialised": None, "packages": (0, None, None), "hostname": "m1", "macs": set(),
+             "product-uuid": None, "endpoint": "connect"}
+    (found,) = [f for f in checks.evaluate(inv, {"m1": facts}, {})
+                if f.check == "ControlPlaneEndpoint"]
+    assert (found.severity, found.node) == (checks.ERROR, "m1")
+    assert found.message.startswith("nothing accepts a TCP connection at lb.example.com:8443")
+    assert "needs your load balancer there before init-master" in found.message
