@@ -32,6 +32,11 @@ PACKAGES: dict[str, str] = {
     # the bastion's LD_PRELOAD shim (lab/bindshim.c) is compiled here: gcc (COMMANDS' cc) and
     # the C library's headers (dlfcn.h, sys/socket.h, ...)
     "libc6-dev": "/usr/include/dlfcn.h",
+    # real etcd members on the lab's control planes (k8s/etcd.py, lab/k8s/STATE.md "Real
+    # etcd"): the nodes run the host's binaries; the package's own service stays off (ETCD_UNIT)
+    "etcd-server": "/usr/bin/etcd",
+    "etcd-client": "/usr/bin/etcdctl",
+    "haproxy": "/usr/sbin/haproxy",  # the real config check of the haproxy payload (mirror.py)
 }
 
 COMMANDS: dict[str, str] = {
@@ -41,7 +46,7 @@ COMMANDS: dict[str, str] = {
     "dnf": "dnf", "rpm": "rpm", "rpmbuild": "rpm", "createrepo_c": "createrepo-c",
     "unshare": "util-linux", "nsenter": "util-linux", "openssl": "openssl",
     "ip": "iproute2", "ss": "iproute2", "busybox": "busybox", "curl": "curl", "git": "git",
-    "cc": "gcc",
+    "cc": "gcc", "etcd": "etcd-server", "etcdctl": "etcd-client",
 }
 """Every command the test suite and the lab run on this machine (tests/test_environment.py
 finds the ones the tests start and checks they are listed), and the Debian package that has it:
@@ -150,12 +155,74 @@ def ensure(log=print) -> None:
         raise DepsError("not on the PATH: " + ", ".join(f"{c} (Debian package {COMMANDS[c]})"
                                                         for c in absent))
     containerd_loader(log=log)
+    host_etcd_off(log=log)
     if host_sshd_on_wildcard():
         raise DepsError(
             "a host sshd (or something else) listens on 0.0.0.0:22 or [::]:22; lab nodes need "
             "127.0.B.N:22. Make the host sshd listen on specific addresses or stop it "
             "(e.g. `systemctl stop ssh`)."
         )
+
+
+ETCD_UNIT = "etcd.service"
+"""Debian's etcd-server enables its unit (and the SysV script) and starts a host etcd on
+127.0.0.1:2379/2380 when installed. `install` runs apt-get under policy-rc.d 101 (nothing starts);
+`host_etcd_off` then stops, disables and masks it, on a host with or without systemd."""
+ETCD_PORTS = (2379, 2380, 2381)  # client, peer, metrics (kubeadm: 127.0.0.1:2381)
+
+
+def host_listeners(ports: tuple[int, ...]) -> list[str]:
+    """`ADDRESS:PORT` of the LISTEN sockets on PORTS bound to 127.0.0.1, ::1 or a wildcard
+    (0.0.0.0, ::): what a host service would use. The lab's own members bind 127.0.B.N only."""
+    found = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            addr, port = parts[1].rsplit(":", 1)
+            if parts[3] != "0A" or int(port, 16) not in ports:
+                continue
+            if set(addr) == {"0"}:
+                found.append(f"{'[::]' if len(addr) == 32 else '0.0.0.0'}:{int(port, 16)}")
+            elif addr in ("0100007F", "00000000000000000000000001000000"):
+                found.append(f"{'[::1]' if len(addr) == 32 else '127.0.0.1'}:{int(port, 16)}")
+    return found
+
+
+def host_etcd_off(log=print) -> None:
+    """Stop, disable and mask Debian's etcd service on the host (idempotent; nothing to do
+    without etcd-server), then check that nothing listens on 2379/2380 of 127.0.0.1, ::1 or a
+    wildcard address; raise DepsError when something does. A host etcd is stopped through
+    systemd (its unit's processes only) or by the SysV script's pidfile: never by name, since
+    the lab's own members (other labs, other test runs) are /usr/bin/etcd processes too."""
+    if not Path("/usr/bin/etcd").exists():
+        return
+    mask = Path("/etc/systemd/system") / ETCD_UNIT
+    if not (mask.is_symlink() and os.readlink(mask) == "/dev/null"):
+        log(f"lab: disabling and masking the host's {ETCD_UNIT} (etcd runs in lab nodes only)")
+        # systemctl's disable and mask work on the unit files without a running systemd too
+        now = ["--now"] if Path("/run/systemd/system").is_dir() else []
+        steps = [["systemctl", "disable", *now, ETCD_UNIT], ["systemctl", "mask", ETCD_UNIT],
+                 ["update-rc.d", "etcd", "disable"]]  # the SysV links (systemctl does them too)
+        for argv in steps:
+            if shutil.which(argv[0], path=SEARCH_PATH):
+                subprocess.run(argv, capture_output=True, text=True)
+    pidfile = Path("/run/etcd.pid")  # init-d-script's --make-pidfile
+    try:
+        pid = int(pidfile.read_text().strip())
+        if os.readlink(f"/proc/{pid}/exe") == "/usr/bin/etcd":
+            os.kill(pid, 15)
+    except (OSError, ValueError):
+        pass
+    busy = host_listeners(ETCD_PORTS)
+    if busy:
+        raise DepsError(
+            f"something listens on {', '.join(busy)} on the host (a host etcd?). Lab nodes run "
+            "their own etcd members on 127.0.B.N only; stop it (e.g. `systemctl disable --now "
+            "etcd`).")
 
 
 LOADER_PACKAGE = "containerd"

@@ -44,6 +44,9 @@ HIDE_PATTERNS = (
     "systemctl", "journalctl", "loginctl", "udevadm", "kexec", "losetup", "blockdev",
     "fstrim", "setenforce", "getenforce", "firewall-cmd", "apt", "apt-*", "dpkg", "dpkg-*",
     "aptitude", "update-alternatives", "invoke-rc.d", "service", "update-rc.d",
+    # Debian's haproxy (lab/deps.py): a CentOS base has none; the mirror's haproxy package
+    # carries its own copy for the config check (lab/mirror.py HOST_FILES)
+    "haproxy",
 )
 # Debian identity and host secrets hidden from nodes.
 HIDE_FILES = (
@@ -53,6 +56,9 @@ HIDE_FILES = (
     "etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ed25519_key.pub",
     "etc/init.d", "etc/rc0.d", "etc/rc1.d", "etc/rc2.d", "etc/rc3.d", "etc/rc4.d",
     "etc/rc5.d", "etc/rc6.d", "etc/rcS.d", "etc/network/interfaces",
+    # Debian's haproxy package's configuration: the EL package brings its own /etc/haproxy
+    "etc/haproxy", "etc/default/haproxy", "etc/logrotate.d/haproxy",
+    "etc/rsyslog.d/49-haproxy.conf",
 )
 OPAQUE_DIRS = (
     "usr/lib/systemd/system", "etc/systemd/system", "etc/sudoers.d", "etc/yum.repos.d",

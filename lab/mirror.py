@@ -40,6 +40,23 @@ def payload_dir(name: str) -> Path:
     """Where a package's files are: lab/payloads/<name>, else lab/standins/payloads/<name>."""
     top = PAYLOADS / name
     return top if top.is_dir() or not (EL8_PAYLOADS / name).is_dir() else EL8_PAYLOADS / name
+
+
+def payload_dirs(name: str, os_name: str = "el7") -> list[Path]:
+    """A package's trees for one flavour, in order: payload_dir(name), then
+    lab/payloads/<name>@<os> (that flavour's own files, e.g. haproxy's unit and config,
+    win over the common ones)."""
+    dirs = [payload_dir(name), PAYLOADS / f"{name}@{os_name}"]
+    return [d for d in dirs if d.is_dir()]
+
+
+HOST_FILES: dict[str, dict[str, str]] = {
+    # Debian's haproxy (lab/deps.py installs it on the host): the stand-in /usr/sbin/haproxy
+    # runs its real config check. A node does not see it at /usr/sbin/haproxy once the
+    # package's stand-in is there, so the package carries a copy.
+    "haproxy": {"/usr/lib/lab/haproxy-real": "/usr/sbin/haproxy"},
+}
+"""Host files a package carries (package path -> host path; absent on the host: left out)."""
 REPOS_EL7 = ("base", "docker-ce", "kubernetes")
 FORMAT = 1  # bump to invalidate every cached build
 
@@ -59,6 +76,8 @@ class Pkg:
     obsoletes: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     summary: str = ""
+    pre: str = ""  # the %pre scriptlet (sh)
+    dirs: tuple[str, ...] = ()  # empty directories the package owns
 
     @property
     def evr(self) -> str:
@@ -479,7 +498,30 @@ def _k8s_minors() -> list[Pkg]:
     return out
 
 
-PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9() + _k8s_minors()
+# haproxy.spec's %pre (CentOS/Rocky): the haproxy user and group (uid/gid 188) its config's
+# `user haproxy` / `group haproxy` name; the check (haproxy -c) resolves them
+HAPROXY_PRE = ("getent group haproxy >/dev/null || groupadd -g 188 -r haproxy\n"
+               "getent passwd haproxy >/dev/null || useradd -u 188 -g haproxy -d "
+               "/var/lib/haproxy -s /sbin/nologin -r haproxy\nexit 0\n")
+
+
+def _haproxy() -> list[Pkg]:
+    """EL's haproxy (a local proxy for the API servers, HA control planes): EL7 base 1.5.18,
+    CentOS 8.5 AppStream 1.8.27, Rocky 9.4 AppStream 2.4.22. Files: lab/payloads/haproxy
+    (the stand-in, the unit hooks) and lab/payloads/haproxy@elN (the flavour's unit, config and
+    /etc/sysconfig/haproxy). unconfirmed: the exact releases; Requires cut to what the lab's
+    base provides (the real ones also name openssl-libs, pcre, ...)."""
+    def one(version: str, release: str, repo: str, el9: bool = False) -> Pkg:
+        return Pkg("haproxy", version, release, repo, requires=("shadow-utils", "systemd"),
+                   summary="HAProxy reverse proxy for high availability environments",
+                   pre=HAPROXY_PRE,
+                   dirs=("/var/lib/haproxy",) + (("/etc/haproxy/conf.d",) if el9 else ()))
+    return [one("1.5.18", "9.el7", "base"),
+            one("1.8.27", "2.el8", tree("el8", "AppStream")),
+            one("2.4.22", "3.el9_3", tree("el9", "AppStream"), el9=True)]
+
+
+PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9() + _k8s_minors() + _haproxy()
 REPOS: tuple[str, ...] = (*REPOS_EL7, *[tree(o, r) for o in ("el8", "el9")
                                          for r in ("BaseOS", "AppStream", "extras", "docker-ce")],
                           *[k8s_repo(m) for m in K8S_MINORS])
@@ -487,9 +529,8 @@ REPO_KEY = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nlab stand-in key (gpgcheck 
             "lab)\n-----END PGP PUBLIC KEY BLOCK-----\n")
 
 
-def payload_files(name: str) -> list[tuple[str, Path]]:
-    """(path in the package, source file) for every file and empty directory of a payload."""
-    top = payload_dir(name)
+def tree_files(top: Path) -> list[tuple[str, Path]]:
+    """(path in the package, source) for every file and empty directory under TOP."""
     out: list[tuple[str, Path]] = []
     if top.is_dir():
         for dirpath, dirs, files in os.walk(top):
@@ -502,18 +543,32 @@ def payload_files(name: str) -> list[tuple[str, Path]]:
     return out
 
 
+def payload_files(name: str, os_name: str = "el7") -> list[tuple[str, Path]]:
+    """(path in the package, source file) for every file and empty directory of a payload
+    (its flavour's overlay winning: payload_dirs)."""
+    merged: dict[str, Path] = {}
+    for top in payload_dirs(name, os_name):
+        merged.update(tree_files(top))
+    return sorted(merged.items())
+
+
 def content_hash() -> str:
     """Hash of the declarations and every payload byte and mode."""
     h = hashlib.sha256(f"format {FORMAT}\n".encode())
     h.update(json.dumps([asdict(p) for p in PACKAGES], sort_keys=True).encode())
     h.update(Path(__file__).read_bytes())
     for name in sorted({p.name for p in PACKAGES}):
-        for rel, src in payload_files(name):
-            h.update(f"{name}\0{rel}\0{os.lstat(src).st_mode:o}\0".encode())
-            if src.is_symlink():
-                h.update(os.readlink(src).encode())
-            elif src.is_file():
-                h.update(src.read_bytes())
+        for os_name in sorted({p.os for p in PACKAGES if p.name == name}):
+            for rel, src in payload_files(name, os_name):
+                h.update(f"{name}@{os_name}\0{rel}\0{os.lstat(src).st_mode:o}\0".encode())
+                if src.is_symlink():
+                    h.update(os.readlink(src).encode())
+                elif src.is_file():
+                    h.update(src.read_bytes())
+        for rel, host in sorted(HOST_FILES.get(name, {}).items()):
+            h.update(f"{name}\0{rel}\0".encode())
+            if os.path.isfile(host):
+                h.update(Path(host).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -529,8 +584,8 @@ def _file_line(rel: str, src: Path) -> str:
 
 
 def spec_text(p: Pkg, payload: Path | None) -> str:
-    """The spec file of one package version."""
-    files = payload_files(p.name)
+    """The spec file of one package version (PAYLOAD: its build copy, whose files it lists)."""
+    files = tree_files(payload) if payload is not None else []
     lines = [
         f"Name: {p.name}",
         f"Version: {p.version}",
@@ -558,7 +613,11 @@ def spec_text(p: Pkg, payload: Path | None) -> str:
         lines.append(f"cp -a {payload}/. %{{buildroot}}/")
     lines.append("mkdir -p %{buildroot}/usr/lib/lab/versions")
     lines.append(f"echo {p.evr} > %{{buildroot}}/usr/lib/lab/versions/{p.name}")
+    lines += [f'mkdir -p "%{{buildroot}}{d}"' for d in p.dirs]
+    if p.pre:
+        lines += ["", "%pre", p.pre.rstrip("\n")]
     lines += ["", "%files", "%defattr(0644,root,root,0755)", f'"/usr/lib/lab/versions/{p.name}"']
+    lines += [f'%dir "{d}"' for d in p.dirs]
     lines += [_file_line(rel, src) for rel, src in files]
     return "\n".join(lines) + "\n"
 
@@ -567,9 +626,19 @@ def _build_one(p: Pkg, work: Path, out: Path) -> Path:
     top = work / f"{p.repo.replace('/', '_')}-{p.name}-{p.version}"
     (top / "SPECS").mkdir(parents=True)
     payload = None
-    if payload_dir(p.name).is_dir():
+    trees = payload_dirs(p.name, p.os)
+    extra = {rel: host for rel, host in HOST_FILES.get(p.name, {}).items()
+             if os.path.isfile(host)}
+    if trees or extra:
         payload = top / "payload"
-        shutil.copytree(payload_dir(p.name), payload, symlinks=True)
+        payload.mkdir(parents=True)
+        for tree in trees:
+            shutil.copytree(tree, payload, symlinks=True, dirs_exist_ok=True)
+        for rel, host in extra.items():
+            dest = payload / rel.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host, dest)
+            os.chmod(dest, 0o755)
     spec = top / "SPECS" / f"{p.name}.spec"
     spec.write_text(spec_text(p, payload))
     cmd = [

@@ -313,11 +313,15 @@ class Node:
 
     def reboot(self, timeout: float = 30.0) -> None:
         """Stop, keep the disk (upper dirs), drop RAM (/run), start again and wait for sshd."""
+        self.stop()
+        self.start(timeout)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Boot a stopped node from its disk (a machine powered on again) and wait for sshd."""
         from lab.cluster import wait_ready
 
         init = self.dir.parent.parent / "init.sh"
         layer = Path((self.dir.parent.parent / "layer").read_text().strip())
-        self.stop()
         self.prepare()
         self.spawn(layer, init)
         wait_ready([self], timeout)

@@ -9,9 +9,10 @@ from k8s.common import klog, minor, read_yaml_docs
 
 KUBEADM_GROUP = "kubeadm.k8s.io"
 SCHEME = "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"
-# flags that may accompany --config (apis/kubeadm/validation ValidateMixedArguments, 1.20)
+# flags that may accompany --config (apis/kubeadm/validation ValidateMixedArguments isAllowedFlag:
+# 1.20's list, with upload-certs and kubeconfig-dir, which it also allows)
 MIX_OK = {"config", "ignore-preflight-errors", "dry-run", "kubeconfig", "v", "rootfs",
-          "print-join-command", "node-name", "cri-socket"}
+          "print-join-command", "node-name", "cri-socket", "upload-certs", "kubeconfig-dir"}
 BOOL_FLAGS = {"skip-token-print", "dry-run", "upload-certs", "force", "f", "print-join-command",
               "discovery-token-unsafe-skip-ca-verification", "control-plane", "help", "h",
               "skip-certificate-key-print"}

@@ -60,9 +60,9 @@ def services(data: dict, pods: list[dict]) -> list[dict]:
     except ValueError:
         net = ipaddress.ip_network("10.96.0.0/12")
     api_ip, dns_ip = str(net.network_address + 1), str(net.network_address + 10)
-    cp = data.get("nodes", {}).get(data.get("control_plane", ""), {})
-    port = (data.get("endpoint") or ":6443").rsplit(":", 1)[1]
-    api_eps = [f"{cp['address']}:{port}"] if cp.get("address") and data.get("api_up") else []
+    from k8s import apiserver  # every API server whose node is there (HA control planes)
+
+    api_eps = [f"{addr}:{port}" for _, addr, port in apiserver.endpoints(data)]
     dns = [p["ip"] for p in pods if p["name"].startswith("coredns-") and p["reason"] == "Running"
            and p["ip"]]
     return [
@@ -354,7 +354,9 @@ def sync(data: dict, facts: dict) -> dict:
     name = facts.get("name", "")
     # pods learn what to do from the API server: nothing new while it is down (e.g. the
     # kubelet started by a new `kubeadm init` still sees the reset cluster's state)
-    if os.geteuid() == 0 and data.get("api_up") and name in data.get("nodes", {}):
+    from k8s import apiserver
+
+    if os.geteuid() == 0 and apiserver.any_running(data) and name in data.get("nodes", {}):
         with contextlib.suppress(OSError):
             _sync(data, name)
     cni0 = next((ln for ln in lc.read_links() if ln["name"] == "cni0"), None)

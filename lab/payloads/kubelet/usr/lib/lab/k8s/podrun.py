@@ -1279,6 +1279,7 @@ def serve() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # another runner serves this node
+    heartbeat = state.kubelet_heartbeat()  # held while this runner (the kubelet) lives
     with open(PIDFILE, "w") as fh:
         fh.write(f"{os.getpid()}\n")
     for d in (PODS, EXEC):
@@ -1287,7 +1288,8 @@ def serve() -> None:
             os.chmod(d, 0o777)
     runner = Runner()
     signal.signal(signal.SIGTERM, lambda *_: runner.quit.set())
-    log(f"pod runner for node {runner.node} started")
+    log(f"pod runner for node {runner.node} started"
+        + ("" if heartbeat else " (no heartbeat socket)"))
     try:
         runner.loop()
     finally:

@@ -335,7 +335,33 @@ def collect_facts(event: str = "", docker: str | None = "") -> dict:
         "containerd_version": out("rpm", "-q", "--qf", "%{VERSION}", "containerd.io")
         if endpoint else "",
         "os_image": os_image(), "kernel": read_text("/proc/sys/kernel/osrelease").strip(),
+        "api_error": kubelet_api_error(), "mac": node_mac(),
     }
+
+
+def kubelet_api_error() -> str | None:
+    """Why this node's kubelet cannot reach the API server of /etc/kubernetes/kubelet.conf
+    from here (k8s/apiserver.py: this node's /etc/hosts, its haproxy, the API servers that are
+    up), None when it can or when there is no kubelet.conf (nothing to reach yet)."""
+    try:
+        with open("/etc/kubernetes/kubelet.conf") as fh:
+            conf = common.yaml.safe_load(fh) or {}
+        server = conf["clusters"][0]["cluster"]["server"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    data = load()
+    if not data.get("cluster_id"):
+        return None
+    from k8s import apiserver
+
+    version = read_text("/usr/lib/lab/versions/kubelet").split(":")[-1]  # the package's EVR
+    try:
+        apiserver.reach(server, data, common.minor(version))
+    except apiserver.Unreachable as exc:
+        return exc.error
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def os_image() -> str:
@@ -572,10 +598,65 @@ def cni(data: dict) -> dict | None:
     return None
 
 
+HEARTBEAT = "lab-kubelet-"  # + the node's MAC: an abstract UNIX socket (see kubelet_heartbeat)
+
+
+def node_mac() -> str:
+    """This node's eth0 MAC (unique per lab node, lab/CONTRACT.md "Identity")."""
+    return read_text("/sys/class/net/eth0/address").strip()
+
+
+def kubelet_heartbeat():
+    """Bind this node's heartbeat: an abstract UNIX socket `@lab-kubelet-<MAC>`, held by the
+    node's pod runner (k8s/podrun.py) while the kubelet unit runs. Abstract sockets belong to
+    the network namespace, which every lab node shares, so any node sees it in /proc/net/unix
+    (node_alive), and it vanishes with its process: with the node (stopped) or the runner. The
+    socket object (keep it referenced), None when it cannot be bound."""
+    import socket
+
+    mac = node_mac()
+    if not mac:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind("\0" + HEARTBEAT + mac)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+_HEARTBEATS: list = [0.0, set()]  # (when read, heartbeat names present)
+
+
+def node_alive(facts: dict) -> bool:
+    """The node whose facts these are still runs its kubelet: its heartbeat socket is there
+    (re-read after 0.5 s). Facts without a MAC (older) and any reader outside a lab node
+    (host-side unit tests) count as alive."""
+    mac = facts.get("mac")
+    if not mac or not os.path.exists("/usr/lib/lab/labcommon.py"):
+        return True
+    now = time.monotonic()
+    if now - _HEARTBEATS[0] > 0.5:
+        found = set()
+        with contextlib.suppress(OSError), open("/proc/net/unix") as fh:
+            for line in fh.read().splitlines()[1:]:
+                path = line.split()[-1] if len(line.split()) > 7 else ""
+                if path.startswith("@" + HEARTBEAT):
+                    found.add(path[1 + len(HEARTBEAT):])
+        _HEARTBEATS[:] = [now, found]
+    return mac in _HEARTBEATS[1]
+
+
 def node_status(data: dict, name: str) -> dict:
-    """Ready condition of node NAME: {'status','reason','message','kubelet','cni'}."""
+    """Ready condition of node NAME: {'status','reason','message','kubelet','cni'}. The
+    kubelet posts nothing while its node is gone (stopped: node_alive, its heartbeat) or while
+    it cannot reach the API server its kubelet.conf names (facts `api_error`,
+    k8s/apiserver.py); the node lifecycle controller's 40 s grace is not waited for."""
     facts = node_facts(name)
     running = bool(facts.get("kubelet_active")) and not facts.get("kubelet_failure")
+    if running and (facts.get("api_error") or not node_alive(facts)):
+        running = False
     if not running:
         return {"status": "Unknown", "reason": "NodeStatusUnknown",
                 "message": "Kubelet stopped posting node status.", "kubelet": False,

@@ -61,7 +61,9 @@ def builtin_services(data: dict) -> dict[str, dict]:
         return {}
     net = service_net(data)
     api, dns = str(net.network_address + 1), str(net.network_address + 10)
-    port = int((data.get("endpoint") or ":6443").rsplit(":", 1)[1] or 6443)
+    from k8s import apiserver  # targetPort: the API servers' secure port, not the endpoint's
+
+    port = int(next((r.get("port") for r in apiserver.records(data).values()), 6443) or 6443)
     created = data.get("created", 0)
     return {
         "service/default/kubernetes": {
@@ -151,10 +153,10 @@ def endpoints(data: dict, svc: dict, pods: list[dict]) -> list[dict]:
     (the kubernetes Service: the API server's address)."""
     meta, spec = svc["metadata"], svc["spec"]
     if meta["name"] == "kubernetes" and meta.get("namespace") == "default":
-        cp = data.get("nodes", {}).get(data.get("control_plane", ""), {})
-        if not cp.get("address") or not data.get("api_up"):
-            return []
-        return [{"ip": cp["address"], "node": data.get("control_plane"), "pod": None}]
+        from k8s import apiserver  # each API server registers itself (endpoint reconciler)
+
+        return [{"ip": addr, "node": node, "pod": None}
+                for node, addr, _ in apiserver.endpoints(data)]
     return [{"ip": p["ip"], "node": p["node"], "pod": p} for p in pods
             if p["namespace"] == meta.get("namespace", "default") and p["ready"]
             and p["phase"] == "Running" and p["ip"]
