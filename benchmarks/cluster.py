@@ -11,7 +11,12 @@ Paths (``--paths``, default both): ``docker`` is the seed's (el8, Docker 20.10.8
 1.20.10, as `invoke demo`); ``containerd`` is el9 with containerd.io 1.7.27 and Kubernetes 1.30.1
 from the per-minor repo. Their rows are printed side by side with the ratio containerd/docker.
 
-Usage: python benchmarks/cluster.py [N ...] [--paths docker,containerd]   (as root; default 3 10)
+``--ha``: instead, one control plane and two workers beside three control planes and two
+workers (load_balancer local, real etcd members), on the containerd path: init-master then has
+two control-plane joins, one at a time, each waited for until its API server is ready.
+
+Usage: python benchmarks/cluster.py [N ...] [--paths docker,containerd] [--ha]
+(as root; default 3 10)
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from bootstrap.commands import CommonOptions
 from bootstrap.report import Reporter
 from lab import demo
 from lab.cluster import Lab
-from lab.inventory import pin
+from lab.inventory import control_planes, pin
 
 # path -> (flavour, how its inventory is pinned)
 PATHS = {
@@ -46,18 +51,21 @@ def timed(fn, inventory: str, **opts) -> tuple[float, int]:
     return time.monotonic() - started, rc
 
 
-def measure(n: int, path: str) -> list[tuple[str, float, int, str]]:
-    """The commands' figures on a fresh lab of ``n`` nodes on one path."""
+def measure(n: int, path: str, planes: int = 1) -> list[tuple[str, float, int, str]]:
+    """The commands' figures on a fresh lab of ``n`` nodes on one path (``planes``: how many of
+    them are control planes)."""
     flavour, pins = PATHS[path]
     lab = Lab.up(n, os=flavour, log=lambda msg: None)
     try:
         pin(lab.inventory_path, lab.mirror_url, **pins)
+        if planes > 1:
+            control_planes(lab.inventory_path, planes)
         inv = str(lab.inventory_path)
         rows = [("prepare-nodes", *timed(commands.prepare_nodes, inv), "")]
         rows.append(("prepare-nodes (no-op)", *timed(commands.prepare_nodes, inv), ""))
         rows.append(("init-master", *timed(commands.init_master, inv), ""))
         wall, rc = timed(commands.join_workers, inv)
-        rows.append(("join-workers", wall, rc, f"{wall / max(1, n - 1):.2f} s per worker"))
+        rows.append(("join-workers", wall, rc, f"{wall / max(1, n - planes):.2f} s per worker"))
         rows.append(("join-workers (no-op)", *timed(commands.join_workers, inv), ""))
         rows.append(("reset", *timed(commands.reset, inv, yes=True), ""))
         rows.append(("reset (no-op)", *timed(commands.reset, inv, yes=True), ""))
@@ -80,12 +88,26 @@ def main(sizes: list[int], paths: list[str]) -> None:
             print(f"{n:>5} {name:<22}{cells}{r}  {note}")
 
 
+def main_ha() -> None:
+    """1+2 beside 3+2, containerd path, with the ratio."""
+    one, three = measure(3, "containerd"), measure(5, "containerd", planes=3)
+    print(f"{'command':<22} {'1+2 s':>8} {'rc':>3} {'3+2 s':>8} {'rc':>3}  ratio")
+    for a, b in zip(one, three, strict=True):
+        print(f"{a[0]:<22} {a[1]:>8.2f} {a[2]:>3} {b[1]:>8.2f} {b[2]:>3}  "
+              f"{b[1] / max(a[1], 1e-6):>5.2f}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[3, 10])
     parser.add_argument("--paths", default="docker,containerd",
                         help="comma-separated: " + ", ".join(PATHS))
+    parser.add_argument("--ha", action="store_true",
+                        help="1 control plane + 2 workers beside 3 + 2 (containerd path)")
     args = parser.parse_args()
+    if args.ha:
+        main_ha()
+        sys.exit(0)
     chosen = [p for p in args.paths.split(",") if p]
     for p in chosen:
         if p not in PATHS:

@@ -590,8 +590,6 @@ CONTROL_PLANE_COUNTS = (1, 3, 5, 7)
 """etcd keeps working while a majority (quorum) of its members does: 3 survive one loss, 5 two,
 7 three; an even count survives no more than the odd one below it (etcd FAQ "Why an odd number
 of cluster members?"), and more than 7 slows every write."""
-HA_READY = False
-"""Whether init-master joins the other control planes (issue "HA control planes, part 1")."""
 
 
 def _control_planes(ctx: _Ctx, nodes: list[Node], cluster: Cluster) -> None:
@@ -630,10 +628,7 @@ def _control_planes(ctx: _Ctx, nodes: list[Node], cluster: Cluster) -> None:
         ctx.add(("cluster", "control_plane_endpoint"),
                 f"{endpoint!r}: load_balancer local needs a name (every node's /etc/hosts maps "
                 "it), not an address; or use load_balancer external")
-    if len(planes) > 1 and not HA_READY:
-        ctx.add(("nodes",), f"{len(planes)} control-plane nodes ({names}): init-master does not "
-                            "join more than one yet (HA control planes are being built); list "
-                            "one control-plane node")
+
 
 
 def validate(data: Any, name: str, loc: Any = None) -> Inventory:

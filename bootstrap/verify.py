@@ -281,6 +281,94 @@ def judge_proxy_mode(inv: Inventory, seen: Observed) -> Outcome:
                    f"mode {mode}; {vip}:443 on all {len(inv.nodes)} nodes", evidence)
 
 
+# -- etcd and the endpoint -----------------------------------------------------------------------
+def _etcd_facts(inv: Inventory, limit: int) -> list[F.Fact]:
+    """The members and every member's health, through the init node's etcd pod (stdout only:
+    etcdctl writes its retries on stderr as JSON lines too)."""
+    from .cluster import etcd
+
+    via = inv.init_node
+
+    def members(out: str, rc: int) -> dict:
+        try:
+            return {"members": etcd.parse_members(out)}
+        except (ValueError, KeyError):
+            return {"error": (out.strip().splitlines() or [f"exit status {rc}"])[-1]}
+
+    health = etcd.etcdctl(via, "endpoint health --cluster -w json")
+    return [F.Fact("etcd-members", f"timeout {limit} {etcd.members_command(via)} 2>/dev/null",
+                   members),
+            F.Fact("etcd-health", f"timeout {limit} {health} 2>/dev/null",
+                   lambda out, rc: etcd.parse_health(out))]
+
+
+def judge_etcd(inv: Inventory, seen: Observed) -> Outcome:
+    """Exactly one member per control-plane node, named after it, each healthy; no other."""
+    planes = [n.name for n in inv.control_plane]
+    expected = f"one healthy etcd member for each of {', '.join(planes)}, and no other"
+    got = seen.get("etcd-members") or {"error": "no answer"}
+    if "error" in got:
+        return _error("Etcd", expected, got, f"kubectl -n kube-system logs etcd-"
+                                             f"{inv.init_node.name}")
+    from .cluster import etcd
+
+    health = seen.get("etcd-health") or {}
+    members = got["members"]
+    bad, evidence = [], []
+    for m in members:
+        ok = any(health.get(u) for u in m.client_urls)
+        evidence.append(f"member {m.id} {m.name or '(never started)'} "
+                        f"{', '.join(m.client_urls) or '-'}: {'healthy' if ok else 'unhealthy'}")
+        if not m.name:
+            bad.append(f"member {m.id} ({', '.join(m.peer_urls)}) was added but never started")
+        elif m.name not in planes:
+            bad.append(f"member {m.name} is not a control plane of the inventory")
+        elif not ok:
+            bad.append(f"{m.name}'s member is unhealthy")
+    for name in planes:
+        if etcd.member_of(inv.node(name), members) is None:
+            bad.append(f"{name} has no member")
+    if bad:
+        return Outcome("Etcd", False, expected, "; ".join(bad), evidence,
+                       "a leftover member: invoke reset --limit NODE (--dead when it is gone); "
+                       "an unhealthy one: kubectl -n kube-system logs etcd-NODE on it")
+    return Outcome("Etcd", True, expected, f"{len(members)} members, all healthy", evidence)
+
+
+def _endpoint_nodes(inv: Inventory, limit: int) -> list[F.Fact]:
+    from .cluster.common import KUBELET_CONF
+
+    return [node_command("endpoint", f"kubectl --kubeconfig {KUBELET_CONF} get --raw=/readyz",
+                         limit)]
+
+
+def judge_endpoint(inv: Inventory, seen: Observed) -> Outcome:
+    """Every node reaches an API server through the endpoint (its kubelet's kubeconfig names
+    it), and that one is ready."""
+    endpoint = inv.control_plane_endpoint
+    expected = f"https://{endpoint}/readyz answers ok from every node"
+    bad, evidence = [], []
+    for node in inv.nodes:
+        got = seen.get(f"{node.name}:endpoint")
+        if got is None or got.get("unreachable"):
+            bad.append(f"{node.name} unreachable")
+            continue
+        text = got["out"].strip()
+        if got["rc"] != 0 or text.splitlines()[-1:] != ["ok"]:
+            last = (text.splitlines() or ["(nothing)"])[-1]
+            bad.append(f"{node.name}: {last}")
+            evidence.append(f"{node.name}: exit {got['rc']}: {last}")
+    if bad:
+        how = {"local": "its /etc/hosts line for the endpoint and, on a worker, haproxy "
+                        "(systemctl status haproxy)",
+               "external": "your load balancer and DNS",
+               "none": "the init node's API server"}[inv.load_balancer]
+        return Outcome("Endpoint", False, expected, "; ".join(bad), evidence,
+                       f"on the node named: {how}")
+    return Outcome("Endpoint", True, expected,
+                   f"{len(inv.nodes)} nodes reach {endpoint}", evidence)
+
+
 CHECKS: list[Check] = [
     Check("Nodes", "every inventory node registered, Ready, pinned version and runtime",
           _nodes_facts, _none, judge_nodes),
@@ -288,6 +376,10 @@ CHECKS: list[Check] = [
           _pods_facts, _none, judge_system_pods),
     Check("ProxyMode", "kube-proxy's configured mode is the one in effect on every node",
           _proxy_master, _proxy_nodes, judge_proxy_mode),
+    Check("Etcd", "one healthy etcd member per control-plane node, and no other",
+          _etcd_facts, _none, judge_etcd),
+    Check("Endpoint", "the API endpoint answers /readyz from every node",
+          _none, _endpoint_nodes, judge_endpoint),
 ]
 WORKLOADS = ("PodNetwork", "DNS", "NginxNodePort")
 """The checks that run workloads (bootstrap/verify_workloads.py), after the read-only ones."""

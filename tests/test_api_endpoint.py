@@ -11,7 +11,6 @@ import pytest
 
 from bootstrap import api_endpoint as A
 from bootstrap import facts as F
-from bootstrap import schema
 from bootstrap.inventory import load_text
 from bootstrap.plan import WriteFile
 from bootstrap.steps import hosts, local_proxy
@@ -26,18 +25,13 @@ def inventory(planes: int = 3, cluster: str = ""):
     return load_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def ha(monkeypatch):
-    monkeypatch.setattr(schema, "HA_READY", True)
-
-
 @pytest.mark.parametrize("node, serving, line", [
     ("cp1", False, "192.168.177.11 apiserver.cluster.local"),  # the init node: its own
     ("cp2", False, "192.168.177.11 apiserver.cluster.local"),  # joining: the init node's
     ("cp2", True, "192.168.177.12 apiserver.cluster.local"),   # its API server runs: its own
     ("w1", False, "127.0.0.1 apiserver.cluster.local"),        # the local haproxy
 ])
-def test_the_endpoint_line_follows_where_an_api_server_runs(ha, node, serving, line):
+def test_the_endpoint_line_follows_where_an_api_server_runs(node, serving, line):
     inv = inventory()
     assert A.hosts_line(inv, inv.node(node), serving) == line
 
@@ -52,7 +46,7 @@ def test_no_line_and_no_proxy_without_a_local_load_balancer(cluster):
     assert local_proxy.skip(w1) == f"cluster.load_balancer is {inv.load_balancer}"
 
 
-def test_the_hosts_step_reads_whether_the_api_server_is_set_up_only_where_it_matters(ha):
+def test_the_hosts_step_reads_whether_the_api_server_is_set_up_only_where_it_matters():
     inv = inventory()
     names = {n.name: [f.name for f in hosts.facts(Target(inv, n))] for n in inv.nodes}
     assert names == {"cp1": ["file:/etc/hosts", hosts.SERVING],
@@ -68,7 +62,7 @@ def test_the_hosts_step_reads_whether_the_api_server_is_set_up_only_where_it_mat
         assert "192.168.177.101 w1\n" in write.content
 
 
-def test_the_proxy_balances_over_every_control_plane_on_the_endpoint_port(ha):
+def test_the_proxy_balances_over_every_control_plane_on_the_endpoint_port():
     inv = inventory(3, ", control_plane_endpoint: 'api.k8s:7443'")
     text = A.proxy_config(inv)
     assert "    bind 127.0.0.1:7443\n" in text and "    mode tcp\n" in text
@@ -81,7 +75,7 @@ def test_the_proxy_balances_over_every_control_plane_on_the_endpoint_port(ha):
         "a control-plane node reaches its own API server"
 
 
-def test_the_proxy_config_passes_the_real_haproxy_check(ha, tmp_path):
+def test_the_proxy_config_passes_the_real_haproxy_check(tmp_path):
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     assert shutil.which(haproxy), "haproxy is missing: run `python -m lab deps`"
     conf = tmp_path / "haproxy.cfg"

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from test_stages import World, fake_world, prepared, runner, statuses
 
-from bootstrap import schema
 from bootstrap.cluster import control_plane as C
 from bootstrap.cluster import init as I
 from bootstrap.cluster.common import ADMIN_CONF, KUBELET_CONF, Account, account, present
@@ -32,7 +31,6 @@ def world(monkeypatch) -> World:
 
 @pytest.fixture
 def inv(monkeypatch):
-    monkeypatch.setattr(schema, "HA_READY", True)
     return load_text(TEXT)
 
 
@@ -155,13 +153,22 @@ def test_a_control_plane_s_join_config_has_its_endpoint_and_the_key(inv):
 def test_the_join_moves_the_endpoint_line_then_waits_for_the_api_server(inv):
     t = Target(inv, inv.node("m2"))
     phase = C.join_phase("abcdef.0123456789abcdef", "sha256:x", "k" * 64, [], False)
-    hosts = FileState("127.0.0.1 localhost\n# BEGIN k8s-bootstrap managed block\n"
-                      "10.0.0.1 apiserver.cluster.local\n# END k8s-bootstrap managed block\n")
+    block = "".join(f"10.0.0.{i} m{i}\n" for i in (1, 2, 3)) + "10.0.0.9 w1\n"
+    hosts = FileState("127.0.0.1 localhost\n# BEGIN k8s-bootstrap managed block\n" + block
+                      + "10.0.0.1 apiserver.cluster.local\n# END k8s-bootstrap managed block\n")
     plan = phase.plan(t, {present().name: set(), "file:/etc/hosts": hosts})
     script = plan.script()
-    order = [script.index(s) for s in ("kubeadm join --config", "/etc/hosts", "/readyz")]
-    assert order == sorted(order)
+    assert script.index("kubeadm join --config") < script.index("/etc/hosts") < \
+        script.index("/readyz")
+    assert [f.path for f in plan.files()] == ["/etc/kubernetes/kubeadm-join.yaml", "/etc/hosts"]
     assert "10.0.0.2 apiserver.cluster.local" in plan.files()[1].content
+    # a node reset after it served still names itself: the line goes to the init node first
+    stale = FileState(hosts.content.replace("10.0.0.1 apiserver", "10.0.0.2 apiserver"))
+    plan = phase.plan(t, {present().name: set(), "file:/etc/hosts": stale})
+    first, _, last = plan.files()
+    assert first.path == last.path == "/etc/hosts"
+    assert "10.0.0.1 apiserver.cluster.local" in first.content
+    assert plan.script().index("/etc/hosts") < plan.script().index("kubeadm join --config")
     done = phase.plan(t, {present().name: {KUBELET_CONF}, "file:/etc/hosts": hosts})
     assert done.empty
 
@@ -318,3 +325,13 @@ def test_a_cluster_built_without_an_endpoint_cannot_gain_control_planes(world, i
 def test_the_baked_endpoint_must_be_the_inventory_s(inv, server, says):
     problem = C.baked_problem(inv, server)
     assert problem.startswith(says) if says else problem == ""
+
+
+def test_a_member_that_could_not_be_removed_keeps_its_node_from_being_reset(world, inv):
+    from bootstrap.cluster import reset as R
+
+    etcd_world(world, inv)
+    world.fail = {("m1", "remove m2's etcd member")}
+    results = R.reset(runner(inv=inv), [inv.node("m2")])
+    assert statuses(results, "m2")["etcd-member"] == "failed"
+    assert "kubeadm-reset" not in world.on("m2")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from bootstrap import schema
 from bootstrap.errors import InventoryError
 from bootstrap.inventory import load_text
 
@@ -18,11 +17,6 @@ def inventory(planes: int, workers: int = 1, cluster: str = "", role: str = "con
     lines += [f"  - {{name: w{i}, address: 192.168.177.{100 + i}, role: worker}}"
               for i in range(1, workers + 1)]
     return load_text("\n".join(lines) + "\n")
-
-
-@pytest.fixture
-def ha(monkeypatch):
-    monkeypatch.setattr(schema, "HA_READY", True)
 
 
 def error(planes: int, cluster: str = "") -> str:
@@ -52,18 +46,12 @@ def test_an_even_count_or_more_than_seven_is_refused_with_quorum_as_the_reason(p
 
 
 @pytest.mark.parametrize("planes", [3, 5, 7])
-def test_an_odd_count_is_a_local_endpoint_by_default(ha, planes):
+def test_an_odd_count_is_a_local_endpoint_by_default(planes):
     inv = inventory(planes)
     assert [n.name for n in inv.control_plane] == [f"cp{i}" for i in range(1, planes + 1)]
     assert inv.init_node.name == "cp1"  # the first control plane listed
     assert inv.load_balancer == "local"
     assert inv.control_plane_endpoint == "apiserver.cluster.local:6443"
-
-
-def test_several_control_planes_wait_for_init_master_to_join_them():
-    text = error(3)
-    assert "3 control-plane nodes (cp1, cp2, cp3): init-master does not join more than one " \
-        "yet" in text
 
 
 @pytest.mark.parametrize("planes, cluster, kind, endpoint", [
@@ -74,7 +62,7 @@ def test_several_control_planes_wait_for_init_master_to_join_them():
      "10.0.0.9:6443"),
     (3, ", control_plane_endpoint: 'api.k8s'", "local", "api.k8s:6443"),
 ])
-def test_the_load_balancer_and_its_endpoint(ha, planes, cluster, kind, endpoint):
+def test_the_load_balancer_and_its_endpoint(planes, cluster, kind, endpoint):
     inv = inventory(planes, cluster=cluster)
     assert (inv.load_balancer, inv.control_plane_endpoint) == (kind, endpoint)
 
@@ -90,7 +78,7 @@ def test_the_load_balancer_and_its_endpoint(ha, planes, cluster, kind, endpoint)
      "load_balancer local needs a name"),
     (1, ", load_balancer: vip", "cluster.load_balancer", "must be one of none, local, external"),
 ])
-def test_a_load_balancer_that_cannot_work_is_an_error_naming_the_field(ha, planes, cluster,
+def test_a_load_balancer_that_cannot_work_is_an_error_naming_the_field(planes, cluster,
                                                                         field, says):
     text = error(planes, cluster)
     assert field in text and says in text, text

@@ -8,7 +8,6 @@ import shlex
 
 import pytest
 
-from bootstrap import schema
 from bootstrap.cluster import etcd as E
 from bootstrap.inventory import load_text
 
@@ -23,7 +22,6 @@ HEALTH = ('[{"endpoint":"https://10.0.0.2:2379","health":false,"took":"2.0006480
 
 @pytest.fixture
 def inv(monkeypatch):
-    monkeypatch.setattr(schema, "HA_READY", True)
     return load_text("nodes:\n" + "".join(
         f"  - {{name: m{i}, address: 10.0.0.{i}, role: control-plane}}\n" for i in (1, 2, 3)))
 
@@ -53,10 +51,13 @@ def test_a_node_s_member_by_name_or_else_by_its_peer_url(inv):
 
 def test_etcdctl_runs_in_the_survivor_s_etcd_pod_against_its_own_member(inv):
     m2 = inv.node("m2")
-    words = shlex.split(E.remove_command(m2, member(3)))
+    words = shlex.split(E.members_command(m2))
     assert words[words.index("exec") + 1] == "etcd-m2"
     assert "--endpoints=https://10.0.0.2:2379" in words
-    assert words[-3:] == ["member", "remove", "3"]
+    assert words[-4:] == ["member", "list", "-w", "json"]
+    remove = E.remove_command(m2, member(3))
+    assert "exec etcd-m2 -- etcdctl" in remove and " member remove 3 " in remove
+    assert "*'unhealthy cluster'*" in remove  # retried while etcd refuses reconfiguration
     assert "--endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379" in \
         E.health_command(m2, [member(1), member(2)])
     assert E.survivor(inv, [inv.node("m1")]) == m2 and E.survivor(inv, list(inv.nodes)) is None

@@ -10,6 +10,7 @@ import copy
 import pytest
 
 from bootstrap import verify as V
+from bootstrap.cluster import etcd as E
 from bootstrap.errors import UsageError
 from bootstrap.inventory import load_text
 
@@ -118,18 +119,29 @@ IPVSADM = ("-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 192.168.177.100:64
            "-A -t 10.96.0.10:53 -s rr\n")
 
 
+MEMBER = ('{"header":{"cluster_id":1,"member_id":2,"raft_term":2},"members":[{"ID":'
+          '13668033151171901709,"name":"master1","peerURLs":["https://192.168.177.100:2380"],'
+          '"clientURLs":["https://192.168.177.100:2379"]}]}')
+
+
 def seen_ok() -> dict:
+    from bootstrap.cluster import etcd
+
     out = {"nodes": nodes_list(node("master1"), node("node1"), node("node2")),
-           "pods": healthy_pods(), "kube-proxy-config": copy.deepcopy(KUBE_PROXY_CM)}
+           "pods": healthy_pods(), "kube-proxy-config": copy.deepcopy(KUBE_PROXY_CM),
+           "etcd-members": {"members": etcd.parse_members(MEMBER)},
+           "etcd-health": {"https://192.168.177.100:2379": True}}
     for n in ("master1", "node1", "node2"):
         out[f"{n}:proxy-tables"] = {"rc": 0, "out": IPVSADM}
+        out[f"{n}:endpoint"] = {"rc": 0, "out": "ok"}
     return out
 
 
 def test_a_healthy_cluster_passes_every_check():
     outcomes = V.judge_all(inv(), V.CHECKS, seen_ok())
     assert [(o.check, o.ok) for o in outcomes] == [
-        ("Nodes", True), ("SystemPods", True), ("ProxyMode", True)]
+        ("Nodes", True), ("SystemPods", True), ("ProxyMode", True), ("Etcd", True),
+        ("Endpoint", True)]
     assert all(o.expected and o.observed for o in outcomes)
     assert outcomes[0].observed == "3 nodes Ready at v1.30.1"
 
@@ -177,6 +189,27 @@ def _drop_pods(seen, namespace_label):
      "kube-proxy's config says mode ''", "kubectl -n kube-system get configmap kube-proxy"),
     ("ProxyMode", lambda s: s.update({"node1:proxy-tables": {"unreachable": "timed out"}}),
      "node1 unreachable", ""),
+    ("Etcd", lambda s: s.update({"etcd-health": {}}), "master1's member is unhealthy",
+     "a leftover member: invoke reset --limit NODE"),
+    ("Etcd", lambda s: s["etcd-members"]["members"].append(
+        E.Member("62cfce68015e2c1a", "", (), ("https://192.168.177.103:2380",))),
+     "member 62cfce68015e2c1a (https://192.168.177.103:2380) was added but never started", ""),
+    ("Etcd", lambda s: s["etcd-members"]["members"].append(
+        E.Member("a1", "old-master", ("https://192.168.177.9:2379",), ())),
+     "member old-master is not a control plane of the inventory", ""),
+    ("Etcd", lambda s: s.update({"etcd-members": {"members": []}}), "master1 has no member",
+     ""),
+    ("Etcd", lambda s: s.update({"etcd-members": {"error": 'Error from server (NotFound): '
+                                                  'pods "etcd-master1" not found'}}),
+     'kubectl failed: Error from server (NotFound): pods "etcd-master1" not found',
+     "kubectl -n kube-system logs etcd-master1"),
+    ("Endpoint", lambda s: s.update({"node2:endpoint": {
+        "rc": 1, "out": "The connection to the server 192.168.177.100:6443 was refused - did "
+                        "you specify the right host or port?\n"}}),
+     "node2: The connection to the server 192.168.177.100:6443 was refused",
+     "on the node named: the init node's API server"),
+    ("Endpoint", lambda s: s.update({"node1:endpoint": {"unreachable": "timed out"}}),
+     "node1 unreachable", ""),
     ("Nodes", lambda s: s.update(nodes={"error": "The connection to the server "
                                         "127.0.0.11:6443 was refused - did you specify the right "
                                         "host or port?"}),
@@ -218,15 +251,16 @@ def test_the_kubernetes_service_ip_is_the_first_of_the_range():
 
 def test_only_and_skip_take_check_names():
     assert [c.name for c in V.select("nodes,ProxyMode", None)] == ["Nodes", "ProxyMode"]
-    assert V.selected(None, "systempods,dns")[:4] == ["Nodes", "ProxyMode", "PodNetwork",
-                                                      "NginxNodePort"]
-    assert V.selected(None, ",".join(V.PODS)) == ["Nodes", "SystemPods", "ProxyMode",
-                                                  "PodNetwork", "DNS", "NginxNodePort",
-                                                  "ObjectManagement"]
+    assert V.selected(None, "systempods,dns")[:6] == ["Nodes", "ProxyMode", "Etcd", "Endpoint",
+                                                      "PodNetwork", "NginxNodePort"]
+    assert V.selected(None, ",".join(V.PODS)) == ["Nodes", "SystemPods", "ProxyMode", "Etcd",
+                                                  "Endpoint", "PodNetwork", "DNS",
+                                                  "NginxNodePort", "ObjectManagement"]
     assert V.selected("podnetwork", None) == ["PodNetwork"]
     with pytest.raises(UsageError) as exc:
         V.select("Nodez", None)
-    assert ("--only: unknown check 'Nodez' (checks: Nodes, SystemPods, ProxyMode, PodNetwork, "
+    assert ("--only: unknown check 'Nodez' (checks: Nodes, SystemPods, ProxyMode, Etcd, "
+            "Endpoint, PodNetwork, "
             "DNS, NginxNodePort, ObjectManagement, NoCommand, CommandArgs, Env, ContainerPort, "
                 "Resources, "
             "InitContainers, LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
@@ -240,7 +274,11 @@ def test_the_plan_reads_kubectl_on_the_master_and_the_tables_on_every_node():
     assert ("timeout 30 kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json 2>&1"
             in master)
     assert "timeout 30 ipvsadm -S -n 2>&1" in master
-    assert [f.command for f in got["node2"]] == ["timeout 30 ipvsadm -S -n 2>&1"]
+    assert [f.command for f in got["node2"]] == [
+        "timeout 30 ipvsadm -S -n 2>&1",
+        "timeout 30 kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw=/readyz 2>&1"]
+    assert any("exec etcd-master1 -- etcdctl --endpoints=https://192.168.177.100:2379" in c
+               for c in master)
     only_nodes = V.plan(i, V.select("Nodes", None), 30)
     assert list(only_nodes) == ["master1"]  # nothing to read on the workers
 
@@ -249,16 +287,15 @@ def test_the_report_lists_each_check_with_expected_and_observed():
     outcomes = V.judge_all(inv(), V.CHECKS, seen_ok())
     rep = V.report(outcomes, 1.234)
     assert rep["passed"] is True and rep["seconds"] == 1.23
-    assert [c["check"] for c in rep["checks"]] == ["Nodes", "SystemPods", "ProxyMode"]
+    assert [c["check"] for c in rep["checks"]] == ["Nodes", "SystemPods", "ProxyMode", "Etcd",
+                                                   "Endpoint"]
     assert all({"expected", "observed", "evidence", "next", "ok"} <= set(c)
                for c in rep["checks"])
 
 
 def test_every_control_plane_runs_the_four_static_pods(monkeypatch):
-    from bootstrap import schema
     from bootstrap.inventory import load_text
 
-    monkeypatch.setattr(schema, "HA_READY", True)
     ha = load_text("cluster: {kubernetes_version: '1.30.1'}\nnodes:\n" + "".join(
         f"  - {{name: {n}, address: 192.168.177.{100 + i}, role: {r}}}\n"
         for i, (n, r) in enumerate([("master1", "control-plane"), ("cp2", "control-plane"),

@@ -166,9 +166,9 @@ def ready_command(inv: Inventory) -> str:
 
 
 def join_phase(token: str, ca_hash: str, key: str, ignore: list[str], dry_run: bool) -> Phase:
-    """kubeadm join --control-plane (the JoinConfiguration, secret, on stdin and removed on
-    exit), then the endpoint's /etc/hosts line moved to this node's own API server, then the
-    wait until it is ready."""
+    """The endpoint's /etc/hosts line at the init node (where an API server runs), kubeadm join
+    --control-plane (the JoinConfiguration, secret, on stdin and removed on exit), then the line
+    moved to this node's own API server, then the wait until it is ready."""
 
     def facts(t: Target) -> list[F.Fact]:
         return [present(), F.file(hosts_step.PATH)]
@@ -177,6 +177,12 @@ def join_phase(token: str, ca_hash: str, key: str, ignore: list[str], dry_run: b
         p = Plan()
         if joined(found[present().name]):
             return p
+        before = found[f"file:{hosts_step.PATH}"]
+        current = before.content if before else ""
+        mode = before.mode if before else 0o644
+        joining = hosts_step.desired(t, current, False)
+        if joining != current:  # e.g. a node reset after it served: the line names itself
+            p.write(hosts_step.PATH, joining, before, mode=mode)
         q = shlex.quote(JOIN_FILE)
         p.run(f"rm -f {q} {q}.k8s-bootstrap.bak; trap 'rm -f {q}' EXIT",
               label=f"remove {JOIN_FILE} on exit")
@@ -184,11 +190,9 @@ def join_phase(token: str, ca_hash: str, key: str, ignore: list[str], dry_run: b
                 secret=not dry_run)
         p.run(join_command(ignore), f"join the control plane through "
                                     f"{t.inv.control_plane_endpoint}")
-        before = found[f"file:{hosts_step.PATH}"]
-        current = before.content if before else ""
-        if hosts_step.desired(t, current, True) != hosts_step.desired(t, current, False):
-            p.write(hosts_step.PATH, hosts_step.desired(t, current, True), before,
-                    mode=before.mode if before else 0o644)
+        serving = hosts_step.desired(t, current, True)
+        if serving != joining:
+            p.write(hosts_step.PATH, serving, None, mode=mode)
         p.run(ready_command(t.inv), "wait until its API server and etcd member are ready",
               label="wait until its API server is ready (/readyz)")
         return p

@@ -54,8 +54,19 @@ def health_command(via: Node, members: list[Member]) -> str:
     return etcdctl(via, f"endpoint health --endpoints={urls} -w json")
 
 
+REMOVE_RETRY = 30
+"""Seconds to retry ``member remove`` while etcd answers ``unhealthy cluster``: its strict
+reconfiguration check refuses membership changes for a few seconds after a member (re)joined."""
+
+
 def remove_command(via: Node, member: Member) -> str:
-    return etcdctl(via, f"member remove {member.id}")
+    """``member remove``, retried every 2 s for REMOVE_RETRY seconds while etcd says it is
+    unhealthy for a reconfiguration (kubeadm's own client retries the same way)."""
+    once = etcdctl(via, f"member remove {member.id}")
+    return (f"i=0; while :; do out=$({once} 2>&1); rc=$?; [ $rc = 0 ] && break; "
+            f"case $out in *'unhealthy cluster'*) ;; *) break;; esac; i=$((i+2)); "
+            f"[ $i -ge {REMOVE_RETRY} ] && break; sleep 2; done; printf '%s\\n' \"$out\"; "
+            "exit $rc")
 
 
 def parse_members(out: str) -> list[Member]:

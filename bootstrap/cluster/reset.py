@@ -285,7 +285,9 @@ def _drain(data: Data, session: Session, nodes: list[Node]) -> StepResult:
 
 
 def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    """The last line that says something (kubectl exec's own closing line is not it)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()
+             and not ln.startswith("command terminated with exit code")]
     return lines[-1] if lines else "failed"
 
 
@@ -389,7 +391,11 @@ def reset_stages() -> list[Stage]:
         return [n for n in data.targets if n.name in data.runner.opts.dead]
 
     def alive(data: Data) -> list[Node]:
-        return [n for n in data.targets if n.name not in data.runner.opts.dead]
+        """The targets to reset: not the dead, and not a control plane whose member is still
+        there (a member whose node is reset lowers what etcd survives)."""
+        return [n for n in data.targets if n.name not in data.runner.opts.dead
+                and not any(s.name == "etcd-member" and s.status == FAILED
+                            for s in data.result(n).steps)]
 
     def drain(data: Data, session: Session, nodes: list[Node]) -> StepResult:
         return _drain(data, session, nodes)

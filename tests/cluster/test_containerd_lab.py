@@ -215,7 +215,7 @@ def test_03_init_join_and_their_no_op_reruns(case):
                                        skip=None if chapter else ",".join(
                                            (*V.OBJECTS, *V.PODS))),
                          reporter=Reporter(out=out, log_dir=None, command="verify"))
-    n = 18 if chapter else 6
+    n = 20 if chapter else 8
     assert rc == 0 and f"verify: {n} checks, {n} passed" in out.getvalue(), out.getvalue()
     unchanged(rec("join-workers"))
 

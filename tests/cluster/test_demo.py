@@ -33,7 +33,7 @@ def demo(tmp_path, *flags: str) -> tuple[str, list[list[str]]]:
     assert sorted((r[0], r[1]) for r in rows) == [
         ("master1", "Ready"), ("node1", "Ready"), ("node2", "Ready")], out
     assert "Traceback" not in out
-    assert "verify: 18 checks, 18 passed" in out, out  # the demo ends with invoke verify
+    assert "verify: 20 checks, 20 passed" in out, out  # the demo ends with invoke verify
     return out, rows
 
 

@@ -15,7 +15,7 @@ from bootstrap.cluster.common import KUBECTL
 from . import cluster_changes, restore_coredns, verify
 
 pytestmark = pytest.mark.lab
-READ_ONLY = "Nodes,SystemPods,ProxyMode"
+READ_ONLY = "Nodes,SystemPods,ProxyMode,Etcd,Endpoint"
 
 
 @pytest.fixture
@@ -30,10 +30,14 @@ def test_a_healthy_cluster_passes_and_verify_changes_nothing(cluster, tmp_path):
     rc, out, data = verify(rec, tmp_path, only=READ_ONLY)
     assert rc == 0, out
     assert [(c["check"], c["ok"]) for c in data["checks"]] == [
-        ("Nodes", True), ("SystemPods", True), ("ProxyMode", True)], out
+        ("Nodes", True), ("SystemPods", True), ("ProxyMode", True), ("Etcd", True),
+        ("Endpoint", True)], out
+    by = {c["check"]: c for c in data["checks"]}
+    assert by["Etcd"]["observed"] == "1 members, all healthy"  # the real etcd of the master
+    assert by["Endpoint"]["observed"] == f"3 nodes reach {the_lab.nodes[0].address}:6443"
     assert [c["check"] for c in data["checks"]] == READ_ONLY.split(",")
     assert all(c["expected"] and c["observed"] for c in data["checks"])
-    assert "verify: 3 checks, 3 passed" in out
+    assert "verify: 5 checks, 5 passed" in out
     assert "[PASS] ProxyMode: expected mode ipvs; the kubernetes Service 10.96.0.1:443" in out
     for node in the_lab.nodes:
         assert cluster_changes(node, before[node.name]) == []

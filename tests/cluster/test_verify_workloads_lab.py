@@ -1,6 +1,6 @@
 """`invoke verify`'s workload checks (PodNetwork, DNS, NginxNodePort) and seed 004's
 ObjectManagement against lab clusters: one shared 3-node el8 cluster (docker, 1.20.10, as
-test_verify_lab builds it) passes all seven checks,
+test_verify_lab builds it) passes all nine checks,
 then each way of breaking it fails the right check through `--only` and is mended; verify's
 namespace is gone afterwards (kept with keep=True); no process in the nodes talks to anything
 outside 127.0.0.0/8 meanwhile. The el9 / containerd paths pass every check in
@@ -22,8 +22,8 @@ from bootstrap.cluster.common import KUBECTL
 from . import restore_coredns, set_faults, verify
 
 pytestmark = pytest.mark.lab
-ALL = ["Nodes", "SystemPods", "ProxyMode", "PodNetwork", "DNS", "NginxNodePort",
-       "ObjectManagement"]
+ALL = ["Nodes", "SystemPods", "ProxyMode", "Etcd", "Endpoint", "PodNetwork", "DNS",
+       "NginxNodePort", "ObjectManagement"]
 PODS = ",".join(V.PODS)
 NS = "k8s-bootstrap-verify"
 
@@ -133,8 +133,8 @@ class Sampler(threading.Thread):
 
 
 @pytest.mark.timeout(600)
-def test_a_healthy_cluster_passes_all_seven_checks_and_talks_to_nothing_outside(cluster,
-                                                                               tmp_path):
+def test_a_healthy_cluster_passes_all_nine_checks_and_talks_to_nothing_outside(cluster,
+                                                                              tmp_path):
     the_lab, rec = cluster
     master = the_lab.nodes[0]
     before = {n.name: len(n.calls()) for n in the_lab.nodes}
@@ -152,7 +152,7 @@ def test_a_healthy_cluster_passes_all_seven_checks_and_talks_to_nothing_outside(
     assert rc == 0, out
     assert [(c["check"], c["ok"]) for c in data["checks"]] == [(c, True) for c in ALL], out
     assert all(c["expected"] and c["observed"] for c in data["checks"]), data
-    assert "verify: 7 checks, 7 passed" in out
+    assert "verify: 9 checks, 9 passed" in out
     by = {c["check"]: c for c in data["checks"]}
     assert by["PodNetwork"]["observed"] == "3 pods, 6 pairs answered", by["PodNetwork"]
     assert by["DNS"]["observed"] == "both names resolve to their ClusterIPs"
