@@ -33,10 +33,16 @@ Cluster files, as init-master and join-workers would write them:
   - master: {init_config} (kubeadm init's config) and {flannel} (the pod network)
   - each worker: {join_file} (its JoinConfiguration). The token and the CA hash exist only when
     join-workers runs: they are shown as {token} and {ca_hash}.
+  - each other control plane: {join_file} with its controlPlane part; the certificate key
+    exists only while init-master runs: shown as {key}.
+With cluster.load_balancer local, each node's /etc/hosts names the endpoint (a control plane
+as once it serves; before its join it names the init node) and each worker has
+/etc/haproxy/haproxy.cfg.
 """
 
 TOKEN = "<token>"  # join-workers makes one per run, valid 15 minutes
 CA_HASH = "sha256:<ca-public-key-hash>"  # join-workers reads it from the master
+KEY = "<certificate-key>"  # init-master generates one per upload, a secret
 
 
 def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[Path]:
@@ -70,7 +76,7 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
         README.format(
             inventory=inv.path, pretty=stock.FLAVOURS[flavour]["os-release"]["PRETTY_NAME"],
             flavour=flavour, partial=partial, init_config=INIT_CONFIG,
-            flannel=flannel.MANIFEST, join_file=JOIN_FILE, token=TOKEN, ca_hash=CA_HASH,
+            flannel=flannel.MANIFEST, join_file=JOIN_FILE, token=TOKEN, ca_hash=CA_HASH, key=KEY,
             skipped="\n".join(sorted(skipped)) or "  (none)",
         )
     )
@@ -82,5 +88,7 @@ def cluster_files(inv: Inventory) -> list[tuple[str, str, str]]:
     token and CA hash are visible placeholders (they exist only while join-workers runs)."""
     out = [(inv.init_node.name, INIT_CONFIG, init_config(inv)),
            (inv.init_node.name, flannel.MANIFEST, flannel.manifest(inv))]
+    out += [(n.name, JOIN_FILE, join_config(inv, n, TOKEN, CA_HASH, KEY))
+            for n in inv.control_plane if n != inv.init_node]
     out += [(w.name, JOIN_FILE, join_config(inv, w, TOKEN, CA_HASH)) for w in inv.workers]
     return out

@@ -144,3 +144,29 @@ def test_render_prints_the_loader_s_warnings(tmp_path: Path, capsys):
     assert len(warned) == 1 and warned[0].startswith(f"{inventory}: ")
     assert "repos.kubernetes.baseurl" in warned[0] and "Drop repos.kubernetes" in warned[0]
     assert lines[-1].startswith("wrote ")
+
+
+def test_render_of_an_ha_inventory_shows_the_endpoint_lines_and_the_local_proxy(tmp_path: Path):
+    import yaml
+
+    from bootstrap.inventory import load_text
+    from bootstrap.render import render_all
+
+    inv = load_text("nodes:\n" + "".join(
+        f"  - {{name: {n}, address: 192.168.177.{i}, role: {r}}}\n" for i, (n, r) in enumerate(
+            [("cp1", "control-plane"), ("cp2", "control-plane"), ("cp3", "control-plane"),
+             ("w1", "worker")], start=101)))
+    render_all(inv, tmp_path)
+    line = {n: next(ln for ln in (tmp_path / n / "etc/hosts").read_text().splitlines()
+                    if ln.endswith("apiserver.cluster.local"))
+            for n in ("cp1", "cp2", "w1")}
+    assert line == {"cp1": "192.168.177.101 apiserver.cluster.local",
+                    "cp2": "192.168.177.101 apiserver.cluster.local",  # before its join
+                    "w1": "127.0.0.1 apiserver.cluster.local"}
+    assert (tmp_path / "w1/etc/haproxy/haproxy.cfg").exists()
+    assert not (tmp_path / "cp2/etc/haproxy/haproxy.cfg").exists()
+    join = yaml.safe_load((tmp_path / "cp2/etc/kubernetes/kubeadm-join.yaml").read_text())
+    assert join["controlPlane"]["certificateKey"] == "<certificate-key>"
+    assert "controlPlane" not in yaml.safe_load(
+        (tmp_path / "w1/etc/kubernetes/kubeadm-join.yaml").read_text())
+    assert "each other control plane" in (tmp_path / "README.txt").read_text()
