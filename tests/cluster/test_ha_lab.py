@@ -174,8 +174,14 @@ def test_07_no_key_and_no_token_anywhere(ha):
         assert secret not in text
     for node in the_lab.nodes:
         calls = json.dumps(node.calls())
-        files = sh(node, "cat /etc/kubernetes/*.yaml /var/lib/k8s-bootstrap/journal* "
-                         "2>/dev/null").stdout
+        files = sh(node, "cat /etc/kubernetes/*.yaml /etc/kubernetes/*.conf "
+                         "/var/log/k8s-bootstrap/* /etc/hosts 2>/dev/null").stdout
+        assert "journal.log" in sh(node, "ls /var/log/k8s-bootstrap").stdout, node.name
+        transient = ("/etc/kubernetes/k8s-bootstrap-init.yaml",
+                     "/etc/kubernetes/k8s-bootstrap-upload-certs.yaml",
+                     "/etc/kubernetes/kubeadm-join.yaml")
+        left = sh(node, " || ".join(f"test -e {p}" for p in transient))
+        assert left.returncode == 1, node.name  # none of the files that held a secret
         for secret in secrets:
             assert secret not in calls, node.name
             assert secret not in files, node.name
