@@ -350,9 +350,10 @@ class Lab:
         return any(p and _alive(p) for p in [*pids, self.mirror_pid])
 
     # -- down --------------------------------------------------------------------------------
-    def down(self, keep: bool = False, timeout: float = 15.0, quiet: bool = False) -> None:
+    def down(self, keep: bool = False, timeout: float = 60.0, quiet: bool = False) -> None:
         """Stop every node and the bastion (SIGKILL to PID 1) and the mirror; check nothing is
-        left."""
+        left. ``timeout``: killed processes may take long to go under I/O load (a real etcd's
+        writes, a mount namespace's teardown): seen at over 15 s in a CI run of 4 labs."""
         every = self.all_nodes
         for node in every:
             node.kill()

@@ -302,7 +302,7 @@ class Node:
             return []
         return [p for p in _pids_in_ns().get(self.pidns, []) if _alive(p)]
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """Stop the node and wait until it is gone."""
         self.kill()
         if not self.reap(time.monotonic() + timeout):
