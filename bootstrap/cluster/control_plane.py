@@ -25,7 +25,7 @@ from ..errors import BootstrapError, CommandError
 from ..models import Inventory, Node
 from ..plan import Plan
 from ..ssh import Session
-from ..stages import BATCHES, INIT, LOCAL, Data, Stage, gather
+from ..stages import BATCHES, INIT, LOCAL, Data, Stage
 from ..steps import Target
 from ..steps import hosts as hosts_step
 from ..steps import images as images_step
@@ -38,9 +38,12 @@ from .join import (
     _join_failed,
     _remove_join_file,
     _token,
+    abandoned,
     explain_token,
     join_command,
     joined,
+    step,
+    who,
 )
 from .kubeadm_config import init_config, join_config
 from .phases import Phase, cluster_phase, images_phase, kubeadm_lines, preflight_phase
@@ -85,8 +88,7 @@ def upload_command() -> str:
 
 def uploaded_recently(data: Data) -> bool:
     """This run's ``kubeadm init`` uploaded the certificates less than REFRESH_AFTER ago."""
-    init = next((s for s in data.result(data.inv.init_node).steps if s.name == "kubeadm-init"),
-                None)
+    init = step(data, data.inv.init_node, "kubeadm-init")
     made = data.get("key_made")
     return (init is not None and init.status == CHANGED and made is not None
             and time.monotonic() - made < REFRESH_AFTER)
@@ -138,8 +140,7 @@ def baked_problem(inv: Inventory, server: str | None) -> str:
 def ca_stage(data: Data, session: Session, nodes: list[Node]) -> None:
     """The CA's hash for the joins, once the cluster's endpoint is known to be the inventory's;
     in a dry run of a cluster not yet initialised, a placeholder (the CA does not exist yet)."""
-    init = next((s for s in data.result(data.inv.init_node).steps if s.name == "kubeadm-init"),
-                None)
+    init = step(data, data.inv.init_node, "kubeadm-init")
     if data.runner.opts.dry_run and init is not None and init.status == CHANGED:
         data.set("ca_hash", "sha256:<the new CA's hash>")
         return
@@ -235,27 +236,6 @@ def _todo(data: Data) -> list[Node]:
     return [n for n in _others(data) if n in data.get("todo_cp", [])]
 
 
-def _who(ignore: list[str], stamp: str) -> Callable[[Data, Session, list[Node]], None]:
-    def who(data: Data, session: Session, nodes: list[Node]) -> None:
-        (node,) = nodes
-        t = Target(data.inv, node)
-        found = gather(data.runner, session, t, phases(ignore, stamp)(t, data))
-        data.facts[node.name] = found
-        if not joined(found[present().name]):
-            data.add("todo_cp", node)
-
-    return who
-
-
-def _abandoned(data: Data) -> list[Node]:
-    out = []
-    for node in _todo(data):
-        step = next((s for s in data.result(node).steps if s.name == "kubeadm-join"), None)
-        if step is not None and step.status == "running":
-            out.append(node)
-    return out
-
-
 def stages(ignore: list[str], stamp: str) -> tuple[list[Stage], list[Stage], list[Stage]]:
     """(before init: the key; after init: the other control planes' joins; the cleanups, last)."""
     def none_todo(data: Data) -> str | None:
@@ -272,7 +252,7 @@ def stages(ignore: list[str], stamp: str) -> tuple[list[Stage], list[Stage], lis
     before = [Stage("certificate-key", init_node, action=key_stage, on=LOCAL, once=True,
                     when=lambda d: None if several(d.inv) else "one control plane")]
     after = [
-        Stage("control-planes", _others, action=_who(ignore, stamp)),
+        Stage("control-planes", _others, action=who(phases(ignore, stamp), "todo_cp")),
         Stage("cluster", init_node, action=ca_stage, on=INIT, once=True, when=none_todo),
         Stage("join-token", init_node, action=_token, on=INIT, once=True, when=none_todo),
         Stage("upload-certs", init_node, action=upload_stage, on=INIT, once=True,
@@ -281,7 +261,8 @@ def stages(ignore: list[str], stamp: str) -> tuple[list[Stage], list[Stage], lis
               batch=1, names=("preflight", "images", "kubeadm-join", "kubeconfig")),
     ]
     cleanups = [
-        Stage("join-files", _abandoned, action=_remove_join_file, cleanup=True),
+        Stage("join-files", lambda d: abandoned(d, "todo_cp"), action=_remove_join_file,
+              cleanup=True),
         Stage("token-delete", init_node, action=_delete_token, on=INIT, once=True,
               cleanup=True),
     ]

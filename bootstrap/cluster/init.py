@@ -251,9 +251,9 @@ def init_stages(ignore: list[str], fetch: str | None, timeout: int) -> list[Stag
     def planes(data: Data) -> list[Node]:
         """The init node, and the control planes in the cluster now (joined, or already)."""
         def member(node: Node) -> bool:
-            step = next((s for s in data.result(node).steps if s.name == "kubeadm-join"), None)
-            return node == data.inv.init_node or (step is not None and step.status in (OK,
-                                                                                      CHANGED))
+            joined = next((s for s in data.result(node).steps if s.name == "kubeadm-join"), None)
+            return node == data.inv.init_node or (joined is not None and joined.status in (
+                OK, CHANGED))
 
         return clean(data, [n for n in data.inv.control_plane if n in data.targets
                             and member(n)])

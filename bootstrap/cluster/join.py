@@ -205,19 +205,20 @@ def _worker_phases(ignore: list[str]) -> Callable[[Target, Data], list[Phase]]:
     return phases
 
 
-def _who(ignore: list[str]) -> Callable[[Data, Session, list[Node]], None]:
-    """Each worker's facts, gathered for its phases (one round trip); who is not yet joined goes
-    to the data (``todo``)."""
+def who(phases: Callable[[Target, Data], list[Phase]], todo: str = "todo"
+        ) -> Callable[[Data, Session, list[Node]], None]:
+    """Each node's facts, gathered for its ``phases`` (one round trip); who is not yet joined
+    goes to the data (``todo``)."""
 
-    def who(data: Data, session: Session, nodes: list[Node]) -> None:
+    def gather_one(data: Data, session: Session, nodes: list[Node]) -> None:
         (node,) = nodes
         t = Target(data.inv, node)
-        facts = gather(data.runner, session, t, _worker_phases(ignore)(t, data))
+        facts = gather(data.runner, session, t, phases(t, data))
         data.facts[node.name] = facts
         if not joined(facts[present().name]):
-            data.add("todo", node)
+            data.add(todo, node)
 
-    return who
+    return gather_one
 
 
 def _remove_join_file(data: Data, session: Session, nodes: list[Node]) -> None:
@@ -237,27 +238,30 @@ def _init_node(data: Data) -> list[Node]:
     return [data.inv.init_node]
 
 
-def _todo(data: Data) -> list[Node]:
-    return [n for n in data.targets if n in data.get("todo", [])]
+def _todo(data: Data, key: str = "todo") -> list[Node]:
+    return [n for n in data.targets if n in data.get(key, [])]
 
 
-def _step(data: Data, node: Node, name: str) -> StepResult | None:
+def step(data: Data, node: Node, name: str) -> StepResult | None:
+    """A node's result of the phase or action ``name`` in this command, if it ran."""
     return next((s for s in data.result(node).steps if s.name == name), None)
+
 
 
 def _joined_now(data: Data) -> list[Node]:
     """Workers in the cluster after the join stage: joined now, or already."""
     ok = []
     for node in data.targets:
-        step = _step(data, node, "kubeadm-join")
-        if data.result(node).status != FAILED and step is not None and step.status in (OK,
-                                                                                       CHANGED):
+        joined_ = step(data, node, "kubeadm-join")
+        if data.result(node).status != FAILED and joined_ is not None and joined_.status in (
+                OK, CHANGED):
             ok.append(node)
     return ok
 
 
-def _abandoned(data: Data) -> list[Node]:
-    return [n for n in _todo(data) if (s := _step(data, n, "kubeadm-join")) is not None
+def abandoned(data: Data, key: str = "todo") -> list[Node]:
+    """The nodes whose join Ctrl-C gave up (their JoinConfiguration may still be there)."""
+    return [n for n in _todo(data, key) if (s := step(data, n, "kubeadm-join")) is not None
             and s.status == RUNNING]
 
 
@@ -266,14 +270,14 @@ def join_stages(ignore: list[str], timeout: int) -> list[Stage]:
     when one does; the joins, in parallel; the wait; the token deleted, whatever happened."""
     return [
         Stage("cluster", _init_node, action=_cluster, on=INIT, once=True),
-        Stage("gather", lambda d: d.targets, action=_who(ignore)),
+        Stage("gather", lambda d: d.targets, action=who(_worker_phases(ignore))),
         Stage("join-token", _init_node, action=_token, on=INIT, once=True,
               when=lambda d: None if _todo(d) else "every worker is joined"),
         Stage("kubectl-credentials", _init_node, action=_credentials, on=INIT, once=True,
               when=_credentials_needed),
         Stage("join", lambda d: d.targets, phases=_worker_phases(ignore),
               names=("preflight", "images", "kubeadm-join", "kubectl")),
-        Stage("join-files", _abandoned, action=_remove_join_file, cleanup=True),
+        Stage("join-files", abandoned, action=_remove_join_file, cleanup=True),
         Stage("wait-ready", _joined_now, action=_wait(timeout), on=INIT, once=True,
               names=("wait-ready",)),
         Stage("token-delete", _init_node, action=_delete_token, on=INIT, once=True,
@@ -287,7 +291,7 @@ def join_workers(runner: Runner, workers: list[Node], ignore: list[str], timeout
     data = Data(runner, workers)
     data.result(runner.inv.init_node)  # the init node's line in the recap, first
     results = run_stages(runner, join_stages(ignore, timeout), data)
-    if any(_step(data, n, "kubeadm-join") for n in workers) and not runner.interrupted:
+    if any(step(data, n, "kubeadm-join") for n in workers) and not runner.interrupted:
         todo = _todo(data)
         new = [n.name for n in todo if n in _joined_now(data)]
         old = [n.name for n in _joined_now(data) if n not in todo]
