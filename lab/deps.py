@@ -96,8 +96,9 @@ def precondition_problems() -> list[str]:
     return problems
 
 
-def host_sshd_on_wildcard() -> bool:
-    """True when something listens on 0.0.0.0:22 or [::]:22 (blocks 127.0.B.N:22)."""
+def _listen_sockets() -> list[tuple[str, int]]:
+    """(hex address as the kernel writes it, port) of this host's LISTEN TCP sockets."""
+    found = []
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(name).read_text().splitlines()[1:]
@@ -105,11 +106,15 @@ def host_sshd_on_wildcard() -> bool:
             continue
         for line in lines:
             parts = line.split()
-            local, state = parts[1], parts[3]
-            addr, port = local.rsplit(":", 1)
-            if state == "0A" and int(port, 16) == 22 and set(addr) == {"0"}:
-                return True
-    return False
+            addr, port = parts[1].rsplit(":", 1)
+            if parts[3] == "0A":
+                found.append((addr, int(port, 16)))
+    return found
+
+
+def host_sshd_on_wildcard() -> bool:
+    """True when something listens on 0.0.0.0:22 or [::]:22 (blocks 127.0.B.N:22)."""
+    return any(port == 22 and set(addr) == {"0"} for addr, port in _listen_sockets())
 
 
 def install(packages: list[str], log=print) -> None:
@@ -175,20 +180,13 @@ def host_listeners(ports: tuple[int, ...]) -> list[str]:
     """`ADDRESS:PORT` of the LISTEN sockets on PORTS bound to 127.0.0.1, ::1 or a wildcard
     (0.0.0.0, ::): what a host service would use. The lab's own members bind 127.0.B.N only."""
     found = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(name).read_text().splitlines()[1:]
-        except OSError:
+    for addr, port in _listen_sockets():
+        if port not in ports:
             continue
-        for line in lines:
-            parts = line.split()
-            addr, port = parts[1].rsplit(":", 1)
-            if parts[3] != "0A" or int(port, 16) not in ports:
-                continue
-            if set(addr) == {"0"}:
-                found.append(f"{'[::]' if len(addr) == 32 else '0.0.0.0'}:{int(port, 16)}")
-            elif addr in ("0100007F", "00000000000000000000000001000000"):
-                found.append(f"{'[::1]' if len(addr) == 32 else '127.0.0.1'}:{int(port, 16)}")
+        if set(addr) == {"0"}:
+            found.append(f"{'[::]' if len(addr) == 32 else '0.0.0.0'}:{port}")
+        elif addr in ("0100007F", "00000000000000000000000001000000"):
+            found.append(f"{'[::1]' if len(addr) == 32 else '127.0.0.1'}:{port}")
     return found
 
 
