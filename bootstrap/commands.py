@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import endpoints, releases, stages
+from .api_endpoint import runs_services
 from .checks import parse_ignore
 from .engine import FAILED, HostResult, Preflight, Runner, RunOptions
 from .errors import BootstrapError, UsageError
@@ -167,7 +168,7 @@ def prepare_nodes(
     runner = _runner(inv, reporter, opts, "prepare-nodes", prompt, interrupt)
     preflight = Preflight(parse_ignore(opts.ignore))
     results = runner.run(nodes, prepare_steps(opts.pull_images, inv.cluster.runtime,
-                                                inv.load_balancer == "local"), preflight)
+                                                runs_services(inv)), preflight)
     return _finish(reporter, results, opts, _title(opts), runner)
 
 

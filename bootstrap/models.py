@@ -12,6 +12,26 @@ ALIYUN_KUBERNETES_NEW = "https://mirrors.aliyun.com/kubernetes-new/core/stable/v
 Community-Owned Package Repositories"). ``{minor}`` is filled in per release."""
 
 
+VIP_KINDS = ("kube-vip", "haproxy-keepalived")
+"""The load balancers that give the API a virtual IP (README "HA control planes")."""
+ENDPOINT_PORTS = {"kube-vip": 6443, "haproxy-keepalived": 8443}
+"""The endpoint's default port by kind (others: the API server's, 6443). kube-vip's ARP mode
+hands the VIP to the API server's own port; haproxy cannot take 6443 on a control-plane node,
+where kube-apiserver binds ``*:6443``."""
+
+
+@dataclass(frozen=True)
+class Vip:
+    """``cluster.vip``: the NIC and subnet of the virtual IP (the endpoint's host)."""
+
+    interface: str = ""
+    prefix: int = 24
+    router_id: int = 51
+    """keepalived's virtual_router_id (VRRP VRID 1-255), unique on the subnet."""
+    image: str | None = None
+    """kube-vip's image; None: the release table's (releases.KUBE_VIP_IMAGE)."""
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str = "k8s"
@@ -21,7 +41,9 @@ class Cluster:
     service_cidr: str = "10.96.0.0/12"
     proxy_mode: str = "ipvs"
     control_plane_endpoint: str | None = None
-    load_balancer: str | None = None  # none | local | external; None: by the inventory (below)
+    load_balancer: str | None = None
+    """none | local | external | kube-vip | haproxy-keepalived; None: by the inventory (below)."""
+    vip: Vip | None = None  # kube-vip and haproxy-keepalived: where the virtual IP lives
     container_runtime: str | None = None  # docker | containerd; None: the release's default
     allow_cgroup_v1: bool = False  # 1.35+: kubelet failCgroupV1 false, kubeadm skips the check
     cgroup_driver: str = "systemd"  # the kubelet's and the runtime's: one setting for both
@@ -248,7 +270,8 @@ class Inventory:
         """How nodes reach the API (README "HA control planes"): ``none``, the init node's
         address (one control plane, no endpoint set); ``local``, a name /etc/hosts resolves to
         the node's own API server or to a local haproxy (the default with more than one control
-        plane); ``external``, the user's own endpoint (the default when one is set)."""
+        plane); ``external``, the user's own endpoint (the default when one is set);
+        ``kube-vip`` and ``haproxy-keepalived``, a virtual IP the control planes hold."""
         if self.cluster.load_balancer:
             return self.cluster.load_balancer
         if len(self.control_plane) > 1:
@@ -262,7 +285,14 @@ class Inventory:
         default = LOCAL_ENDPOINT if self.load_balancer == "local" else \
             self.init_node.internal_address
         ep = self.cluster.control_plane_endpoint or default
-        return ep if ":" in ep else f"{ep}:6443"
+        return ep if ":" in ep else f"{ep}:{ENDPOINT_PORTS.get(self.load_balancer, 6443)}"
+
+    @property
+    def vip(self) -> str | None:
+        """The virtual IP (the endpoint's host) of kube-vip and haproxy-keepalived, else None."""
+        if self.load_balancer not in VIP_KINDS:
+            return None
+        return self.control_plane_endpoint.rpartition(":")[0]
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

@@ -57,6 +57,12 @@ class Minor:
     """What ``kubectl delete`` prints for an object (verify's ObjectManagement): ``pod "NAME"
     deleted`` to 1.33; from 1.34 ``pod "NAME" deleted from NS namespace`` (kubernetes/kubectl
     commit 2fa4a2458, first tagged kubernetes-1.34.0; inspektor-gadget PR #4861 met it)."""
+    super_admin: bool
+    """kubeadm init writes super-admin.conf (group system:masters, the init node only) and
+    admin.conf's group is kubeadm:cluster-admins, bound to cluster-admin only once init reaches
+    the API, from 1.29 (kubernetes PR #121305): kube-vip on the init node mounts
+    super-admin.conf until init is done, then admin.conf (kube-vip#684; kubespray's
+    roles/kubernetes/node/tasks/loadbalancer/kube-vip.yml does the same)."""
     flannel: str
     """The default flannel release (network.flannel_version): v0.14.0 below 1.24, the one of the
     seed's era; 1.24-1.30 v0.26.4, the first one published on ghcr.io/flannel-io, where flannel
@@ -79,6 +85,7 @@ def _row(minor: str, pause: str) -> Minor:
         kubeconfig_user="" if n < 20 else "kubeadm alpha kubeconfig user" if n == 20
         else "kubeadm kubeconfig user",
         deleted='{kind} "{name}" deleted' + (" from {namespace} namespace" if n >= 34 else ""),
+        super_admin=n >= 29,
     )
 
 
@@ -108,6 +115,14 @@ MINORS: dict[str, Minor] = {m.minor: m for m in (
     _row("1.36", "3.10.2"),
     _row("1.37", "3.10.2"),  # from 1.37.0-rc.0's image list (1.37.0's own: unconfirmed)
 )}
+
+
+KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v1.0.3"
+"""kube-vip for ``load_balancer: kube-vip`` on every release (its leader election uses
+coordination.k8s.io/v1 Leases, there since 1.14): the version kubespray pins
+(roles/kubespray_defaults download.yml, its kube-vip manifest "inspired by kube-vip v1.0.3
+config_generator.go"); v1.0.0 was tagged 2025-07-31 (FIELD-NOTES-2 1). ``cluster.vip.image``
+overrides it; the runtime's ``registries`` mirrors serve ghcr.io as for flannel."""
 
 
 class UnknownRelease(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import api_endpoint as A
 from . import stock
 from .cluster import flannel
 from .cluster.join import JOIN_FILE
@@ -37,7 +38,10 @@ Cluster files, as init-master and join-workers would write them:
     exists only while init-master runs: shown as {key}.
 With cluster.load_balancer local, each node's /etc/hosts names the endpoint (a control plane
 as once it serves; before its join it names the init node) and each worker has
-/etc/haproxy/haproxy.cfg.
+/etc/haproxy/haproxy.cfg. With haproxy-keepalived, each control plane has haproxy.cfg,
+keepalived.conf and keepalived's check script. With kube-vip, each control plane has
+{kube_vip} as it is once the cluster runs (from 1.29 the init node's mounts super-admin.conf
+until kubeadm init is done).
 """
 
 TOKEN = "<token>"  # join-workers makes one per run, valid 15 minutes
@@ -53,7 +57,7 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
     for node in inv.nodes:
         t = Target(inv, node)
         for step in prepare_steps(runtime=inv.cluster.runtime,
-                                  proxy=inv.load_balancer == "local"):
+                                  proxy=A.runs_services(inv)):
             reason = step.skip(t)
             if reason:
                 skipped.add(f"  - {step.name}: {reason}")
@@ -77,6 +81,7 @@ def render_all(inv: Inventory, out: Path, flavour: str = stock.DEFAULT) -> list[
             inventory=inv.path, pretty=stock.FLAVOURS[flavour]["os-release"]["PRETTY_NAME"],
             flavour=flavour, partial=partial, init_config=INIT_CONFIG,
             flannel=flannel.MANIFEST, join_file=JOIN_FILE, token=TOKEN, ca_hash=CA_HASH, key=KEY,
+            kube_vip=A.KUBE_VIP_MANIFEST,
             skipped="\n".join(sorted(skipped)) or "  (none)",
         )
     )
@@ -91,4 +96,7 @@ def cluster_files(inv: Inventory) -> list[tuple[str, str, str]]:
     out += [(n.name, JOIN_FILE, join_config(inv, n, TOKEN, CA_HASH, KEY))
             for n in inv.control_plane if n != inv.init_node]
     out += [(w.name, JOIN_FILE, join_config(inv, w, TOKEN, CA_HASH)) for w in inv.workers]
+    if inv.load_balancer == "kube-vip":
+        out += [(n.name, A.KUBE_VIP_MANIFEST, A.kube_vip_manifest(inv, n, A.ADMIN_CONF))
+                for n in inv.control_plane]
     return out

@@ -15,8 +15,10 @@ from . import endpoints, releases
 from .errors import InventoryError
 from .models import (
     DEFAULT_REGISTRIES,
+    ENDPOINT_PORTS,
     KUBERNETES_REPOS,
     SSH,
+    VIP_KINDS,
     Bastion,
     Cluster,
     Containerd,
@@ -30,6 +32,7 @@ from .models import (
     Repo,
     Repos,
     Verify,
+    Vip,
 )
 
 # \Z, not $ (which also matches before a final newline); ASCII: \d is 0-9, not any digit.
@@ -339,7 +342,8 @@ CLUSTER: Spec = {
     "service_cidr": _cidr,
     "proxy_mode": _enum("ipvs", "iptables", "nftables"),
     "control_plane_endpoint": _optional(_endpoint),
-    "load_balancer": _optional(_enum("none", "local", "external")),
+    "load_balancer": _optional(_enum("none", "local", "external", *VIP_KINDS)),
+    "vip": lambda v: v,  # checked as its own section (VIP), for per-key line numbers
     "container_runtime": _optional(_enum("docker", "containerd")),
     "cgroup_driver": _enum("systemd", "cgroupfs"),
     "allow_cgroup_v1": _bool,
@@ -422,6 +426,23 @@ def _dns_label(value: Any) -> str:
     return text
 
 
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\Z")  # the kernel's IFNAMSIZ is 16 with the NUL
+
+
+def _ifname(value: Any) -> str:
+    text = _str(value)
+    if not _IFNAME.match(text) or text in (".", ".."):
+        raise ValueError("is not a network interface name (as `ip -4 addr` lists them, e.g. "
+                         "eth0 or ens192)")
+    return text
+
+
+VIP: Spec = {
+    "interface": _ifname,
+    "prefix": _int_range(1, 32),
+    "router_id": _int_range(1, 255),
+    "image": _image_repo,
+}
 VERIFY: Spec = {
     "namespace": _dns_label,
     "busybox_image": _image_repo,
@@ -628,6 +649,57 @@ def _control_planes(ctx: _Ctx, nodes: list[Node], cluster: Cluster) -> None:
         ctx.add(("cluster", "control_plane_endpoint"),
                 f"{endpoint!r}: load_balancer local needs a name (every node's /etc/hosts maps "
                 "it), not an address; or use load_balancer external")
+    _vip(ctx, nodes, cluster, kind)
+
+
+def _vip(ctx: _Ctx, nodes: list[Node], cluster: Cluster, kind: str) -> None:
+    """kube-vip and haproxy-keepalived: the VIP is the endpoint's host, an address of the
+    control planes' subnet that no node has, on a named interface; the port is the API
+    server's (kube-vip) or haproxy's, never 6443 (haproxy-keepalived)."""
+    if kind not in VIP_KINDS:
+        if cluster.vip is not None:
+            ctx.add(("cluster", "vip"), f"is only read with load_balancer {' or '.join(VIP_KINDS)}"
+                    f" (this cluster's is {kind}): drop it or set load_balancer")
+        return
+    endpoint = cluster.control_plane_endpoint
+    where = ("cluster", "control_plane_endpoint")
+    if not endpoint:
+        ctx.add(where, f"load_balancer {kind} needs the virtual IP here (a free address of the "
+                       "control-plane nodes' subnet, e.g. 192.168.1.100)")
+        return
+    host, _, port = endpoint.partition(":")
+    try:
+        vip = ipaddress.IPv4Address(host)
+    except ValueError:
+        ctx.add(where, f"{endpoint!r}: load_balancer {kind} needs an IPv4 address here (the "
+                       "virtual IP), not a name")
+        return
+    want = ENDPOINT_PORTS[kind]
+    if kind == "kube-vip" and port and int(port) != want:
+        ctx.add(where, f"{endpoint!r}: kube-vip (ARP mode) hands the VIP to the API servers' own "
+                       f"port {want}: write {host}:{want} or just {host}")
+    if kind == "haproxy-keepalived" and port and int(port) == 6443:
+        ctx.add(where, f"{endpoint!r}: haproxy runs on the control-plane nodes, where "
+                       "kube-apiserver already binds *:6443: use another port (the default is "
+                       f"{want}: write just {host})")
+    if cluster.vip is None or not cluster.vip.interface:
+        ctx.add(("cluster", "vip"), f"load_balancer {kind} needs vip.interface: the network "
+                                    "interface of the control-plane nodes that carries their "
+                                    "subnet (see `ip -4 addr` on a node), e.g. {interface: eth0}")
+        return
+    net = ipaddress.IPv4Network(f"{vip}/{cluster.vip.prefix}", strict=False)
+    if vip in (net.network_address, net.broadcast_address) and net.prefixlen < 31:
+        ctx.add(where, f"{host} is the {'network' if vip == net.network_address else 'broadcast'}"
+                       f" address of {net}: pick a free host address")
+    for n in nodes:
+        if str(vip) in (n.address, n.internal_address):
+            ctx.add(where, f"{host} is node {n.name}'s address: the virtual IP must be an "
+                           "address no machine has")
+        elif n.is_control_plane and ipaddress.IPv4Address(n.internal_address) not in net:
+            ctx.add(("cluster", "vip", "prefix"),
+                    f"control-plane node {n.name} ({n.internal_address}) is not in {net}: the "
+                    "virtual IP must be in the control planes' subnet (set vip.prefix to "
+                    "theirs, or pick a VIP there)")
 
 
 
@@ -658,6 +730,9 @@ def validate(data: Any, name: str, loc: Any = None) -> Inventory:
                                         "registries": mirrors})
     if given is None and not mirrors:  # neither registries nor the old key: the default
         mirrors = {name: list(urls) for name, urls in DEFAULT_REGISTRIES}
+    if "vip" in cluster_fields:
+        cluster_fields["vip"] = Vip(**_section(ctx, cluster_fields["vip"], ("cluster", "vip"),
+                                               VIP))
     cluster = Cluster(**cluster_fields)
     docker = Docker(**docker_fields)
     containerd = Containerd(**containerd_fields)

@@ -4,6 +4,7 @@ KubeProxyConfiguration for ``kubeadm init``, a JoinConfiguration for ``kubeadm j
 from __future__ import annotations
 
 from .. import releases
+from ..api_endpoint import api_port
 from ..models import Inventory, Node
 from ..runtimes import RUNTIMES
 from ..templating import render
@@ -35,12 +36,7 @@ def cgroup_v1_opt_out(inv: Inventory) -> bool:
 
 
 def _bind_port(inv: Inventory) -> int:
-    """The API server port: the endpoint's when it is the master's own address, or with
-    ``load_balancer: local`` (the name leads straight to each API server, or to a proxy on the
-    same port); else 6443."""
-    host, _, port = inv.control_plane_endpoint.rpartition(":")
-    same = host == inv.init_node.internal_address or inv.load_balancer == "local"
-    return int(port) if same else 6443
+    return api_port(inv)
 
 
 def cert_sans(inv: Inventory) -> list[str]:

@@ -18,8 +18,8 @@ Step = Phase
 def prepare_steps(pull_images: bool = False, runtime: str = "docker",
                   proxy: bool = False) -> list[Step]:
     """The prepare-nodes steps, in order: the container runtime's step (docker or containerd)
-    only; ``local-proxy`` only with ``proxy`` (``cluster.load_balancer: local``); ``images``
-    only when asked for."""
+    only; ``local-proxy`` and ``keepalived`` only with ``proxy`` (``cluster.load_balancer``
+    local or haproxy-keepalived: api_endpoint.runs_services); ``images`` only when asked for."""
     from . import (
         base_repo,
         bridge,
@@ -29,6 +29,7 @@ def prepare_steps(pull_images: bool = False, runtime: str = "docker",
         hostname,
         hosts,
         ipvs,
+        keepalived,
         kubelet,
         kubernetes,
         local_proxy,
@@ -52,9 +53,11 @@ def prepare_steps(pull_images: bool = False, runtime: str = "docker",
         kubernetes,
         kubelet,
         local_proxy,
+        keepalived,
     )
     other = containerd if runtime == "docker" else docker
-    steps = [m.STEP for m in modules if m is not other and (proxy or m is not local_proxy)]
+    steps = [m.STEP for m in modules
+             if m is not other and (proxy or m not in (local_proxy, keepalived))]
     if pull_images:
         from . import images
 

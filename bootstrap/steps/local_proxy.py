@@ -1,6 +1,7 @@
-"""local-proxy: on a worker of a ``cluster.load_balancer: local`` cluster, haproxy installed,
-configured to balance 127.0.0.1:PORT over every control-plane node's API server, and running
-before join-workers needs it (bootstrap/api_endpoint.py)."""
+"""local-proxy: haproxy installed, configured to balance over every control-plane node's API
+server, and running before the endpoint is needed: on a worker of a ``cluster.load_balancer:
+local`` cluster on 127.0.0.1:PORT, on a control plane of a ``haproxy-keepalived`` one on
+``*:PORT`` (bootstrap/api_endpoint.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from . import Step, Target
 def skip(t: Target) -> str | None:
     if A.needs_proxy(t.inv, t.node):
         return None
-    if t.inv.load_balancer != "local":
-        return f"cluster.load_balancer is {t.inv.load_balancer}"
-    return "a control-plane node reaches its own API server"
+    if t.inv.load_balancer == "local":
+        return "a control-plane node reaches its own API server"
+    if t.inv.load_balancer == "haproxy-keepalived":
+        return "a worker dials the virtual IP"
+    return f"cluster.load_balancer is {t.inv.load_balancer}"
 
 
 def facts(t: Target) -> list[F.Fact]:
@@ -25,7 +28,7 @@ def facts(t: Target) -> list[F.Fact]:
 def plan(t: Target, facts: F.Facts) -> Plan:
     p = Plan()
     if A.PROXY_PACKAGE not in facts[f"rpms:{A.PROXY_PACKAGE}"]:
-        p.install([A.PROXY_PACKAGE], "the local proxy to the API servers")
+        p.install([A.PROXY_PACKAGE], "the proxy to the API servers")
     changed = p.write(A.PROXY_CONFIG, A.proxy_config(t.inv), facts[f"file:{A.PROXY_CONFIG}"])
     p.service(A.PROXY_UNIT, facts[f"unit:{A.PROXY_UNIT}"], "haproxy",
               "haproxy.cfg changed" if changed else "")
