@@ -29,6 +29,7 @@ from ..stages import BATCHES, INIT, LOCAL, Data, Stage
 from ..steps import Target
 from ..steps import hosts as hosts_step
 from ..steps import images as images_step
+from . import kube_vip
 from .common import KUBECTL, K, present
 from .join import (
     JOIN_FILE,
@@ -222,7 +223,8 @@ def phases(ignore: list[str], stamp: str) -> Callable[[Target, Data], list[Phase
         dry_run = data.runner.opts.dry_run
         join = join_phase(data.get("token", PLACEHOLDER), data.get("ca_hash", ""),
                           data.get("certificate_key", KEY_PLACEHOLDER), ignore, dry_run)
-        return [*found, join, _kubeconfig_phase(stamp)]
+        vip = [kube_vip.AFTER_JOIN] if t.inv.load_balancer == "kube-vip" else []
+        return [*found, join, *vip, _kubeconfig_phase(stamp)]
 
     return build
 
@@ -258,7 +260,7 @@ def stages(ignore: list[str], stamp: str) -> tuple[list[Stage], list[Stage], lis
         Stage("upload-certs", init_node, action=upload_stage, on=INIT, once=True,
               when=upload_needed, names=("upload-certs",)),
         Stage("control-plane-join", _others, phases=phases(ignore, stamp), order=BATCHES,
-              batch=1, names=("preflight", "images", "kubeadm-join", "kubeconfig")),
+              batch=1, names=("preflight", "images", "kubeadm-join", "kube-vip", "kubeconfig")),
     ]
     cleanups = [
         Stage("join-files", lambda d: abandoned(d, "todo_cp"), action=_remove_join_file,

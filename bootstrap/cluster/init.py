@@ -1,7 +1,8 @@
 """init-master: the init node's phases, seed 004 steps 5-7 corrected by the field notes.
 
-preflight -> images -> kubeadm-config -> kubeadm-init -> kubeconfig -> flannel, then wait-ready
-(the stages: ``init_stages``).
+preflight -> images -> kubeadm-config -> kube-vip -> kubeadm-init -> kube-vip-admin ->
+kubeconfig -> flannel, then wait-ready (the stages: ``init_stages``; the kube-vip phases only
+with ``cluster.load_balancer: kube-vip``).
 A master that is already initialised is left alone (ok); a failed init shows kubeadm's error
 lines, the kubelet's journal and the pods, and undoes a half-done init with ``kubeadm reset -f``.
 """
@@ -24,7 +25,7 @@ from ..ssh import Session
 from ..stages import INIT, Data, Stage, clean, run_stages
 from ..steps import Target
 from ..workflow import Need
-from . import flannel
+from . import flannel, kube_vip
 from .common import (
     ADMIN_CONF,
     KUBECTL,
@@ -220,11 +221,13 @@ FLANNEL = cluster_phase("flannel", "flannel manifest applied", _flannel_facts, _
 
 
 def init_phases(ignore: list[str], stamp: str | None = None, key: str = "",
-                dry_run: bool = False) -> list[Phase]:
+                dry_run: bool = False, vip: bool = True) -> list[Phase]:
     """The master's phases in order (``key``: several control planes, the certificates are
-    uploaded with it)."""
+    uploaded with it; ``vip``: with kube-vip's phases)."""
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    return [PREFLIGHT, IMAGES, CONFIG, _init_phase(ignore, key, dry_run),
+    before = [kube_vip.BEFORE_INIT] if vip else []
+    after = [kube_vip.after_init(CONTROL_PLANE)] if vip else []
+    return [PREFLIGHT, IMAGES, CONFIG, *before, _init_phase(ignore, key, dry_run), *after,
             _kubeconfig_phase(stamp), FLANNEL]
 
 
@@ -261,7 +264,8 @@ def init_stages(ignore: list[str], fetch: str | None, timeout: int) -> list[Stag
     return [
         *before,
         Stage("init", _init_node, phases=lambda t, d: init_phases(
-            ignore, stamp, d.get("certificate_key", ""), d.runner.opts.dry_run), names=names),
+            ignore, stamp, d.get("certificate_key", ""), d.runner.opts.dry_run,
+            t.inv.load_balancer == "kube-vip"), names=names),
         Stage("fetch-kubeconfig", lambda d: clean(d, _init_node(d)), on=INIT, once=True,
               action=lambda d, session, nodes: fetch_kubeconfig(
                   session, Path(fetch or ""), d.runner.opts.dry_run),
