@@ -38,6 +38,7 @@ NAMES = (
     "ContainerdVersion",
     "NftablesKernel",
     "ControlPlaneEndpoint",
+    "VirtualIP",
     *(f"Port-{p}" for p in MASTER_PORTS),
 )
 
@@ -242,6 +243,94 @@ def _endpoint_fact(inv: Inventory) -> F.Fact:
         lambda out, rc: out.strip() or "ok")
 
 
+ARP_WAIT = 3  # seconds arping -D listens for an answer
+
+
+def _addresses(out: str, rc: int) -> list[tuple[str, str]]:
+    """(interface, address/prefix) of every IPv4 address `ip -4 -o addr show` lists."""
+    found = []
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) > 3 and words[2] == "inet":
+            found.append((words[1].rstrip(":"), words[3]))
+    return found
+
+
+def _arp(out: str, rc: int) -> dict:
+    """arping -D (iputils): exit 0 when nobody answered, 1 when someone did."""
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    replies = [ln for ln in lines if "reply from" in ln.lower()]
+    return {"rc": rc, "replies": replies, "said": lines[-1] if lines else ""}
+
+
+def _vip_facts(inv: Inventory, node: Node) -> list[F.Fact]:
+    """kube-vip and haproxy-keepalived: every node's IPv4 addresses; on the init node, whether
+    anything answers ARP for the VIP (duplicate address detection, no address needed)."""
+    found = [F.Fact("addresses", "ip -4 -o addr show", _addresses)]
+    vip = inv.cluster.vip
+    if node == inv.init_node and inv.vip and vip:
+        found.append(F.Fact("vip-arp", f"arping -D -I {shlex.quote(vip.interface)} -c 2 "
+                                       f"-w {ARP_WAIT} {inv.vip} 2>&1", _arp))
+    return found
+
+
+def _virtual_ip(inv: Inventory, all_facts: dict[str, dict], _offsets) -> list[Finding]:
+    """The VIP: on every control plane the interface exists and carries the VIP's subnet at
+    cluster.vip.prefix; no node has the VIP except the control plane holding it for this
+    cluster; nothing else answers ARP for it."""
+    vip, setting = inv.vip, inv.cluster.vip
+    if not vip or setting is None:
+        return []
+    out: list[Finding] = []
+    address = ipaddress.IPv4Address(vip)
+    iface = setting.interface
+    held = False
+    for name, f in all_facts.items():
+        node = inv.node(name)
+        addrs = f.get("addresses") or []
+        for dev, cidr in addrs:
+            if ipaddress.ip_interface(cidr).ip != address:
+                continue
+            if node.is_control_plane and dev == iface:
+                held = True  # this cluster's kube-vip or keepalived holds it
+            else:
+                out.append(Finding("VirtualIP", ERROR, name,
+                                   f"{vip} is already an address of {name} ({dev}): the virtual "
+                                   "IP must be an address no machine has"))
+        if not node.is_control_plane or "addresses" not in f:
+            continue
+        mine = [c for d, c in addrs if d == iface and ipaddress.ip_interface(c).ip != address]
+        if not any(d == iface for d, _ in addrs):
+            names = ", ".join(sorted({d for d, _ in addrs})) or "none"
+            out.append(Finding("VirtualIP", ERROR, name,
+                               f"no interface {iface} with an IPv4 address (it has: {names}): "
+                               "set cluster.vip.interface to the one that carries the node's "
+                               "address"))
+            continue
+        nets = [ipaddress.ip_interface(c).network for c in mine]
+        match = [n for n in nets if address in n]
+        if not match:
+            out.append(Finding("VirtualIP", ERROR, name,
+                               f"{vip} is not in the subnet of {iface} "
+                               f"({', '.join(mine) or 'no address'}): pick a free address "
+                               "there"))
+        elif all(n.prefixlen != setting.prefix for n in match):
+            out.append(Finding("VirtualIP", ERROR, name,
+                               f"{iface} is {', '.join(mine)}, but cluster.vip.prefix is "
+                               f"{setting.prefix}: set it to {match[0].prefixlen}"))
+    arp = all_facts.get(inv.init_node.name, {}).get("vip-arp")
+    if arp and not held:
+        if arp["rc"] == 1 and arp["replies"]:
+            out.append(Finding("VirtualIP", ERROR, inv.init_node.name,
+                               f"something already answers for {vip} ({arp['replies'][0]}): "
+                               "the virtual IP must be a free address"))
+        elif arp["rc"] not in (0, 1):
+            out.append(Finding("VirtualIP", WARNING, inv.init_node.name,
+                               f"could not check that {vip} is free (arping -D: "
+                               f"{arp['said'] or 'exit ' + str(arp['rc'])})"))
+    return out
+
+
 def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
     """The read-only facts the checks need from one node."""
     found = [
@@ -255,6 +344,8 @@ def facts(inv: Inventory, node: Node, mirror_node: bool) -> list[F.Fact]:
     ]
     if inv.load_balancer == "external":
         found.append(_endpoint_fact(inv))
+    if inv.vip:
+        found += _vip_facts(inv, node)
     if node.is_control_plane:
         found += [
             F.read("listening", "/proc/net/tcp /proc/net/tcp6", _listening),
@@ -564,7 +655,7 @@ def _clocks(inv: Inventory, all_facts: dict[str, dict], offsets: dict[str, float
     ]
 
 
-CHECKS: tuple[Check, ...] = (_per_node, _unique, _clocks)
+CHECKS: tuple[Check, ...] = (_per_node, _unique, _clocks, _virtual_ip)
 
 
 def evaluate(
