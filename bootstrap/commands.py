@@ -340,6 +340,7 @@ def verify(
     workloads = [n for n in names if n in V.WORKLOADS]
     objects = [n for n in names if n in V.OBJECTS]
     pods = [n for n in names if n in V.PODS]
+    failover = "ControlPlaneFailover" in names
     if opts.timeout is not None and opts.timeout < 1:
         raise UsageError("--timeout must be at least 1 (seconds)")
     limit = opts.timeout or V.DEFAULT_TIMEOUT
@@ -362,13 +363,18 @@ def verify(
             reporter.print(O.dry_run_text(inv, limit, opts.keep, last=not pods))
         if pods:
             reporter.print(P.dry_run_text(inv, pods, limit, opts.keep))
+        if failover:
+            from . import verify_failover as FO
+
+            reporter.print(FO.dry_run_text(inv, limit))
         reporter.print(f"verify --dry-run: {len(names)} checks ({', '.join(names)}); nothing "
                        "was read or created")
         return 0
-    runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=False)
+    runner = _runner(inv, reporter, opts, "verify", prompt, interrupt, changes=failover)
     started = time.monotonic()
     try:
-        outcomes = V.run(runner, inv, checks, workloads, objects, pods, limit, opts.keep)
+        outcomes = V.run(runner, inv, checks, workloads, objects, pods, limit, opts.keep,
+                         failover)
     finally:
         runner.close()
     if runner.interrupted:  # the workloads' own cleanup (namespace, label, files) already ran

@@ -22,6 +22,9 @@ class Runtime:
     """Tags ``{source}`` as ``{target}``."""
     evidence: tuple[str, ...]
     """Read-only commands whose output explains a failed init or join."""
+    running: str
+    """Prints the IDs of the running containers of a pod's container ``{name}`` (a static pod's
+    too: works while the API server does not)."""
 
 
 RUNTIMES = {
@@ -30,6 +33,7 @@ RUNTIMES = {
         images="docker images --format '{{.Repository}}:{{.Tag}}'",
         pull="docker pull {image}", tag="docker tag {source} {target}",
         evidence=("systemctl is-active docker kubelet 2>&1",),
+        running="docker ps -q --filter name=k8s_{name}_",  # dockershim's k8s_CONTAINER_POD_...
     ),
     "containerd": Runtime(
         # crictl talks CRI (the kubelet's view); ctr's k8s.io namespace is where CRI keeps images
@@ -41,6 +45,7 @@ RUNTIMES = {
                   "echo '--- crictl ps -a'", "crictl ps -a 2>&1 | tail -n 20",
                   "echo '--- journalctl -u containerd (last 15 lines)'",
                   "journalctl -u containerd -n 15 --no-pager 2>&1 | tail -n 15"),
+        running="crictl ps -q --name '^{name}$'",  # running ones only, by default
     ),
 }
 

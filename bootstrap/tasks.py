@@ -169,7 +169,8 @@ def reset(c: Context, inventory: str = "inventory.yaml", limit: str = "", parall
                     "000's Pod chapter: NoCommand, "
                     "CommandArgs, Env, ContainerPort, Resources, InitContainers, "
                     "LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
-                    "NodePlacement)",
+                    "NodePlacement; and, only when named here because it stops one control "
+                    "plane's API server for a while, ControlPlaneFailover)",
             "keep": "leave verify's namespace and workloads in place afterwards",
             "skip": "skip these checks (comma-separated names)",
             "timeout": "seconds any one observation may take (default 60; the Pod chapter as "
@@ -185,7 +186,9 @@ def verify(c: Context, inventory: str = "inventory.yaml", only: str = "", skip: 
     Nodes Ready at the pinned version and runtime, system pods, kube-proxy's mode, the pod
     network, DNS, seed 004's nginx NodePort test and its three ways to manage objects (run,
     create -f, apply -f), and seed 000's Pod chapter (in a namespace verify deletes afterwards;
-    a node label and a hostPath directory it also removes)."""
+    a node label and a hostPath directory it also removes). `--only ControlPlaneFailover`
+    stops the API server of the control plane holding the endpoint, checks that the endpoint
+    still answers from every node (and that the VIP moved), and starts it again."""
     _run(commands.verify, inventory=inventory, only=only, skip=skip, timeout=timeout,
          dry_run=dry_run, report=report, parallel=parallel, log_dir=log_dir, keep=keep)
 

@@ -388,7 +388,10 @@ OBJECTS = ("ObjectManagement",)
 PODS = ("NoCommand", "CommandArgs", "Env", "ContainerPort", "Resources", "InitContainers",
         "LifecycleHooks", "LivenessProbes", "ReadinessProbe", "RestartPolicy", "NodePlacement")
 """Seed 000's Pod chapter (bootstrap/verify_pods.py), last."""
-NAMES = [*(c.name for c in CHECKS), *WORKLOADS, *OBJECTS, *PODS]
+DISRUPTIVE = ("ControlPlaneFailover",)
+"""Checks that stop something (bootstrap/verify_failover.py): run only when ``--only`` names
+them, last."""
+NAMES = [*(c.name for c in CHECKS), *WORKLOADS, *OBJECTS, *PODS, *DISRUPTIVE]
 
 
 def selected(only: str | None, skip: str | None) -> list[str]:
@@ -406,7 +409,8 @@ def selected(only: str | None, skip: str | None) -> list[str]:
         return out
 
     chosen, skipped = names(only, "--only"), names(skip, "--skip")
-    return [n for n in NAMES if (not chosen or n in chosen) and n not in skipped]
+    return [n for n in NAMES if (n in chosen or (not chosen and n not in DISRUPTIVE))
+            and n not in skipped]
 
 
 def select(only: str | None, skip: str | None) -> list[Check]:
@@ -473,12 +477,13 @@ def _observe(checks: list[Check], limit: int) -> Callable[..., None]:
 
 
 def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], objects: list[str],
-                  pods: list[str], limit: int, keep: bool) -> list:
+                  pods: list[str], limit: int, keep: bool, failover: bool = False) -> list:
     """verify: read every host at once and judge the read-only checks; then the workloads
     (bootstrap/verify_workloads.py), seed 004's object management (verify_objects.py), then the
     Pod chapter's experiments (verify_pods.py), each orchestrated from here, cleaning up after
     itself also after a failure or Ctrl-C (verify's namespace goes with the last of them).
     Every check's result has one shape: ``Outcome``, in the data's ``outcomes``."""
+    from . import verify_failover as FO
     from . import verify_objects as O
     from . import verify_pods as P
     from . import verify_workloads as W
@@ -513,11 +518,15 @@ def verify_stages(inv: Inventory, checks: list[Check], workloads: list[str], obj
               when=lambda d: None if objects else "not chosen"),
         Stage("pods", lambda d: [], action=pods_, on=LOCAL,
               when=lambda d: None if pods else "not chosen"),
+        Stage("failover", lambda d: [], on=LOCAL,
+              action=lambda d, s, n: d.add("outcomes", FO.run(d.runner, d.inv, limit)),
+              when=lambda d: None if failover else "not chosen"),
     ]
 
 
 def run(runner: Any, inv: Inventory, checks: list[Check], workloads: list[str],
-        objects: list[str], pods: list[str], limit: int, keep: bool) -> list[Outcome]:
+        objects: list[str], pods: list[str], limit: int, keep: bool,
+        failover: bool = False) -> list[Outcome]:
     """verify's stages; every check's outcome, in order (none after Ctrl-C stopped them)."""
     from .errors import BootstrapError
     from .stages import Data, run_stages
@@ -525,7 +534,7 @@ def run(runner: Any, inv: Inventory, checks: list[Check], workloads: list[str],
     data = Data(runner, [])
     data.set("seen", {})
     results = run_stages(runner, verify_stages(inv, checks, workloads, objects, pods, limit,
-                                                    keep), data)
+                                                    keep, failover), data)
     broken = [f"{name}: {r.message}" for name, r in results.items() if r.status == "failed"]
     if broken:  # observe records an unreachable host itself: this is a bug, not the cluster
         raise BootstrapError("verify could not observe: " + "; ".join(broken))

@@ -264,7 +264,11 @@ def test_only_and_skip_take_check_names():
             "DNS, NginxNodePort, ObjectManagement, NoCommand, CommandArgs, Env, ContainerPort, "
                 "Resources, "
             "InitContainers, LifecycleHooks, LivenessProbes, ReadinessProbe, RestartPolicy, "
-            "NodePlacement)") in str(exc.value)
+            "NodePlacement, ControlPlaneFailover)") in str(exc.value)
+    # the disruptive check runs only when named
+    assert "ControlPlaneFailover" not in V.selected(None, None)
+    assert V.selected("controlplanefailover", None) == ["ControlPlaneFailover"]
+    assert V.selected("Nodes,ControlPlaneFailover", None) == ["Nodes", "ControlPlaneFailover"]
 
 
 def test_the_plan_reads_kubectl_on_the_master_and_the_tables_on_every_node():
