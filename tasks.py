@@ -17,9 +17,12 @@ from lab import tasks as lab_tasks
             "kubernetes": "Kubernetes version, 1.15 to 1.37 (default 1.20.10, the seed's); "
                           "1.24 and later run on containerd (2.x from 1.36)",
             "control_planes": "control-plane nodes (1, 3, 5 or 7; default 1); with 3 the lab "
-                              "has 5 nodes unless --nodes says otherwise"})
+                              "has 5 nodes unless --nodes says otherwise",
+            "load_balancer": "how nodes reach the API: local (the default with several "
+                             "control planes), kube-vip or haproxy-keepalived (a virtual IP, "
+                             "127.0.B.100 in the lab)"})
 def demo(c: Context, nodes: int = 0, keep: bool = False, os: str = "el8",
-         kubernetes: str = "", control_planes: int = 1) -> None:
+         kubernetes: str = "", control_planes: int = 1, load_balancer: str = "") -> None:
     """Run `up` against a lab of simulated nodes on this machine (no VMs).
 
     By default the seed's CentOS 8 with Docker 20.10 and Kubernetes 1.20.10."""
@@ -27,7 +30,8 @@ def demo(c: Context, nodes: int = 0, keep: bool = False, os: str = "el8",
 
     try:
         code = lab_demo.run(nodes or control_planes + 2, keep, os=os,
-                            kubernetes=kubernetes or None, control_planes=control_planes)
+                            kubernetes=kubernetes or None, control_planes=control_planes,
+                            load_balancer=load_balancer or None)
     except (BootstrapError, RuntimeError) as exc:
         raise Exit(f"demo: {exc}", code=getattr(exc, "exit_code", 1)) from None
     if code:

@@ -19,10 +19,12 @@ VERIFY_ONLY: str | None = None  # every check
 
 
 def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEFAULT_OS,
-        kubernetes: str | None = None, control_planes: int = 1) -> int:
+        kubernetes: str | None = None, control_planes: int = 1,
+        load_balancer: str | None = None) -> int:
     """Bring up the default lab, run `up` on it (and prepare-nodes again: a no-op), show the
     nodes and the journal; tear the lab down unless keep. ``control_planes``: the first nodes
-    are control planes (an HA cluster from 3)."""
+    are control planes (an HA cluster from 3), reached through ``load_balancer`` (the
+    inventory's default: local)."""
     if os not in DOCKER:
         raise LabError(f"--os {os!r}: choose one of {', '.join(DOCKER)}")
     if control_planes > nodes:
@@ -40,11 +42,12 @@ def run(nodes: int = 3, keep: bool = False, log_dir: str = "runs", os: str = DEF
         inventory = str(lab.inventory_path)
         modern = bool(kubernetes) and int(kubernetes.split(".")[1]) >= 24
         pin(inventory, lab.mirror_url, kubernetes, docker=None if modern else DOCKER[os])
-        if control_planes != 1:
-            set_control_planes(inventory, control_planes)
+        if control_planes != 1 or load_balancer:
+            set_control_planes(inventory, control_planes, load_balancer)
         docker = (f", Kubernetes {kubernetes}, containerd" if modern
                   else f", Docker {DOCKER[os]}" if DOCKER[os] else "")
         planes = f", {control_planes} of them control planes" if control_planes != 1 else ""
+        planes += f", load balancer {load_balancer}" if load_balancer else ""
         print(f"demo: {nodes} simulated {NAMES[os]} nodes ({os}{docker}{planes}) are up; "
               f"inventory: {inventory}\n")
         print("demo: invoke up (prepare-nodes: preflight checks, then every node-preparation "

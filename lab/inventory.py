@@ -126,14 +126,27 @@ def pin(path: Path | str, mirror: str | None, kubernetes: str | None = None,
         yaml.safe_dump(data, f, sort_keys=False)
 
 
-def control_planes(path: Path | str, count: int) -> None:
+VIP_HOST = 100
+"""A lab's virtual IP: 127.0.B.100, an address of its block no node takes (nodes are .11 on)."""
+
+
+def control_planes(path: Path | str, count: int, load_balancer: str | None = None) -> None:
     """Make the first ``count`` nodes of a lab inventory control planes (role control-plane),
-    the rest workers, as a user would write an HA inventory."""
+    the rest workers, as a user would write an HA inventory. ``load_balancer``: that kind; for
+    kube-vip and haproxy-keepalived the VIP is 127.0.B.100 on eth0, a /24 (the nodes' links:
+    lab/standins/bin/ip)."""
     with open(path) as f:
         text = f.read()
     data = yaml.safe_load(text)
     for i, node in enumerate(data.get("nodes", [])):
         node["role"] = "control-plane" if i < count else "worker"
+    if load_balancer:
+        cluster = data.setdefault("cluster", {})
+        cluster["load_balancer"] = load_balancer
+        if load_balancer in ("kube-vip", "haproxy-keepalived"):
+            first = data["nodes"][0].get("internal_address") or data["nodes"][0]["address"]
+            cluster["control_plane_endpoint"] = first.rsplit(".", 1)[0] + f".{VIP_HOST}"
+            cluster["vip"] = {"interface": "eth0", "prefix": 24}
     header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("#"))
     with open(path, "w") as f:
         f.write(header)
