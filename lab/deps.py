@@ -37,6 +37,9 @@ PACKAGES: dict[str, str] = {
     "etcd-server": "/usr/bin/etcd",
     "etcd-client": "/usr/bin/etcdctl",
     "haproxy": "/usr/sbin/haproxy",  # the real config check of the haproxy payload (mirror.py)
+    # the real config test (`keepalived -t`) of the keepalived payload (mirror.py); the host's
+    # own keepalived.service stays off (KEEPALIVED_UNIT)
+    "keepalived": "/usr/sbin/keepalived",
 }
 
 COMMANDS: dict[str, str] = {
@@ -161,6 +164,7 @@ def ensure(log=print) -> None:
                                                         for c in absent))
     containerd_loader(log=log)
     host_etcd_off(log=log)
+    host_keepalived_off(log=log)
     if host_sshd_on_wildcard():
         raise DepsError(
             "a host sshd (or something else) listens on 0.0.0.0:22 or [::]:22; lab nodes need "
@@ -221,6 +225,36 @@ def host_etcd_off(log=print) -> None:
             f"something listens on {', '.join(busy)} on the host (a host etcd?). Lab nodes run "
             "their own etcd members on 127.0.B.N only; stop it (e.g. `systemctl disable --now "
             "etcd`).")
+
+
+KEEPALIVED_UNIT = "keepalived.service"
+"""Debian's keepalived enables its unit (and SysV script) when installed; it would hold VIPs on
+the host's interfaces. `install` starts nothing (policy-rc.d 101); `host_keepalived_off` then
+disables and masks it, as host_etcd_off does for etcd. Lab nodes run the payload's stand-in."""
+
+
+def host_keepalived_off(log=print) -> None:
+    """Stop, disable and mask Debian's keepalived service on the host (idempotent; nothing to
+    do without keepalived). A running host keepalived is stopped through systemd or by its
+    pidfile (/run/keepalived.pid), never by name."""
+    if not Path("/usr/sbin/keepalived").exists():
+        return
+    mask = Path("/etc/systemd/system") / KEEPALIVED_UNIT
+    if not (mask.is_symlink() and os.readlink(mask) == "/dev/null"):
+        log(f"lab: disabling and masking the host's {KEEPALIVED_UNIT} (keepalived runs in lab "
+            "nodes only, as a stand-in)")
+        now = ["--now"] if Path("/run/systemd/system").is_dir() else []
+        steps = [["systemctl", "disable", *now, KEEPALIVED_UNIT],
+                 ["systemctl", "mask", KEEPALIVED_UNIT], ["update-rc.d", "keepalived", "disable"]]
+        for argv in steps:
+            if shutil.which(argv[0], path=SEARCH_PATH):
+                subprocess.run(argv, capture_output=True, text=True)
+    try:
+        pid = int(Path("/run/keepalived.pid").read_text().strip())
+        if os.readlink(f"/proc/{pid}/exe") == "/usr/sbin/keepalived":
+            os.kill(pid, 15)
+    except (OSError, ValueError):
+        pass
 
 
 LOADER_PACKAGE = "containerd"

@@ -47,6 +47,8 @@ HIDE_PATTERNS = (
     # Debian's haproxy (lab/deps.py): a CentOS base has none; the mirror's haproxy package
     # carries its own copy for the config check (lab/mirror.py HOST_FILES)
     "haproxy",
+    # Debian's keepalived (lab/deps.py) likewise: the mirror's package carries its own copy
+    "keepalived", "genhash",
 )
 # Debian identity and host secrets hidden from nodes.
 HIDE_FILES = (
@@ -59,6 +61,8 @@ HIDE_FILES = (
     # Debian's haproxy package's configuration: the EL package brings its own /etc/haproxy
     "etc/haproxy", "etc/default/haproxy", "etc/logrotate.d/haproxy",
     "etc/rsyslog.d/49-haproxy.conf",
+    # Debian's keepalived package's configuration: the EL package brings /etc/keepalived
+    "etc/keepalived", "etc/default/keepalived", "etc/dbus-1/system.d/org.keepalived.Vrrp1.conf",
 )
 OPAQUE_DIRS = (
     "usr/lib/systemd/system", "etc/systemd/system", "etc/sudoers.d", "etc/yum.repos.d",

@@ -55,6 +55,8 @@ HOST_FILES: dict[str, dict[str, str]] = {
     # runs its real config check. A node does not see it at /usr/sbin/haproxy once the
     # package's stand-in is there, so the package carries a copy.
     "haproxy": {"/usr/lib/lab/haproxy-real": "/usr/sbin/haproxy"},
+    # Debian's keepalived 2.2.7 likewise: the stand-in runs its real --config-test
+    "keepalived": {"/usr/lib/lab/keepalived-real": "/usr/sbin/keepalived"},
 }
 """Host files a package carries (package path -> host path; absent on the host: left out)."""
 REPOS_EL7 = ("base", "docker-ce", "kubernetes")
@@ -521,7 +523,25 @@ def _haproxy() -> list[Pkg]:
             one("2.4.22", "3.el9_3", tree("el9", "AppStream"), el9=True)]
 
 
-PACKAGES: list[Pkg] = _pkgs() + _el8() + _el9() + _k8s_minors() + _haproxy()
+def _keepalived() -> list[Pkg]:
+    """EL's keepalived (the API's virtual IP, load_balancer haproxy-keepalived): EL7 base
+    1.3.5-19.el7 (seen in CentOS 7.9 rpm -qa output), CentOS 8.5 AppStream 2.1.5-6.el8 (seen
+    in a `dnf info` from AppStream), Rocky 9.4 AppStream 2.2.8-3.el9 (unconfirmed). Files:
+    lab/payloads/keepalived (the stand-in, its VRRP simulation, the unit hooks,
+    /etc/sysconfig/keepalived) and lab/payloads/keepalived@elN (the unit, the stock config).
+    Requires cut to what the lab's base provides (the real ones also name net-snmp-libs,
+    libnl3, ...)."""
+    def one(version: str, release: str, repo: str) -> Pkg:
+        return Pkg("keepalived", version, release, repo, requires=("systemd",),
+                   summary="High Availability monitor built upon LVS, VRRP and service "
+                           "pollers")
+    return [one("1.3.5", "19.el7", "base"),
+            one("2.1.5", "6.el8", tree("el8", "AppStream")),
+            one("2.2.8", "3.el9", tree("el9", "AppStream"))]
+
+
+PACKAGES: list[Pkg] = (_pkgs() + _el8() + _el9() + _k8s_minors() + _haproxy()
+                       + _keepalived())
 REPOS: tuple[str, ...] = (*REPOS_EL7, *[tree(o, r) for o in ("el8", "el9")
                                          for r in ("BaseOS", "AppStream", "extras", "docker-ce")],
                           *[k8s_repo(m) for m in K8S_MINORS])
