@@ -247,3 +247,22 @@ def test_the_virtual_ip_facts_ask_arping_on_the_init_node_only():
     plain = load_text("nodes: [{name: m1, address: 10.0.0.1, role: master}]\n")
     assert not {"addresses", "vip-arp"} & {f.name for f in checks.facts(plain, plain.init_node,
                                                                          False)}
+
+
+def test_keepalived_s_config_passes_the_real_config_test_and_fails_when_broken(tmp_path):
+    """Debian's keepalived 2.2.7 (`lab deps`) checks what we render: clean, no warning."""
+    keepalived = shutil.which("keepalived") or "/usr/sbin/keepalived"
+    inv = inventory("haproxy-keepalived")
+    script = tmp_path / "check_apiserver.sh"
+    script.write_text(A.check_script(inv, inv.node("cp1")))
+    script.chmod(0o755)
+    conf = tmp_path / "keepalived.conf"
+    text = A.keepalived_config(inv, inv.node("cp1")).replace(A.CHECK_SCRIPT, str(script))
+    conf.write_text(text)
+    r = subprocess.run([keepalived, "-t", "-f", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")
+    conf.write_text(text.replace("    enable_script_security\n", ""))
+    bad = subprocess.run([keepalived, "-t", "-f", str(conf)], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode != 0 and "script_security not enabled" in bad.stderr
