@@ -33,9 +33,12 @@ Then TLS: the URL's host must be among the reached API server's certificate SANs
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.client
 import ipaddress
 import json
+import os
 import time
 
 from k8s import common
@@ -73,15 +76,22 @@ class Unreachable(Exception):
 
 def records(data: dict) -> dict[str, dict]:
     """Every API server the cluster has had a record of ({} without a cluster). A state
-    written before HA records (only `control_plane` and `api_up`) gives its one server."""
+    written before HA records (only `control_plane` and `api_up`) gives its one server.
+    A record whose node's kubelet last saw no kube-apiserver manifest (static_present) is
+    returned as a copy with `running` false (the pod is gone; data itself is not changed).
+    This node's static pods are synced first (sync_static, once per process)."""
     if "apiservers" in data:
-        return data.get("apiservers") or {}
-    cp = data.get("control_plane")
-    if not cp:
-        return {}
-    node = (data.get("nodes") or {}).get(cp) or {}
-    return {cp: {"address": node.get("address", ""), "port": endpoint_port(data),
-                 "running": bool(data.get("api_up")), "etcd": False, "sans": {}}}
+        recs = data.get("apiservers") or {}
+    else:
+        cp = data.get("control_plane")
+        if not cp:
+            return {}
+        node = (data.get("nodes") or {}).get(cp) or {}
+        recs = {cp: {"address": node.get("address", ""), "port": endpoint_port(data),
+                     "running": bool(data.get("api_up")), "etcd": False, "sans": {}}}
+    sync_static(data)
+    return {n: dict(r, running=False) if r.get("running")
+            and not static_present(data, n, "kube-apiserver") else r for n, r in recs.items()}
 
 
 def endpoint_port(data: dict) -> int:
@@ -99,6 +109,210 @@ def any_running(data: dict) -> bool:
 def sync_api_up(data: dict) -> None:
     """Keep the single-control-plane field `api_up` (read by older readers) in step."""
     data["api_up"] = any_running(data)
+
+
+# ---- static pods (the kubelet's file source, lab/k8s/STATE.md "Static pods") ----------------
+# The lab has no kubelet daemon: whichever stand-in runs on a node while its kubelet unit is
+# active (records() is reached by kubectl, kubeadm, crictl, docker and the network stand-ins'
+# k8s_sync) compares /etc/kubernetes/manifests with what this node last published, at the
+# cost of one stat of the directory. The result is /var/lib/lab-cluster/static/<node>.json
+# (mode 0666; the node writes it, any node reads it): {"cluster_id", "mtime" (the dir's
+# st_mtime_ns), "pods": {component: {"present", "gen" (1 + how many times its manifest came
+# back), "started", "stopped" (null while present)}}, "etcd_pending"}. A component without an
+# entry counts as present (a node that never synced). kubeadm reset removes the file (its
+# containers are removed).
+
+MANIFESTS = "/etc/kubernetes/manifests"
+STATIC_DIR = "/var/lib/lab-cluster/static"
+KUBELET_RUNNING = "/run/lab/kubelet/running"  # kept by the kubelet unit hooks
+STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+STATIC_TTL = 1.0
+_STATIC: dict[str, tuple[float, dict]] = {}
+_SYNCED = [False]
+
+
+def static_path(node: str) -> str:
+    return f"{STATIC_DIR}/{node}.json"
+
+
+def static_doc(node: str, fresh: bool = False) -> dict:
+    """NODE's published static pods file ({} without one), cached STATIC_TTL s per process."""
+    now = time.monotonic()
+    hit = _STATIC.get(node)
+    if hit and not fresh and now - hit[0] < STATIC_TTL:
+        return hit[1]
+    try:
+        with open(static_path(node)) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        doc = {}
+    _STATIC[node] = (now, doc)
+    return doc
+
+
+def static_pods(data: dict, node: str) -> dict[str, dict]:
+    """NODE's static pods for this cluster ({} when it never synced in this cluster)."""
+    doc = static_doc(node)
+    if not data.get("cluster_id") or doc.get("cluster_id") != data.get("cluster_id"):
+        return {}
+    return doc.get("pods") or {}
+
+
+def static_present(data: dict, node: str, component: str) -> bool:
+    """COMPONENT's manifest is in NODE's manifests dir as its kubelet last saw it."""
+    return bool((static_pods(data, node).get(component) or {}).get("present", True))
+
+
+def sync_static(data: dict, force: bool = False) -> None:
+    """This node's kubelet syncing its static pods (once per process unless FORCE): only
+    while kubelet.service runs (a stopped kubelet notices nothing; containers outlive it).
+    A manifest gone: its pod stops (stopped = now); back: a new container (gen + 1). The
+    etcd member (k8s/etcd.py) is stopped / started again by PID, as root only: a non-root
+    caller leaves `etcd_pending` for the next root sync."""
+    if _SYNCED[0] and not force:
+        return
+    _SYNCED[0] = True
+    cid = data.get("cluster_id")
+    if not cid or not os.path.exists(KUBELET_RUNNING):
+        return
+    try:
+        mtime = os.stat(MANIFESTS).st_mtime_ns
+    except OSError:
+        return
+    from k8s import state  # late: state imports nothing of ours, but keep this module light
+
+    node = state.kubelet_node_name()
+    doc = static_doc(node, fresh=True)
+    same = doc.get("cluster_id") == cid
+    if same and doc.get("mtime") == mtime and not (doc.get("etcd_pending")
+                                                   and os.geteuid() == 0):
+        return
+    try:
+        names = set(os.listdir(MANIFESTS))
+    except OSError:
+        return
+    now = time.time()
+    pods = {k: dict(v) for k, v in (doc.get("pods") or {}).items()} if same else {}
+    etcd_changed = bool(doc.get("etcd_pending")) if same else False
+    for comp in STATIC_PODS:
+        present = f"{comp}.yaml" in names
+        old = pods.get(comp)
+        if old is None:
+            if present:
+                pods[comp] = {"present": True, "gen": 1, "started": now, "stopped": None}
+            continue
+        if bool(old.get("present")) == present:
+            continue
+        if present:
+            pods[comp] = dict(old, present=True, gen=int(old.get("gen", 1)) + 1, started=now,
+                              stopped=None, prev_started=old.get("started"),
+                              prev_stopped=old.get("stopped"))
+        else:
+            pods[comp] = dict(old, present=False, stopped=now)
+        etcd_changed = etcd_changed or comp == "etcd"
+    for comp, pod in pods.items():
+        if pod.get("present") and pod.get("mtime_seen") != mtime:
+            pod.update(_manifest_spec(comp), mtime_seen=mtime)
+    pending = etcd_changed and not _etcd_follow(pods.get("etcd"))
+    new = {"cluster_id": cid, "node": node, "mtime": mtime, "pods": pods,
+           "etcd_pending": pending}
+    if new != doc:
+        os.makedirs(STATIC_DIR, mode=0o777, exist_ok=True)
+        common.write_file(static_path(node), json.dumps(new), 0o666)
+        _STATIC[node] = (time.monotonic(), new)
+
+
+def _manifest_spec(comp: str) -> dict:
+    """image and command of a static pod's manifest (its first container), for the runtime's
+    listings; {} when unreadable."""
+    try:
+        with open(f"{MANIFESTS}/{comp}.yaml") as fh:
+            doc = common.yaml.safe_load(fh) or {}
+        ctr = ((doc.get("spec") or {}).get("containers") or [{}])[0]
+    except (OSError, ValueError, AttributeError, IndexError, common.yaml.YAMLError):
+        return {}
+    return {"image": str(ctr.get("image") or ""),
+            "command": [str(c) for c in (ctr.get("command") or []) + (ctr.get("args") or [])]}
+
+
+def static_containers(data: dict, node: str) -> list[dict]:
+    """The static pods' containers NODE's runtime holds (only these: the lab's other pods and
+    every pod sandbox are not listed), newest first: per component its current container
+    (running while the manifest is there, else exited) and, after a manifest came back, the
+    exited one before it (the kubelet's container GC keeps recent dead ones). Each: {id (64
+    hex), name, pod, namespace, uid (a static pod's UID is its manifest hash: 32 hex),
+    sandbox (64 hex), image, command, attempt, running, created, finished}."""
+    out: list[dict] = []
+    cid = data.get("cluster_id", "")
+    for comp, pod in sorted(static_pods(data, node).items()):
+        uid = hashlib.md5(f"{cid}/{node}/{comp}".encode()).hexdigest()
+        gens = [(int(pod.get("gen", 1)), pod.get("started") or 0, pod.get("stopped"),
+                 bool(pod.get("present")))]
+        if pod.get("prev_started"):
+            gens.append((gens[0][0] - 1, pod["prev_started"], pod.get("prev_stopped"), False))
+        for gen, started, stopped, running in gens:
+            key = f"{cid}/{node}/{comp}/{gen}"
+            out.append({"id": hashlib.sha256(key.encode()).hexdigest(), "name": comp,
+                        "pod": f"{comp}-{node}", "namespace": "kube-system", "uid": uid,
+                        "sandbox": hashlib.sha256(f"{key}/sandbox".encode()).hexdigest(),
+                        "image": pod.get("image", ""), "command": pod.get("command") or [],
+                        "attempt": 0, "running": running, "created": float(started),
+                        "finished": None if running else float(stopped or started)})
+    out.sort(key=lambda c: -c["created"])
+    return out
+
+
+def human_duration(seconds: float) -> str:
+    """docker/go-units HumanDuration (duration.go), as crictl and docker print CREATED."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def _etcd_follow(pod: dict | None) -> bool:
+    """Make the local etcd member follow its manifest (stop it by PID / start it from its
+    data dir); False when this process cannot (not root)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        from k8s import etcd
+    except ImportError:
+        return True
+    if pod is None or pod.get("present"):
+        etcd.boot()  # starts the saved member while the manifest is there; else nothing
+    else:
+        rec = etcd.running()
+        if rec is not None:
+            etcd.stop_member(rec["name"])
+    return True
+
+
+def forget_static(node: str) -> None:
+    """kubeadm reset: the node's containers are removed, nothing is left to list."""
+    with contextlib.suppress(OSError):
+        os.unlink(static_path(node))
+    _STATIC.pop(node, None)
 
 
 def etcd_healthy(address: str, timeout: float = 2.0) -> bool:
@@ -235,30 +449,18 @@ def _by_address(data: dict) -> dict[str, str]:
     return {r["address"]: n for n, r in records(data).items() if r.get("address")}
 
 
-def _dial(data: dict, addr: str, port: int, own: str) -> tuple[str | None, str, str]:
-    """One address: (API server node or None, error kind, Go error) of a TLS dial."""
-    dial = f"dial tcp {addr}:{port}"
-    refused = (None, "refused", f"{dial}: connect: connection refused")
-    servers = _by_address(data)
-    if addr in servers:
-        name = servers[addr]
-        rec = records(data)[name]
-        if int(rec.get("port") or 6443) == port and up(data, name):
-            return name, "", ""
-        return refused
-    nodes = {i.get("address") for i in (data.get("nodes") or {}).values()}
-    ip = ipaddress.ip_address(addr)
-    if not ip.is_loopback:
-        return None, "timeout", f"{dial}: i/o timeout"
-    if addr in nodes and addr != own:
-        return refused  # another node: nothing of ours listens there
-    snap = haproxy()
+def _via_haproxy(data: dict, snap: dict | None, addr: str, port: int,
+                 exact: bool = False) -> tuple[str | None, str, str] | None:
+    """A connection to ADDR:PORT accepted by the haproxy whose loaded config is SNAP: (API
+    server node or None, error kind, Go error); None when no frontend binds there (EXACT: a
+    bind to that very address only, not a wildcard)."""
     fe = _frontend(snap, addr, port) if snap else None
-    if fe is None:
-        return refused
+    if fe is None or (exact and not any(a == addr for a, _ in fe.get("binds", []))):
+        return None
     if fe.get("mode") != "tcp":
         return None, "http", "tls: first record does not look like a TLS handshake"
-    backend = (snap.get("backends") or {}).get(fe.get("backend") or "")
+    servers = _by_address(data)
+    backend = ((snap or {}).get("backends") or {}).get(fe.get("backend") or "")
     for srv in (backend or {}).get("servers", []):
         target = servers.get(srv.get("address", ""))
         rec = records(data).get(target or "")
@@ -269,6 +471,64 @@ def _dial(data: dict, addr: str, port: int, own: str) -> tuple[str | None, str, 
         if not srv.get("check"):
             break  # no health check: haproxy sends the connection there, and it fails
     return None, "eof", "EOF"
+
+
+def _haproxy_on(node: str, own_node: bool) -> dict | None:
+    """NODE's running haproxy's loaded config: this node's snapshot, else what NODE's haproxy
+    hook published in the cluster dir (lab/k8s/STATE.md "Virtual IPs")."""
+    if own_node:
+        return haproxy()
+    from k8s import vip
+
+    return vip.haproxy_of(node)
+
+
+def _vip_state(data: dict) -> tuple[dict, dict[str, str]]:
+    """({held address: (node, prefix, interface)}, {node: address}); empty without VIPs."""
+    try:
+        from k8s import vip
+    except ImportError:
+        return {}, {}
+    held = vip.holders(data)
+    return held, vip.node_addresses(data) if held or os.path.isdir(vip.DIR) else {}
+
+
+def _same_block(addr: str, own: str) -> bool:
+    """ADDR is in this node's eth0 subnet (the lab's block, /24): ARP asks for it there."""
+    try:
+        return ipaddress.ip_address(addr) in ipaddress.ip_network(f"{own}/24", strict=False)
+    except ValueError:
+        return False
+
+
+def _dial(data: dict, addr: str, port: int, own: str) -> tuple[str | None, str, str]:
+    """One address: (API server node or None, error kind, Go error) of a TLS dial. A virtual
+    IP behaves as its holder's address (k8s/vip.py); another node's address, at a port its
+    published haproxy binds, reaches that haproxy; an address of the lab's block nobody holds
+    gets no ARP answer: `connect: no route to host`."""
+    dial = f"dial tcp {addr}:{port}"
+    refused = (None, "refused", f"{dial}: connect: connection refused")
+    ip = ipaddress.ip_address(addr)
+    if not ip.is_loopback:
+        return None, "timeout", f"{dial}: i/o timeout"
+    servers = _by_address(data)
+    held, addresses = _vip_state(data)
+    me = next((n for n, a in addresses.items() if a == own), common.hostname())
+    node = held[addr][0] if addr in held else servers.get(addr) or next(
+        (n for n, a in addresses.items() if a == addr), None)
+    if node is not None and (addr in held or addr in servers or addr != own):
+        rec = records(data).get(node)
+        if rec and int(rec.get("port") or 6443) == port:
+            return (node, "", "") if up(data, node) else refused
+        got = _via_haproxy(data, _haproxy_on(node, node == me or addr == own), addr, port)
+        return got or refused
+    nodes = {i.get("address") for i in (data.get("nodes") or {}).values()}
+    if addr in nodes and addr != own:
+        return refused  # another node: nothing of ours listens there
+    if addr != own and addr != "127.0.0.1" and _same_block(addr, own):
+        got = _via_haproxy(data, haproxy(), addr, port, exact=True)
+        return got or (None, "noroute", f"{dial}: connect: no route to host")
+    return _via_haproxy(data, haproxy(), addr, port) or refused
 
 
 def own_address() -> str:

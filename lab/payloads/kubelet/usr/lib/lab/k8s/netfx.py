@@ -352,6 +352,10 @@ def sync(data: dict, facts: dict) -> dict:
     """Bring this node's network state to what its running pods keep; return the facts the
     kubelet reports about it ({'cni0': address or None})."""
     name = facts.get("name", "")
+    with contextlib.suppress(Exception):  # kube-vip's static pod (k8s/kubevip.py): publish it
+        from k8s import kubevip
+
+        kubevip.sync(bool(facts.get("kubelet_active")))
     # pods learn what to do from the API server: nothing new while it is down (e.g. the
     # kubelet started by a new `kubeadm init` still sees the reset cluster's state)
     from k8s import apiserver

@@ -15,7 +15,9 @@ ClusterRoleBindings of plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go
 for system:masters, the discovery roles for everyone, admin/edit/view aggregated from their
 system:aggregate-to-* roles, whose rules are copied below from policy.go of the 1.20 line),
 kubeadm's kubeadm:get-nodes, then the ClusterRoleBindings, ClusterRoles, RoleBindings and Roles
-applied or created with kubectl (state.json `objects`). The Node authorizer is not simulated.
+applied or created with kubectl (state.json `objects`; also kubeadm 1.29+'s
+kubeadm:cluster-admins, stored there by `kubeadm init`: cluster_admins_binding). The Node
+authorizer is not simulated.
 """
 
 from __future__ import annotations
@@ -121,6 +123,24 @@ BUILTIN_BINDINGS = [
     ("kubeadm:get-nodes", "kubeadm:get-nodes",
      [(GROUP, "system:bootstrappers:kubeadm:default-node-token")]),
 ]
+
+
+CLUSTER_ADMINS = "kubeadm:cluster-admins"
+
+
+def cluster_admins_binding(created: float) -> tuple[str, dict]:
+    """kubeadm 1.29+'s ClusterRoleBinding kubeadm:cluster-admins (phases/kubeconfig
+    EnsureAdminClusterRoleBindingImpl: roleRef ClusterRole cluster-admin, subject Group
+    kubeadm:cluster-admins, no labels), which binds admin.conf's group. `kubeadm init` creates
+    it through super-admin.conf once the API answers at the controlPlaneEndpoint; it is then
+    an ordinary object of state.json `objects` (state key, object): kubectl lists it, deletes it
+    (admin.conf is then forbidden everything, as on a real cluster) and RBAC honours it."""
+    obj = {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding",
+           "metadata": {"name": CLUSTER_ADMINS},
+           "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
+           "subjects": [{"apiGroup": RBAC, "kind": GROUP, "name": CLUSTER_ADMINS}],
+           "created": created, "lab_unapplied": True}
+    return f"clusterrolebinding.{RBAC}//{CLUSTER_ADMINS}", obj
 
 
 class Unauthorized(Exception):
