@@ -56,6 +56,12 @@ def wait_ready(nodes: list[Node], timeout: float = 30.0) -> None:
             time.sleep(0.01)
 
 
+def lab_mac(address: str) -> str:
+    """The MAC a lab machine answers ARP with (lab/CONTRACT.md "Virtual IPs"): 52:54:00:00 and
+    the address's last two bytes, as the nodes' eth0 would be told apart on a real segment."""
+    return "52:54:00:00:" + ":".join(f"{int(x):02x}" for x in address.split(".")[2:])
+
+
 def _port_open(address: str, port: int = 22) -> bool:
     s = socket.socket()
     s.settimeout(0.2)
@@ -246,6 +252,8 @@ class Lab:
         for node in self.all_nodes:
             _check_address_free(node.address)
             node.prepare()
+        (self.cluster_dir / "machines.json").write_text(json.dumps(
+            {nd.address: lab_mac(nd.address) for nd in self.all_nodes}) + "\n")
         try:
             for node in self.all_nodes:
                 node.spawn(lay, init)
