@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 PAYLOADS = Path(__file__).resolve().parents[2] / "lab" / "payloads"
 PACKAGES = ("chrony conntrack-tools ipset ipvsadm yum-utils docker-ce-19.03.15 "
             "docker-ce-cli-19.03.15 containerd.io kubelet-1.20.10 kubeadm-1.20.10 "
-            "kubectl-1.20.10 haproxy")
+            "kubectl-1.20.10 haproxy keepalived")
 
 
 def ssh_argv(lab, node, script: str, user: str = "root") -> list[str]:
