@@ -319,11 +319,21 @@ def _delete_dead(data: Data, session: Session, nodes: list[Node]) -> StepResult:
                       + _last_line(out.stderr or out.stdout))
 
 
+LIST_TRIES = 3
+"""Tries of the member list when kubectl cannot connect (the API endpoint's VIP may be moving,
+its holder's haproxy between health checks): 2 s apart."""
+
+
 def _members(data: Data, session: Session) -> tuple[list[etcd.Member], set[str]]:
     """The members and the IDs of the healthy ones, read through the init node's etcd pod."""
     via = data.inv.init_node
-    listed = session.run(etcd.members_command(via), what="list the etcd members",
-                         readonly=True, timeout=60)
+    for attempt in range(LIST_TRIES):  # a connection lost while a VIP moves: ask again
+        listed = session.run(etcd.members_command(via), what="list the etcd members",
+                             readonly=True, timeout=60)
+        if listed.ok or "Unable to connect to the server" not in listed.stderr + listed.stdout:
+            break
+        if attempt + 1 < LIST_TRIES:
+            time.sleep(2)
     if not listed.ok:
         raise BootstrapError(f"{via.name}: cannot list the etcd members: "
                              + _last_line(listed.stderr or listed.stdout))

@@ -457,7 +457,7 @@ def own_address() -> str | None:
     try:
         for line in Path("/etc/hosts").read_text().splitlines():
             f = line.split("#")[0].split()
-            ok = len(f) > 1 and not f[0].startswith("127.0.0.1") and ":" not in f[0]
+            ok = len(f) > 1 and f[0] != "127.0.0.1" and ":" not in f[0]
             if ok and name in f[1:]:
                 return f[0]
     except OSError:

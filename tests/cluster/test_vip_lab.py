@@ -196,12 +196,20 @@ def test_06_haproxy_keepalived_prepare_init_join_verify_with_failover(vip):
     assert rc == 0, out
     by = {c["check"]: c for c in data["checks"]}
     assert by["Endpoint"]["observed"] == f"5 nodes reach {address(the_lab)}:8443"
-    unchanged(rec, "prepare-nodes")
+    for command in ("prepare-nodes", "init-master", "join-workers"):
+        unchanged(rec, command)
 
 
 def test_07_haproxy_keepalived_reset_of_the_holder_moves_the_vip(vip):
+    """keepalived preempts: the init node (the highest priority) holds the VIP again after the
+    failover. reset never takes the init node, so another control plane is listed first, as
+    the README says to remove the init node."""
     the_lab, rec = vip
     (holder,) = holders(the_lab)
+    assert holder == the_lab.nodes[0].name
+    data = yaml.safe_load(the_lab.inventory_path.read_text())
+    data["nodes"][0], data["nodes"][1] = data["nodes"][1], data["nodes"][0]
+    the_lab.inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
     run = rec("reset", yes=True, limit=holder)
     assert run.rc == 0, run.console
     now = holders(the_lab)
