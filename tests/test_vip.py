@@ -135,6 +135,12 @@ def test_kube_vip_s_phases_swap_to_admin_conf_after_init_then_change_nothing():
     before = kube_vip.BEFORE_INIT.plan(t, _facts(kube_vip.BEFORE_INIT, None, False))
     (write,) = before.files()
     assert "path: /etc/kubernetes/super-admin.conf" in write.content and write.mode == 0o600
+    # planned with init's other phases, from the facts before init: it starts from what the
+    # kube-vip phase leaves, so it swaps to admin.conf
+    after = kube_vip.after_init(None).plan(t, _facts(None, None, False))
+    assert "path: /etc/kubernetes/admin.conf" in after.files()[0].content
+    # a re-run after an init whose swap did not happen: kube-vip leaves it, kube-vip-admin swaps
+    assert not kube_vip.BEFORE_INIT.plan(t, _facts(None, write.content, True)).actions
     after = kube_vip.after_init(None).plan(t, _facts(None, write.content, True))
     assert "path: /etc/kubernetes/admin.conf" in after.files()[0].content
     assert "answers through the VIP" in after.summary()  # it waits for the VIP to answer
@@ -142,6 +148,10 @@ def test_kube_vip_s_phases_swap_to_admin_conf_after_init_then_change_nothing():
     settled = after.files()[0].content
     for phase in (kube_vip.BEFORE_INIT, kube_vip.after_init(None)):
         assert not phase.plan(t, _facts(phase, settled, True)).actions  # a re-run: no change
+    old = inventory(version="1.28.2")  # before 1.29: admin.conf from the start, nothing to swap
+    told = Target(old, old.init_node)
+    assert kube_vip.BEFORE_INIT.plan(told, _facts(None, None, False)).files()
+    assert not kube_vip.after_init(None).plan(told, _facts(None, None, False)).actions
     joined = kube_vip.AFTER_JOIN.plan(Target(inv, inv.node("cp2")), _facts(None, None, True))
     assert "path: /etc/kubernetes/admin.conf" in joined.files()[0].content
     assert not any("readyz" in getattr(a, "command", "") for a in joined.actions)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .. import api_endpoint as A
 from .. import facts as F
-from ..plan import Plan
+from ..plan import FileState, Plan
 from ..steps import Target
 from ..workflow import Need, Phase
 from .common import ADMIN_CONF, present
@@ -50,9 +50,17 @@ def wait_command() -> str:
 def _plan(after: bool, wait: bool):
     def plan(t: Target, facts: F.Facts) -> Plan:
         p = Plan()
-        conf = A.kube_vip_kubeconfig(t.inv, t.node, after or _initialised(facts))
+        initialised = _initialised(facts)
+        if not after and initialised:
+            return p  # kube-vip-admin keeps an initialised node's manifest
+        conf = A.kube_vip_kubeconfig(t.inv, t.node, after or initialised)
+        before = facts[f"file:{A.KUBE_VIP_MANIFEST}"]
+        if wait and not initialised:  # planned before init from the same facts: start from
+            # what the kube-vip phase leaves (a 1.29+ init node's mounts super-admin.conf)
+            prior = A.kube_vip_kubeconfig(t.inv, t.node, False)
+            before = FileState(A.kube_vip_manifest(t.inv, t.node, prior), 0o600, "root", "root")
         written = p.write(A.KUBE_VIP_MANIFEST, A.kube_vip_manifest(t.inv, t.node, conf),
-                          facts[f"file:{A.KUBE_VIP_MANIFEST}"], mode=0o600)
+                          before, mode=0o600)
         if written and wait:
             p.run(wait_command(), "kube-vip restarted with admin.conf",
                   label=f"wait until {t.inv.control_plane_endpoint} answers through the VIP")
