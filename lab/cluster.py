@@ -57,7 +57,7 @@ def wait_ready(nodes: list[Node], timeout: float = 30.0) -> None:
 
 
 def lab_mac(address: str) -> str:
-    """The MAC a lab machine answers ARP with (lab/CONTRACT.md "Virtual IPs"): 52:54:00:00 and
+    """The MAC a lab machine answers ARP with (lab/CONTRACT.md "arping"): 52:54:00:00 and
     the address's last two bytes, as the nodes' eth0 would be told apart on a real segment."""
     return "52:54:00:00:" + ":".join(f"{int(x):02x}" for x in address.split(".")[2:])
 
