@@ -148,3 +148,18 @@ def restore_coredns(the_lab: Lab) -> None:
     with open(path, "r+") as fh:  # in place, as the stand-ins rewrite it
         fh.truncate(0)
         fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def members(the_lab: Lab) -> dict[str, bool]:
+    """etcd's members by name -> healthy, read on the init node as reset and verify read them."""
+    from bootstrap.cluster import etcd
+    from bootstrap.inventory import load
+
+    inv = load(str(the_lab.inventory_path))
+    master = next(n for n in the_lab.nodes if n.name == inv.init_node.name)
+    listed = master.run(etcd.members_command(inv.init_node), timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    found = etcd.parse_members(listed.stdout)
+    health = etcd.parse_health(master.run(etcd.health_command(inv.init_node, found),
+                                          timeout=120).stdout)
+    return {m.name: any(health.get(u) for u in m.client_urls) for m in found}

@@ -16,11 +16,10 @@ import pytest
 import yaml
 
 from bootstrap.cluster import control_plane as C
-from bootstrap.cluster import etcd as E
 from lab.inventory import control_planes, pin
 from lab.pytest_plugin import module_lab
 
-from . import Recorder, cluster_changes, verify
+from . import Recorder, cluster_changes, members, verify
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 KEYS: list[str] = []
@@ -53,19 +52,6 @@ def keep_keys(monkeypatch):
 
 def sh(node, cmd: str):
     return node.run(cmd, timeout=120)
-
-
-def members(the_lab) -> dict[str, bool]:
-    """etcd's members by name -> healthy, read on the init node as reset and verify read them."""
-    from bootstrap.inventory import load
-
-    inv = load(str(the_lab.inventory_path))
-    master = the_lab.nodes[0]
-    listed = sh(master, E.members_command(inv.init_node))
-    assert listed.returncode == 0, listed.stderr
-    found = E.parse_members(listed.stdout)
-    health = E.parse_health(sh(master, E.health_command(inv.init_node, found)).stdout)
-    return {m.name: any(health.get(u) for u in m.client_urls) for m in found}
 
 
 def test_01_an_external_endpoint_nobody_answers_is_refused_before_any_change(ha):

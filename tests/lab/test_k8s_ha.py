@@ -87,27 +87,36 @@ def members(lab, via) -> list[dict]:
     return json.loads(r.stdout).get("members", [])
 
 
+def install_kubernetes(the_lab, nodes, version: str = "1.30.1",
+                       disabled: tuple[str, ...] = ()) -> None:
+    """containerd 1.6 and kubelet, kubeadm, kubectl of VERSION from the lab's mirror on NODES
+    (in parallel), containerd configured, swap off, the kubelet's sysctls set: what
+    prepare-nodes leaves, done by hand so that the stand-ins are driven directly. DISABLED:
+    more of the mirror's repos, written but disabled (for a later --enablerepo)."""
+    rids = ("base", "docker-ce", mirror.k8s_repo(version.rsplit(".", 1)[0]), *disabled)
+    repo = "".join(f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl={the_lab.mirror_url}"
+                   f"{rid}/\nenabled={0 if rid in disabled else 1}\ngpgcheck=0\n\n"
+                   for rid in rids)
+
+    def prepare(node) -> None:
+        r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
+                 f"yum install -y -q containerd.io-1.6.33 kubelet-{version} kubeadm-{version} "
+                 f"kubectl-{version} >/dev/null && cat > /etc/containerd/config.toml && "
+                 "swapoff -a && modprobe br_netfilter && sysctl -qw "
+                 "net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1 && "
+                 "systemctl enable -q --now containerd kubelet", stdin=CONTAINERD)
+        assert r.returncode == 0, r.stderr
+
+    with ThreadPoolExecutor(max(1, len(nodes))) as pool:
+        list(pool.map(prepare, nodes))
+
+
 @pytest.fixture(scope="module")
 def lab():
     with module_lab(5) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        rids = ("base", "docker-ce", mirror.k8s_repo("1.30"), "el9/AppStream/x86_64/os")
-        repo = "".join(
-            f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl={the_lab.mirror_url}{rid}/\n"
-            f"enabled={0 if rid.startswith('el9') else 1}\ngpgcheck=0\n\n" for rid in rids)
-
-        def prepare(node) -> None:
-            r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
-                     "yum install -y -q containerd.io-1.6.33 kubelet-1.30.1 kubeadm-1.30.1 "
-                     "kubectl-1.30.1 >/dev/null && cat > /etc/containerd/config.toml && "
-                     "swapoff -a && modprobe br_netfilter && sysctl -qw "
-                     "net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1 && "
-                     "systemctl enable -q --now containerd kubelet", stdin=CONTAINERD)
-            assert r.returncode == 0, r.stderr
-
-        with ThreadPoolExecutor(5) as pool:
-            list(pool.map(prepare, the_lab.nodes))
+        install_kubernetes(the_lab, the_lab.nodes, disabled=("el9/AppStream/x86_64/os",))
         yield the_lab
 
 

@@ -8,13 +8,11 @@ The tests run in file order and build on one another (one cluster)."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_k8s_ha import CONTAINERD, SOCK, TOKEN
+from test_k8s_ha import SOCK, TOKEN, install_kubernetes
 from test_k8s_lab import root
 
-from lab import mirror
 from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -81,21 +79,7 @@ def lab():
     with module_lab(3) as the_lab:
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
-        rids = ("base", "docker-ce", mirror.k8s_repo("1.30"))
-        repo = "".join(f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl={the_lab.mirror_url}"
-                       f"{rid}/\nenabled=1\ngpgcheck=0\n\n" for rid in rids)
-
-        def prepare(node) -> None:
-            r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
-                     "yum install -y -q containerd.io-1.6.33 kubelet-1.30.1 kubeadm-1.30.1 "
-                     "kubectl-1.30.1 >/dev/null && cat > /etc/containerd/config.toml && "
-                     "swapoff -a && modprobe br_netfilter && sysctl -qw "
-                     "net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1 && "
-                     "systemctl enable -q --now containerd kubelet", stdin=CONTAINERD)
-            assert r.returncode == 0, r.stderr
-
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(prepare, the_lab.nodes))
+        install_kubernetes(the_lab, the_lab.nodes)
         yield the_lab
 
 

@@ -7,10 +7,10 @@ restarts the real member. One 1-node el7 lab, kubeadm 1.30.1 on containerd."""
 from __future__ import annotations
 
 import pytest
+from test_k8s_ha import install_kubernetes
 from test_k8s_lab import root, wait_for
-from test_k8s_superadmin import CONTAINERD, SOCK, init_config
+from test_k8s_superadmin import SOCK, init_config
 
-from lab import mirror
 from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -24,16 +24,7 @@ def lab():
         if not the_lab.mirror_url:
             pytest.skip("the lab started without a mirror")
         node = the_lab.nodes[0]
-        rids = ("base", "docker-ce", mirror.k8s_repo("1.30"))
-        repo = "".join(f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl={the_lab.mirror_url}"
-                       f"{rid}/\nenabled=1\ngpgcheck=0\n\n" for rid in rids)
-        r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
-                 "yum install -y -q containerd.io-1.6.33 kubelet-1.30.1 kubeadm-1.30.1 "
-                 "kubectl-1.30.1 >/dev/null && cat > /etc/containerd/config.toml && "
-                 "swapoff -a && modprobe br_netfilter && sysctl -qw "
-                 "net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1 && "
-                 "systemctl enable -q --now containerd kubelet", stdin=CONTAINERD)
-        assert r.returncode == 0, r.stderr
+        install_kubernetes(the_lab, [node])
         r = root(the_lab, node, "cat > /root/init.yaml && kubeadm init --config /root/init.yaml",
                  stdin=init_config(node, "1.30.1"))
         assert r.returncode == 0, r.stdout + r.stderr

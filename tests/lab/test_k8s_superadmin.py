@@ -12,20 +12,15 @@ time: the lab has one cluster state). time_scale 0.2 (the endpoint wait: 1 s).""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from test_k8s_ha import install_kubernetes
 from test_k8s_lab import root
 
-from lab import mirror
 from lab.pytest_plugin import module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 SOCK = "unix:///var/run/containerd/containerd.sock"
-CONTAINERD = """version = 2
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.9"
-"""
 ADMIN = "/etc/kubernetes/admin.conf"
 SUPER = "/etc/kubernetes/super-admin.conf"
 VERSIONS = {0: "1.30.1", 1: "1.28.2"}
@@ -64,22 +59,8 @@ def lab():
             pytest.skip("the lab started without a mirror")
         (the_lab.cluster_dir / "time_scale").write_text("0.2")
 
-        def prepare(node) -> None:
-            v = VERSIONS[the_lab.nodes.index(node)]
-            rids = ("base", "docker-ce", mirror.k8s_repo(v.rsplit(".", 1)[0]))
-            repo = "".join(f"[{rid.replace('/', '-')}]\nname={rid}\nbaseurl="
-                           f"{the_lab.mirror_url}{rid}/\nenabled=1\ngpgcheck=0\n\n"
-                           for rid in rids)
-            r = root(the_lab, node, f"cat > /etc/yum.repos.d/lab.repo <<'EOF'\n{repo}EOF\n"
-                     f"yum install -y -q containerd.io-1.6.33 kubelet-{v} kubeadm-{v} "
-                     f"kubectl-{v} >/dev/null && cat > /etc/containerd/config.toml && "
-                     "swapoff -a && modprobe br_netfilter && sysctl -qw "
-                     "net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1 && "
-                     "systemctl enable -q --now containerd kubelet", stdin=CONTAINERD)
-            assert r.returncode == 0, r.stderr
-
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(prepare, the_lab.nodes))
+        for node in the_lab.nodes:  # each its own release
+            install_kubernetes(the_lab, [node], VERSIONS[the_lab.nodes.index(node)])
         yield the_lab
 
 
