@@ -128,3 +128,19 @@ def test_kube_proxy_down_on_one_node_fails_system_pods_and_proxy_mode(cluster, t
         assert check["next"].endswith("then the logs of the one on node1")
     finally:
         faults.unlink()
+
+
+def test_the_failover_check_s_container_query_on_docker(cluster):
+    """ControlPlaneFailover waits on `runtimes.RUNTIMES[...].running` for kube-apiserver's
+    container to go: on this Docker cluster, docker's name filter finds exactly that one."""
+    from bootstrap import runtimes
+
+    the_lab, _rec = cluster
+    master = the_lab.nodes[0]
+    cmd = runtimes.RUNTIMES["docker"].running.format(name="kube-apiserver")
+    ids = master.run(cmd, timeout=60).stdout.split()
+    every = master.run("docker ps -q", timeout=60).stdout.split()
+    assert len(ids) == 1 and len(every) > 1 and ids[0] in every
+    assert master.run("docker ps -q --filter name=k8s_nothing_", timeout=60).stdout == ""
+    bad = master.run("docker ps --filter colour=red", timeout=60)
+    assert bad.returncode == 1 and "Invalid filter 'colour'" in bad.stderr
