@@ -163,3 +163,11 @@ def members(the_lab: Lab) -> dict[str, bool]:
     health = etcd.parse_health(master.run(etcd.health_command(inv.init_node, found),
                                           timeout=120).stdout)
     return {m.name: any(health.get(u) for u in m.client_urls) for m in found}
+
+
+def unchanged(rec: Recorder, command: str) -> None:
+    """COMMAND runs again and changes nothing on any host (a no-op re-run)."""
+    run = rec(command)
+    assert run.rc == 0, run.console
+    assert not any(s["status"] == "changed" for h in run.report["hosts"].values()
+                   for s in h["steps"]), (command, run.console)

@@ -19,7 +19,7 @@ from bootstrap.cluster import control_plane as C
 from lab.inventory import control_planes, pin
 from lab.pytest_plugin import module_lab
 
-from . import Recorder, cluster_changes, members, verify
+from . import Recorder, cluster_changes, members, unchanged, verify
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 KEYS: list[str] = []
@@ -103,10 +103,7 @@ def test_02_prepare_init_join_verify(ha):
 def test_03_second_runs_change_nothing(ha):
     _the_lab, rec = ha
     for command in ("prepare-nodes", "init-master", "join-workers"):
-        run = rec(command)
-        assert run.rc == 0, run.console
-        assert not any(s["status"] == "changed" for h in run.report["hosts"].values()
-                       for s in h["steps"]), (command, run.console)
+        unchanged(rec, command)
 
 
 def test_04_a_removal_that_would_lose_the_quorum_is_refused(ha):

@@ -20,7 +20,7 @@ from bootstrap.inventory import load
 from lab.inventory import control_planes, pin
 from lab.pytest_plugin import module_lab
 
-from . import Recorder, cluster_changes, members, verify
+from . import Recorder, cluster_changes, members, unchanged, verify
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
 
@@ -74,13 +74,6 @@ def edit(the_lab, **cluster) -> str:
             data["cluster"][key] = value
     the_lab.inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return saved
-
-
-def unchanged(rec, command: str) -> None:
-    run = rec(command)
-    assert run.rc == 0, run.console
-    assert not any(s["status"] == "changed" for h in run.report["hosts"].values()
-                   for s in h["steps"]), (command, run.console)
 
 
 def test_01_bad_vips_are_refused_before_any_change(vip):

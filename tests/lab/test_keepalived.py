@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from test_k8s_lab import wait_for
 
 from lab.pytest_plugin import module_lab
 
@@ -41,17 +42,6 @@ def record(lab, node) -> dict | None:
         return json.loads((lab.cluster_dir / "vip" / f"{node.name}.keepalived.json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def wait_for(what, timeout: float = 15, step: float = 0.1):
-    end = time.time() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        if time.time() > end:
-            raise AssertionError("timed out waiting")
-        time.sleep(step)
 
 
 def journal(node) -> str:
